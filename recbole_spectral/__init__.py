@@ -1,0 +1,1 @@
+from recbole_spectral.version import __version__

@@ -1,0 +1,153 @@
+"""RecBole Config that knows the plugin's models, properties and command-line values.
+
+Defaults load in this order, later wins:
+RecBole's overall.yaml -> properties/overall.yaml -> model YAML (RecBole's, then the plugin's)
+-> dataset YAML (RecBole's, then properties/dataset/<dataset>.yaml) -> user config files
+-> config_dict -> command line.
+"""
+import ast
+import os
+
+import yaml
+from recbole.config import Config
+from recbole.utils import ModelType
+
+from recbole_spectral import paths, registry
+from recbole_spectral.errors import ConfigError, SpectralError
+
+_RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
+
+
+def parse_cli_value(text):
+    """Parse one ``--key=value`` value the way RecBole's command line does (numbers, lists, dicts, bools)."""
+    if not isinstance(text, str):
+        return text
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null", "~"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _type_problem(key, value, default):
+    """Why ``value`` cannot stand where ``default`` stood, or None when it can."""
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        # RecBole's own defaults use ints for some float settings (e.g. weight_decay: 0)
+        ok = ok or (isinstance(value, float) and key in _INT_OR_FLOAT_KEYS)
+        expected = "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    elif isinstance(default, (list, dict)):
+        ok = isinstance(value, (list, dict, tuple, int, float, str))
+        expected = "a list or dict"
+    else:
+        return None
+    if ok:
+        return None
+    return f"config key '{key}': expected {expected} (default {default!r}), got {value!r}"
+
+
+_INT_OR_FLOAT_KEYS = {"weight_decay", "reg_weight", "dropout_prob", "alpha", "beta", "threshold"}
+_POSITIVE_KEYS = ("epochs", "train_batch_size", "eval_batch_size", "learning_rate", "embedding_size")
+
+
+class SpectralConfig(Config):
+    """RecBole's :class:`Config` with plugin model resolution and plugin property files.
+
+    ``cmd_config_dict`` holds command-line overrides (already split into key/value pairs); unlike
+    RecBole's Config, ``sys.argv`` is never read, so library callers are not affected by their own argv.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_config_dict=None):
+        self._cmd_overrides = {k: parse_cli_value(v) for k, v in (cmd_config_dict or {}).items()}
+        for file in config_file_list or []:
+            if not os.path.isfile(file):
+                raise ConfigError(f"config file '{file}' does not exist")
+        try:
+            super().__init__(model, dataset, config_file_list, dict(config_dict or {}))
+        except SpectralError:
+            raise
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file is not valid YAML: {str(err).splitlines()[0]}") from err
+        except (ValueError, TypeError, KeyError, NotImplementedError, RuntimeError) as err:
+            raise ConfigError(f"bad config: {err}") from err
+        self._check_values()
+
+    # -- RecBole hooks -------------------------------------------------------------------------
+    def _load_cmd_line(self):
+        return dict(self._cmd_overrides)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None and "model" not in self.external_config_dict:
+            raise ConfigError("no model given: pass --model=<Name> (or 'model' in a config file/dict)")
+        if dataset is None and "dataset" not in self.external_config_dict:
+            raise ConfigError("no dataset given: pass --dataset=<name> (or 'dataset' in a config file/dict)")
+        model = model if model is not None else self.external_config_dict["model"]
+        dataset = dataset if dataset is not None else self.external_config_dict["dataset"]
+        model_class = registry.get_model(model)
+        return model_class.__name__, model_class, str(dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        ours = {
+            "overall": paths.properties_dir() / "overall.yaml",
+            "model": paths.model_properties_file(model),
+            "dataset": paths.dataset_properties_file(dataset),
+        }
+        if model_class.type != ModelType.GENERAL:
+            # RecBole adds per-type quick-start files for these; keep them and lay ours on top.
+            for part in ("overall", "model", "dataset"):
+                self._update_internal_config_dict_if_file(ours[part], dataset_file=part == "dataset")
+            return
+        model_type = self.internal_config_dict["MODEL_TYPE"]
+        self.internal_config_dict = {}
+        rb = _RECBOLE_PROPERTIES
+        for file, is_dataset in (
+            (os.path.join(rb, "overall.yaml"), False),
+            (ours["overall"], False),
+            (os.path.join(rb, "model", f"{model}.yaml"), False),
+            (ours["model"], False),
+            (os.path.join(rb, "dataset", "sample.yaml"), False),
+            (os.path.join(rb, "dataset", f"{dataset}.yaml"), True),
+            (ours["dataset"], True),
+        ):
+            self._update_internal_config_dict_if_file(file, dataset_file=is_dataset)
+        self.internal_config_dict["MODEL_TYPE"] = model_type
+
+    def _update_internal_config_dict_if_file(self, file, dataset_file=False):
+        if not os.path.isfile(file):
+            return
+        loaded = self._update_internal_config_dict(str(file)) or {}
+        if dataset_file:
+            self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self):
+        if "data_path" not in self.external_config_dict and self.dataset != "ml-100k":
+            self.final_config_dict["data_path"] = str(paths.default_data_dir())
+        super()._set_default_parameters()
+
+    # -- validation ----------------------------------------------------------------------------
+    def _check_values(self):
+        for key, value in self.external_config_dict.items():
+            problem = _type_problem(key, value, self.internal_config_dict.get(key))
+            if problem:
+                raise ConfigError(problem)
+        for key in _POSITIVE_KEYS:
+            value = self.final_config_dict.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise ConfigError(f"config key '{key}': expected a positive number, got {value!r}")
+
+    def external_values(self):
+        """The user's own settings (files, dict, command line), as plain values."""
+        return dict(self.external_config_dict)

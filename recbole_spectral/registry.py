@@ -1,0 +1,63 @@
+"""Model resolution: plugin models first, then every RecBole model.
+
+``recbole.utils.get_model`` only searches ``recbole.model.*`` and reports an unknown name with an
+unrelated error, so the plugin resolves names itself and falls through to RecBole for the rest.
+"""
+import importlib
+import pkgutil
+
+from recbole_spectral.errors import SpectralError
+
+# name -> module holding the class of the same name (one model per file, named after it)
+PLUGIN_MODELS = {
+    "SpectraMB": "recbole_spectral.model.spectramb",
+    "SSR": "recbole_spectral.model.ssr",
+}
+
+_RECBOLE_SUBMODULES = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+)
+
+
+def plugin_model_names():
+    """Plugin models whose module is present in this installation."""
+    return [name for name, module in PLUGIN_MODELS.items() if importlib.util.find_spec(module)]
+
+
+def recbole_model_names(submodule="general_recommender"):
+    package = importlib.import_module(f"recbole.model.{submodule}")
+    names = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"recbole.model.{submodule}.{info.name}")
+        names += [n for n in dir(module) if n.lower() == info.name and isinstance(getattr(module, n), type)]
+    return sorted(names)
+
+
+def available_models_line():
+    return (
+        f"plugin models: {', '.join(plugin_model_names())}; "
+        f"RecBole general models: {', '.join(recbole_model_names())} "
+        "(RecBole's sequential, context-aware and knowledge-aware models also resolve)"
+    )
+
+
+def get_model(name):
+    """Return the model class for ``name`` or raise a one-line :class:`SpectralError`."""
+    if not isinstance(name, str):
+        return name
+    if name in PLUGIN_MODELS and importlib.util.find_spec(PLUGIN_MODELS[name]):
+        return getattr(importlib.import_module(PLUGIN_MODELS[name]), name)
+    for submodule in _RECBOLE_SUBMODULES:
+        module_path = f"recbole.model.{submodule}.{name.lower()}"
+        if importlib.util.find_spec(module_path):
+            module = importlib.import_module(module_path)
+            if hasattr(module, name):
+                return getattr(module, name)
+    raise SpectralError(f"unknown model '{name}'; available {available_models_line()}")
+
+
+def is_plugin_model(name):
+    return name in PLUGIN_MODELS

@@ -1,0 +1,29 @@
+"""Shared test fixtures: runs happen in a temporary working directory (RecBole writes log/ and
+saved/ to the cwd) with a temporary data folder; real data under ../shared/datasets is optional."""
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("RECBOLE_SPECTRAL_SHARED", ROOT.parent / "shared" / "datasets"))
+
+# small, fast settings for end-to-end runs on CPU
+FAST = {"epochs": 1, "use_gpu": False, "show_progress": False, "eval_batch_size": 100000, "state": "WARNING"}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh cwd (for log/ and saved/) and data folder; shipped on-demand datasets are built there."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "dataset_atomic"
+    data.mkdir()
+    monkeypatch.setenv("RECBOLE_SPECTRAL_DATA", str(data))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets():
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real benchmark data not present at {SHARED_DATASETS}")
+    return SHARED_DATASETS
