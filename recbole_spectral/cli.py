@@ -10,7 +10,9 @@ import sys
 from recbole_spectral.errors import SpectralError
 
 # name -> "module:function(argv) -> exit code"; each subcommand lives in its own module
-SUBCOMMANDS = {}
+SUBCOMMANDS = {
+    "prepare": "recbole_spectral.prepare:main",
+}
 
 
 def split_overrides(extra):

@@ -2,11 +2,13 @@
 
 Defaults load in this order, later wins:
 RecBole's overall.yaml -> properties/overall.yaml -> model YAML (RecBole's, then the plugin's)
--> dataset YAML (RecBole's, then properties/dataset/<dataset>.yaml) -> user config files
+-> dataset YAML (RecBole's, then properties/dataset/<dataset>.yaml, then <data_path>/<dataset>/<dataset>.yaml
+written by a converter) -> user config files
 -> config_dict -> command line.
 """
 import ast
 import os
+from pathlib import Path
 
 import yaml
 from recbole.config import Config
@@ -104,11 +106,13 @@ class SpectralConfig(Config):
             "overall": paths.properties_dir() / "overall.yaml",
             "model": paths.model_properties_file(model),
             "dataset": paths.dataset_properties_file(dataset),
+            # a converted dataset carries its own properties next to its atomic files
+            "data": Path(self.external_config_dict.get("data_path") or paths.default_data_dir()) / dataset / f"{dataset}.yaml",
         }
         if model_class.type != ModelType.GENERAL:
             # RecBole adds per-type quick-start files for these; keep them and lay ours on top.
-            for part in ("overall", "model", "dataset"):
-                self._update_internal_config_dict_if_file(ours[part], dataset_file=part == "dataset")
+            for part in ("overall", "model", "dataset", "data"):
+                self._update_internal_config_dict_if_file(ours[part], dataset_file=part in ("dataset", "data"))
             return
         model_type = self.internal_config_dict["MODEL_TYPE"]
         self.internal_config_dict = {}
@@ -121,6 +125,7 @@ class SpectralConfig(Config):
             (os.path.join(rb, "dataset", "sample.yaml"), False),
             (os.path.join(rb, "dataset", f"{dataset}.yaml"), True),
             (ours["dataset"], True),
+            (ours["data"], True),
         ):
             self._update_internal_config_dict_if_file(file, dataset_file=is_dataset)
         self.internal_config_dict["MODEL_TYPE"] = model_type

@@ -18,8 +18,8 @@ DATASET_CLASSES = {
 
 # datasets that need no download: name -> "module:function(data_dir)" that writes its atomic files
 ON_DEMAND_BUILDERS = {
-    "ml-100k-mb": "recbole_spectral.data.movielens:build_ml100k_mb",
-    "ml-100k-mm": "recbole_spectral.data.movielens:build_ml100k_mm",
+    "ml-100k-mb": "recbole_spectral.data.ml100k_mb:build",
+    "ml-100k-mm": "recbole_spectral.data.ml100k_mm:build",
 }
 
 
