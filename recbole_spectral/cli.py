@@ -12,6 +12,8 @@ from recbole_spectral.errors import SpectralError
 # name -> "module:function(argv) -> exit code"; each subcommand lives in its own module
 SUBCOMMANDS = {
     "prepare": "recbole_spectral.prepare:main",
+    "compare": "recbole_spectral.compare:main",
+    "tune": "recbole_spectral.tuning:main",
 }
 
 

@@ -1,0 +1,105 @@
+"""Side-by-side comparisons: models x seeds, one split, CSV + Markdown + PNG, failures recorded."""
+import csv
+import statistics
+import subprocess
+import sys
+
+import pytest
+from recbole.model.general_recommender.bpr import BPR
+
+from conftest import FAST, ROOT
+from recbole_spectral.compare import compare_models
+
+SETTINGS = {**FAST, "train_batch_size": 8192}
+
+
+class ExplodingBPR(BPR):
+    """A model that fails in its first training batch."""
+
+    def calculate_loss(self, interaction):
+        raise RuntimeError("boom in calculate_loss\nsecond line is not recorded")
+
+
+def read_csv(path):
+    with open(path, newline="") as fp:
+        return list(csv.DictReader(fp))
+
+
+def test_bpr_lightgcn_two_seeds_and_a_failing_model(workdir):
+    out = workdir / "results"
+    rows = compare_models(["BPR", "LightGCN", ExplodingBPR], "ml-100k", seeds=[2020, 2021],
+                          config_dict=SETTINGS, out_dir=str(out),
+                          # a class outside RecBole has no model YAML: its settings come per model
+                          per_model_config={"ExplodingBPR": {"embedding_size": 64}})
+
+    # every run is a row, in order; the failing model is recorded and the others complete
+    table = read_csv(out / "runs.csv")
+    assert [(r["model"], r["seed"], r["status"]) for r in table] == [
+        ("BPR", "2020", "ok"), ("BPR", "2021", "ok"), ("LightGCN", "2020", "ok"), ("LightGCN", "2021", "ok"),
+        ("ExplodingBPR", "2020", "failed"), ("ExplodingBPR", "2021", "failed"),
+    ]
+    assert [r["status"] for r in rows] == [r["status"] for r in table]
+    for row in table[4:]:
+        assert row["error"] == "RuntimeError: boom in calculate_loss"
+        assert row["test_recall@10"] == ""
+    assert "boom in calculate_loss" in (out / "errors.log").read_text()
+    for row in table[:4]:
+        assert row["error"] == ""
+        assert 0.0 <= float(row["test_recall@20"]) <= 1.0 and 0.0 <= float(row["test_ndcg@10"]) <= 1.0
+        assert row["best_epoch"] == "1" and row["epochs_run"] == "1"
+        assert float(row["epoch_time_s"]) > 0 and float(row["total_time_s"]) >= float(row["epoch_time_s"])
+    # BPR and LightGCN both have one user and one item embedding table: (943 + 1 + 1682 + 1) * 64
+    assert {row["n_params"] for row in table[:4]} == {str((944 + 1683) * 64)}
+    # different seeds give different models
+    assert table[0]["test_ndcg@10"] != table[1]["test_ndcg@10"]
+
+    # the Markdown table: mean ± std over seeds, the best mean of each metric in bold
+    summary = (out / "summary.md").read_text()
+    lines = summary.splitlines()
+    header = next(line for line in lines if line.startswith("| model"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:4] == ["model", "runs ok", "recall@10", "recall@20"]
+    assert columns[-5:] == ["best valid score", "best epoch", "epoch time (s)", "total time (s)", "params"]
+    by_model = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+                for line in lines if line.startswith("| ") and not line.startswith("| model")}
+    assert by_model["ExplodingBPR"][1] == "0/2" and by_model["BPR"][1] == "2/2"
+    ndcg = columns.index("ndcg@10")
+    values = [float(r["test_ndcg@10"]) for r in table[2:4]]
+    expected = f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+    lightgcn_wins = statistics.fmean(values) > statistics.fmean(float(r["test_ndcg@10"]) for r in table[:2])
+    assert by_model["LightGCN"][ndcg] == (f"**{expected}**" if lightgcn_wins else expected)
+    for index in range(2, columns.index("best valid score") + 1):
+        assert sum(cells[index].startswith("**") for cells in by_model.values()) == 1, columns[index]
+    assert "- ExplodingBPR seed 2020: RuntimeError: boom in calculate_loss" in summary
+
+    # the chart is a real PNG image
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out / "chart.png")
+    assert image.shape[0] > 200 and image.shape[1] > 400
+
+
+def test_cli_progress_failed_run_and_exit_code(workdir):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_recbole_spectral.py"), "compare", "--models=Pop,NoSuchModel",
+         "--dataset=ml-100k", "--seeds=7", "--epochs=1", "--eval_batch_size=100000", "--out_dir=cmp"],
+        cwd=workdir, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "[1/2] Pop seed=7 started" in proc.stdout
+    assert "[1/2] Pop seed=7 epoch 1/1: train" in proc.stdout
+    assert "[1/2] Pop seed=7 epoch 1: valid NDCG@10" in proc.stdout
+    assert "[2/2] NoSuchModel seed=7 failed" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    rows = read_csv(workdir / "cmp" / "runs.csv")
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert rows[1]["error"].startswith("SpectralError: unknown model 'NoSuchModel'")
+    assert (workdir / "cmp" / "summary.md").is_file() and (workdir / "cmp" / "chart.png").is_file()
+
+
+def test_bad_seeds_are_a_one_line_error(workdir):
+    from recbole_spectral.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--dataset=ml-100k"])  # --models is required (argparse exits)
+    assert main(["compare", "--models=BPR", "--dataset=ml-100k", "--seeds=a,b"]) == 2
