@@ -103,3 +103,57 @@ def test_bad_seeds_are_a_one_line_error(workdir):
     with pytest.raises(SystemExit):
         main(["compare", "--dataset=ml-100k"])  # --models is required (argparse exits)
     assert main(["compare", "--models=BPR", "--dataset=ml-100k", "--seeds=a,b"]) == 2
+
+
+def test_cold_start_metrics_match_a_hand_computation(workdir):
+    import numpy as np
+    import torch
+
+    from recbole_spectral.config import SpectralConfig
+    from recbole_spectral.quick_start import build_run
+
+    config = SpectralConfig("BPR", "ml-100k", config_dict={**SETTINGS, "cold_start_threshold": 30})
+    _, (train_data, valid_data, test_data), model, trainer = build_run(config)
+    trainer.fit(train_data, valid_data, verbose=False)
+    result = trainer.evaluate(test_data)
+    assert [k for k in result if k.startswith("cold_")] == [f"cold_{k}" for k in result if not k.startswith("cold_")]
+
+    # by hand: rank all items for each test user, history masked, over all users and over cold users
+    dataset = train_data._dataset
+    counts = np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num)
+    recall, hit, cold = [], [], []
+    model.eval()
+    with torch.no_grad():
+        for interaction, history_index, positive_u, positive_i in test_data:
+            scores = model.full_sort_predict(interaction).view(-1, dataset.item_num)
+            scores[:, 0] = -np.inf
+            scores[history_index] = -np.inf
+            top = scores.topk(10, dim=1).indices
+            for row, user in enumerate(interaction[dataset.uid_field].tolist()):
+                positives = set(positive_i[positive_u == row].tolist())
+                hits = len(positives & set(top[row].tolist()))
+                recall.append(hits / len(positives))
+                hit.append(float(hits > 0))
+                cold.append(counts[user] <= 30)
+    cold = np.array(cold)
+    assert 0 < cold.sum() < len(cold)  # ml-100k users have >= 20 ratings, 80% of them train
+    assert result["recall@10"] == pytest.approx(np.mean(recall), abs=5e-5)
+    assert result["cold_recall@10"] == pytest.approx(np.mean(np.array(recall)[cold]), abs=5e-5)
+    assert result["cold_hit@10"] == pytest.approx(np.mean(np.array(hit)[cold]), abs=5e-5)
+
+    # a threshold above every user makes the cold columns the overall ones; below every user, none
+    trainer.evaluator.threshold = int(counts.max())
+    everyone = trainer.evaluate(test_data, load_best_model=False)
+    assert all(everyone[f"cold_{k}"] == everyone[k] for k in everyone if not k.startswith("cold_"))
+    trainer.evaluator.threshold = 0
+    nobody = trainer.evaluate(test_data, load_best_model=False)
+    assert np.isnan(nobody["cold_recall@10"]) and nobody["recall@10"] == everyone["recall@10"]
+
+
+def test_cold_start_threshold_must_be_a_count(workdir):
+    from recbole_spectral.config import SpectralConfig
+    from recbole_spectral.errors import ConfigError
+    from recbole_spectral.quick_start import build_run
+
+    with pytest.raises(ConfigError, match="cold_start_threshold"):
+        build_run(SpectralConfig("Pop", "ml-100k", config_dict={**SETTINGS, "cold_start_threshold": -1}))
