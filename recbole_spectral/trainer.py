@@ -22,6 +22,7 @@ from recbole.utils import get_trainer as recbole_get_trainer
 from recbole_spectral.errors import ConfigError
 
 CHECKPOINT_FORMAT = "recbole-spectral/1"
+_RUN_ONLY_KEYS = ("local_rank", "world_size", "nproc", "ip", "port", "offset")
 
 
 def plain(value):
@@ -44,7 +45,8 @@ def checkpoint_config(config):
     return {
         "model": config["model"],
         "dataset": config["dataset"],
-        "settings": plain(config.external_values()),
+        # process-group settings of a distributed run are not part of the model's config
+        "settings": plain({k: v for k, v in config.external_values().items() if k not in _RUN_ONLY_KEYS}),
         "final": plain(config.final_config_dict),
     }
 
