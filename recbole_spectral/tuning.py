@@ -187,7 +187,7 @@ class SpectralHyperTuning(HyperTuning):
             self.trials_log.append({"params": params, "status": "failed", "error": one_line(err),
                                     "time_s": round(time.time() - start, 2)})
             print(f"trial {len(self.trials_log)} failed: {one_line(err)}", flush=True)
-            return {"status": hyperopt.STATUS_FAIL}
+            return {"status": hyperopt.STATUS_FAIL, "loss": float("inf")}  # early_stop_fn reads "loss"
         score, bigger = float(result["best_valid_score"]), result["valid_score_bigger"]
         self.model = result["model"]
         self.params_list.append(params_str)
