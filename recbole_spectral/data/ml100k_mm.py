@@ -86,6 +86,7 @@ def build(data_dir, source=None):
     labels = split_per_user(inter)
 
     work = tempfile.mkdtemp(prefix=f".{NAME}-", dir=data_dir)
+    os.chmod(work, 0o755)  # mkdtemp makes it private
     try:
         header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
         columns = ["user_id", "item_id", "rating", "timestamp"]
