@@ -72,7 +72,7 @@ def load_feature_matrix(path):
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
-        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+        if any(hint in str(err) for hint in ("allow_pickle", "Object arrays", "Python objects")):
             raise DataError(f"{path} holds an object/pickled array: expected a 2-d float array") from err
         raise DataError(f"{path} is not a readable .npy array: {err}") from err
     except OSError as err:
