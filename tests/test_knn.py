@@ -29,7 +29,7 @@ def test_two_clusters_exact_graph():
     np.testing.assert_allclose(graph, expected, atol=1e-7)
 
 
-def test_blockwise_matches_dense_reference():
+def test_tiled_matches_dense_reference():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(53, 8)).astype(np.float32)
     reference = brute_force_knn(features.astype(np.float64), k=5)
@@ -40,18 +40,20 @@ def test_blockwise_matches_dense_reference():
         np.testing.assert_allclose(graph.to_dense().numpy(), reference, atol=1e-6)
 
 
-def test_similarity_is_computed_in_row_blocks(monkeypatch):
-    seen = []
-    real_topk = torch.topk
+def test_similarity_is_computed_in_tiles_of_the_upper_triangle(monkeypatch):
+    tiles = []
+    real_merge = knn._merge_topk
 
-    def spy(input, *args, **kwargs):
-        seen.append(tuple(input.shape))
-        return real_topk(input, *args, **kwargs)
+    def spy(best_val, best_idx, start, scores, col_offset):
+        tiles.append(tuple(scores.shape))
+        return real_merge(best_val, best_idx, start, scores, col_offset)
 
-    monkeypatch.setattr(knn.torch, "topk", spy)
+    monkeypatch.setattr(knn, "_merge_topk", spy)
     features = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
-    knn_graph(features, k=3, block_rows=6)
-    assert seen == [(6, 20), (6, 20), (6, 20), (2, 20)]  # never the 20 x 20 matrix at once
+    graph = knn_graph(features, k=3, block_rows=6)
+    # 4 row blocks (6, 6, 6, 2): 4 diagonal tiles + 6 off-diagonal tiles used both ways = 16 merges
+    assert len(tiles) == 16 and max(max(shape) for shape in tiles) == 6  # never 20 x 20
+    np.testing.assert_allclose(graph.to_dense().numpy(), brute_force_knn(features.astype(np.float64), 3), atol=1e-6)
 
 
 def test_zero_rows_are_isolated_and_k_is_clamped():

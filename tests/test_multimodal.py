@@ -145,13 +145,16 @@ def _bad_features(folder, source):
     nan = source["image"].copy()
     nan[3, 1] = np.nan
     yield "nan", lambda: np.save(folder / "toy.image.npy", nan), "row 3 (item '3') holds NaN or inf"
+    huge = source["image"].astype(np.float64)
+    huge[2, 0] = 1e300
+    yield "float32-range", lambda: np.save(folder / "toy.image.npy", huge), "row 2 holds values outside the float32 range"
     obj = np.array([[1.0, "x"]] * TOY_ITEMS, dtype=object)
     yield "object", lambda: np.save(folder / "toy.image.npy", obj, allow_pickle=True), "object/pickled array"
     yield "1-d", lambda: np.save(folder / "toy.image.npy", np.arange(8.0)), "shape (8,): expected a 2-d array"
     yield "missing", lambda: os.remove(folder / "toy.image.npy"), "modality 'image' is listed in 'modalities' but its feature file"
 
 
-@pytest.mark.parametrize("case", ["rows", "nan", "object", "1-d", "missing"])
+@pytest.mark.parametrize("case", ["rows", "nan", "float32-range", "object", "1-d", "missing"])
 def test_bad_feature_files_are_one_line_errors(toy, case):
     folder, source = toy
     breakers = {name: (apply, message) for name, apply, message in _bad_features(folder, source)}

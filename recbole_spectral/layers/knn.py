@@ -10,12 +10,13 @@ A row of X that is all zero (RecBole's padding row 0, items filled with zeros) i
 neighbours and is nobody's neighbour. Every other row has exactly k_eff = min(k, #non-zero rows) edges,
 so its entries equal 1/k_eff, as in FREEDOM.
 
-The similarity is computed ``block_rows`` rows at a time (a block_rows x n slice, never the dense
-n x n matrix), on the device of ``features`` when it is a torch tensor. ``cache_file`` (.npz, loaded with
-``allow_pickle=False``) stores the edges together with n, k and a hash of the features, so a cache built
-from other features or another k is rebuilt, never reused.
+The similarity is computed in block_rows x block_rows tiles of its upper triangle (never the dense n x n
+matrix) with a running top-k per row, on the device of ``features`` when it is a torch tensor.
+``cache_file`` (.npz, loaded with ``allow_pickle=False``) stores the edges together with n, k and a hash
+of the features, so a cache built from other features or another k is rebuilt, never reused.
 """
 import hashlib
+import math
 import os
 import tempfile
 from logging import getLogger
@@ -23,8 +24,8 @@ from logging import getLogger
 import numpy as np
 import torch
 
-# similarity entries per block (block_rows x n); 2**24 float32 = 64 MiB
-BLOCK_ENTRIES = 2 ** 24
+# similarity entries per tile (block_rows x block_rows = 2048 x 2048); 2**22 float32 = 16 MiB
+BLOCK_ENTRIES = 2 ** 22
 
 
 def features_fingerprint(features):
@@ -37,40 +38,53 @@ def features_fingerprint(features):
     return digest.hexdigest()
 
 
+def _merge_topk(best_val, best_idx, start, scores, col_offset):
+    """Fold the candidates ``scores`` (rows start.., columns col_offset..) into the running top-k."""
+    end = start + scores.shape[0]
+    k = best_val.shape[1]
+    val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=False)
+    val = torch.cat([best_val[start:end], val], dim=1)
+    idx = torch.cat([best_idx[start:end], idx + col_offset], dim=1)
+    keep_val, keep = torch.topk(val, k, dim=1, sorted=False)
+    best_val[start:end] = keep_val
+    best_idx[start:end] = torch.gather(idx, 1, keep)
+
+
 def knn_edges(features, k, block_rows=None):
-    """(rows, cols) int64 arrays of the top-k cosine neighbours of every non-zero row (self included)."""
+    """(rows, cols) int64 arrays of the top-k cosine neighbours of every non-zero row (self included).
+
+    The cosine matrix is symmetric, so only its block upper triangle is computed: each
+    block_rows x block_rows product S_IJ (J >= I) updates the running top-k of the rows of I (from S_IJ)
+    and of J (from S_IJ^T). Half the products of a row-by-row pass, and never more than one block in memory.
+    """
     x = torch.as_tensor(features).detach().float()
     if x.dim() != 2:
         raise ValueError(f"features must be 2-d (items x dim), got shape {tuple(x.shape)}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    n = x.shape[0]
     norms = x.norm(dim=1)
-    valid = norms > 0
-    n_valid = int(valid.sum())
-    k_eff = min(int(k), n_valid)
+    valid_ids = torch.nonzero(norms > 0).squeeze(1)
+    m = int(valid_ids.numel())
+    k_eff = min(int(k), m)
     if k_eff == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    unit = x / norms.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(1)
-    unit_t = unit.t().contiguous()
-    invalid_cols = ~valid
-    block = block_rows or max(1, min(n, BLOCK_ENTRIES // max(n, 1)))
-    rows, cols = [], []
+    unit = x[valid_ids] / norms[valid_ids].unsqueeze(1)
+    block = int(block_rows or max(1, math.isqrt(BLOCK_ENTRIES)))
+    best_val = torch.full((m, k_eff), float("-inf"), device=x.device)
+    best_idx = torch.zeros((m, k_eff), dtype=torch.long, device=x.device)
     with torch.no_grad():
-        for start in range(0, n, block):
-            end = min(start + block, n)
-            keep = valid[start:end]
-            if not bool(keep.any()):
-                continue
-            sim = unit[start:end] @ unit_t
-            sim[:, invalid_cols] = float("-inf")
-            top = torch.topk(sim, k_eff, dim=1, sorted=False).indices
-            block_ids = torch.arange(start, end, device=x.device)[keep]
-            rows.append(block_ids.repeat_interleave(k_eff).cpu())
-            cols.append(top[keep].reshape(-1).cpu())
-            del sim, top
-    return torch.cat(rows).numpy(), torch.cat(cols).numpy()
+        for i0 in range(0, m, block):
+            rows_i = unit[i0:i0 + block]
+            for j0 in range(i0, m, block):
+                scores = rows_i @ unit[j0:j0 + block].t()
+                _merge_topk(best_val, best_idx, i0, scores, j0)
+                if j0 != i0:
+                    _merge_topk(best_val, best_idx, j0, scores.t().contiguous(), i0)  # topk is faster on contiguous rows
+                del scores
+    rows = valid_ids.repeat_interleave(k_eff)
+    cols = valid_ids[best_idx.reshape(-1)]
+    return rows.cpu().numpy(), cols.cpu().numpy()
 
 
 def normalized_knn_values(rows, cols, n):
