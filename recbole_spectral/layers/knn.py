@@ -54,36 +54,43 @@ def knn_edges(features, k, block_rows=None):
     """(rows, cols) int64 arrays of the top-k cosine neighbours of every non-zero row (self included).
 
     The cosine matrix is symmetric, so only its block upper triangle is computed: each
-    block_rows x block_rows product S_IJ (J >= I) updates the running top-k of the rows of I (from S_IJ)
-    and of J (from S_IJ^T). Half the products of a row-by-row pass, and never more than one block in memory.
+    block_rows x block_rows tile S_IJ = diag(1/|x_I|) X_I X_J^T diag(1/|x_J|) (J >= I) updates the running
+    top-k of the rows of I (from S_IJ) and of J (from S_IJ^T). That is half the products of a row-by-row
+    pass; only one tile is in memory and the features are never copied (tiles are normalised instead).
     """
-    x = torch.as_tensor(features).detach().float()
+    x = torch.as_tensor(features).detach()
+    if x.dtype != torch.float32:
+        x = x.float()
     if x.dim() != 2:
         raise ValueError(f"features must be 2-d (items x dim), got shape {tuple(x.shape)}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    n = x.shape[0]
     norms = x.norm(dim=1)
-    valid_ids = torch.nonzero(norms > 0).squeeze(1)
-    m = int(valid_ids.numel())
-    k_eff = min(int(k), m)
+    valid = norms > 0
+    k_eff = min(int(k), int(valid.sum()))
     if k_eff == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    unit = x[valid_ids] / norms[valid_ids].unsqueeze(1)
+    inv_norm = torch.where(valid, 1.0 / norms.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(norms))
     block = int(block_rows or max(1, math.isqrt(BLOCK_ENTRIES)))
-    best_val = torch.full((m, k_eff), float("-inf"), device=x.device)
-    best_idx = torch.zeros((m, k_eff), dtype=torch.long, device=x.device)
+    best_val = torch.full((n, k_eff), float("-inf"), device=x.device)
+    best_idx = torch.zeros((n, k_eff), dtype=torch.long, device=x.device)
     with torch.no_grad():
-        for i0 in range(0, m, block):
-            rows_i = unit[i0:i0 + block]
-            for j0 in range(i0, m, block):
-                scores = rows_i @ unit[j0:j0 + block].t()
+        for i0 in range(0, n, block):
+            rows_i = x[i0:i0 + block]
+            for j0 in range(i0, n, block):
+                scores = rows_i @ x[j0:j0 + block].t()
+                scores.mul_(inv_norm[i0:i0 + block].unsqueeze(1)).mul_(inv_norm[j0:j0 + block].unsqueeze(0))
+                scores[~valid[i0:i0 + block]] = float("-inf")  # zero rows: nobody's neighbour
+                scores[:, ~valid[j0:j0 + block]] = float("-inf")
                 _merge_topk(best_val, best_idx, i0, scores, j0)
-                if j0 != i0:
-                    _merge_topk(best_val, best_idx, j0, scores.t().contiguous(), i0)  # topk is faster on contiguous rows
+                if j0 != i0:  # topk is faster on contiguous rows
+                    _merge_topk(best_val, best_idx, j0, scores.t().contiguous(), i0)
                 del scores
+    valid_ids = torch.nonzero(valid).squeeze(1)
     rows = valid_ids.repeat_interleave(k_eff)
-    cols = valid_ids[best_idx.reshape(-1)]
+    cols = best_idx[valid_ids].reshape(-1)
     return rows.cpu().numpy(), cols.cpu().numpy()
 
 
