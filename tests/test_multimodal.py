@@ -191,6 +191,7 @@ def test_ml100k_mm_is_deterministic_real_content(tmp_path):
     text = np.load(os.path.join(first, "ml-100k-mm.text.npy"))
     genre_year = np.load(os.path.join(first, "ml-100k-mm.genre_year.npy"))
     assert text.shape == (1682, 64) and genre_year.shape == (1682, 20)
+    assert (np.linalg.norm(text, axis=1) > 0).all()  # every title has a text vector (even "M", "8 1/2")
     # row 0 = item '1', Toy Story (1995): Animation, Children's, Comedy among 19 sorted genres
     genres = sorted(["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
                      "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
