@@ -239,3 +239,8 @@ def test_tiktok_converts_to_the_published_split_and_trains(workdir, shared_datas
                          "--eval_batch_size=1000000", "--train_batch_size=65536"])
         assert code == 0, capsys.readouterr().err[-2000:]
         assert "test result: recall@10" in capsys.readouterr().out
+
+
+def test_a_subset_of_modalities_can_be_chosen_from_the_config(toy):
+    _, dataset = load("toy", modalities=["text"])
+    assert dataset.modalities == ["text"] and dataset.item_features("text").shape == (8, 3)
