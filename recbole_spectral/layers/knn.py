@@ -1,0 +1,155 @@
+"""Item-item modality kNN graphs (MMRec / FREEDOM style), built blockwise and cached on disk.
+
+For item features X (n x d) of one modality:
+
+    x̂_i = x_i / ||x_i||                                   (cosine; an all-zero row stays zero)
+    A_ij = 1  if j is among the k most cosine-similar items of i (i itself included, as in FREEDOM)
+    Â = D^{-1/2} A D^{-1/2},   D = diag(row sums of A)     (FREEDOM's compute_normalized_laplacian)
+
+A row of X that is all zero (RecBole's padding row 0, items filled with zeros) is isolated: it gets no
+neighbours and is nobody's neighbour. Every other row has exactly k_eff = min(k, #non-zero rows) edges,
+so its entries equal 1/k_eff, as in FREEDOM.
+
+The similarity is computed in block_rows x block_rows tiles of its upper triangle (never the dense n x n
+matrix) with a running top-k per row, on the device of ``features`` when it is a torch tensor.
+``cache_file`` (.npz, loaded with ``allow_pickle=False``) stores the edges together with n, k and a hash
+of the features, so a cache built from other features or another k is rebuilt, never reused.
+"""
+import hashlib
+import math
+import os
+import tempfile
+from logging import getLogger
+
+import numpy as np
+import torch
+
+# similarity entries per tile (block_rows x block_rows = 2048 x 2048); 2**22 float32 = 16 MiB
+BLOCK_ENTRIES = 2 ** 22
+
+
+def features_fingerprint(features):
+    """A short hash of a feature matrix's float32 contents and shape (keys the on-disk cache)."""
+    if isinstance(features, torch.Tensor):
+        features = features.detach().to("cpu", torch.float32).numpy()
+    array = np.ascontiguousarray(features, dtype=np.float32)
+    digest = hashlib.blake2b(memoryview(array).cast("B"), digest_size=16)
+    digest.update(repr(array.shape).encode())
+    return digest.hexdigest()
+
+
+def _merge_topk(best_val, best_idx, start, scores, col_offset):
+    """Fold the candidates ``scores`` (rows start.., columns col_offset..) into the running top-k."""
+    end = start + scores.shape[0]
+    k = best_val.shape[1]
+    val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=False)
+    val = torch.cat([best_val[start:end], val], dim=1)
+    idx = torch.cat([best_idx[start:end], idx + col_offset], dim=1)
+    keep_val, keep = torch.topk(val, k, dim=1, sorted=False)
+    best_val[start:end] = keep_val
+    best_idx[start:end] = torch.gather(idx, 1, keep)
+
+
+def knn_edges(features, k, block_rows=None):
+    """(rows, cols) int64 arrays of the top-k cosine neighbours of every non-zero row (self included).
+
+    The cosine matrix is symmetric, so only its block upper triangle is computed: each
+    block_rows x block_rows tile S_IJ = diag(1/|x_I|) X_I X_J^T diag(1/|x_J|) (J >= I) updates the running
+    top-k of the rows of I (from S_IJ) and of J (from S_IJ^T). That is half the products of a row-by-row
+    pass; only one tile is in memory and the features are never copied (tiles are normalised instead).
+    """
+    x = torch.as_tensor(features).detach()
+    if x.dtype != torch.float32:
+        x = x.float()
+    if x.dim() != 2:
+        raise ValueError(f"features must be 2-d (items x dim), got shape {tuple(x.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    n = x.shape[0]
+    norms = x.norm(dim=1)
+    valid = norms > 0
+    k_eff = min(int(k), int(valid.sum()))
+    if k_eff == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    inv_norm = torch.where(valid, 1.0 / norms.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(norms))
+    block = int(block_rows or max(1, math.isqrt(BLOCK_ENTRIES)))
+    best_val = torch.full((n, k_eff), float("-inf"), device=x.device)
+    best_idx = torch.zeros((n, k_eff), dtype=torch.long, device=x.device)
+    with torch.no_grad():
+        for i0 in range(0, n, block):
+            rows_i = x[i0:i0 + block]
+            for j0 in range(i0, n, block):
+                scores = rows_i @ x[j0:j0 + block].t()
+                scores.mul_(inv_norm[i0:i0 + block].unsqueeze(1)).mul_(inv_norm[j0:j0 + block].unsqueeze(0))
+                scores[~valid[i0:i0 + block]] = float("-inf")  # zero rows: nobody's neighbour
+                scores[:, ~valid[j0:j0 + block]] = float("-inf")
+                _merge_topk(best_val, best_idx, i0, scores, j0)
+                if j0 != i0:  # topk is faster on contiguous rows
+                    _merge_topk(best_val, best_idx, j0, scores.t().contiguous(), i0)
+                del scores
+    valid_ids = torch.nonzero(valid).squeeze(1)
+    rows = valid_ids.repeat_interleave(k_eff)
+    cols = best_idx[valid_ids].reshape(-1)
+    return rows.cpu().numpy(), cols.cpu().numpy()
+
+
+def normalized_knn_values(rows, cols, n):
+    """FREEDOM's edge weights of D^{-1/2} A D^{-1/2} for a binary A given by its edges (D = row sums)."""
+    degree = np.bincount(rows, minlength=n).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        inv_sqrt = np.where(degree > 0, degree ** -0.5, 0.0)
+    return (inv_sqrt[rows] * inv_sqrt[cols]).astype(np.float32)
+
+
+def _to_sparse(rows, cols, values, n, device):
+    indices = torch.from_numpy(np.vstack([rows, cols]).astype(np.int64))
+    values = torch.from_numpy(np.asarray(values, dtype=np.float32))
+    return torch.sparse_coo_tensor(indices, values, (n, n), check_invariants=True).coalesce().to(device)
+
+
+def _load_cache(cache_file, n, k, fingerprint):
+    try:
+        with np.load(cache_file, allow_pickle=False) as stored:
+            if (int(stored["n"]) == n and int(stored["k"]) == k and str(stored["fingerprint"]) == fingerprint):
+                return stored["rows"], stored["cols"], stored["values"]
+    except (OSError, ValueError, KeyError) as err:
+        getLogger().warning(f"kNN cache {cache_file} unreadable ({err}); rebuilding it")
+        return None
+    getLogger().info(f"kNN cache {cache_file} was built from other features or k; rebuilding it")
+    return None
+
+
+def _save_cache(cache_file, n, k, fingerprint, rows, cols, values):
+    folder = os.path.dirname(os.path.abspath(cache_file))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+    os.close(handle)
+    try:
+        with open(tmp, "wb") as out:
+            np.savez(out, n=np.int64(n), k=np.int64(k), fingerprint=np.str_(fingerprint),
+                     rows=rows.astype(np.int32), cols=cols.astype(np.int32), values=values.astype(np.float32))
+        os.replace(tmp, cache_file)  # atomic: a reader never sees a half-written cache
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def knn_graph(features, k, cache_file=None, block_rows=None):
+    """The symmetric-normalised cosine top-k graph Â (n x n torch sparse COO, float32) of ``features``.
+
+    ``features``: numpy array or torch tensor (n x d); the result lives on the tensor's device (CPU for
+    numpy). ``cache_file``: optional .npz path; reused when n, k and the features' hash match.
+    """
+    device = features.device if isinstance(features, torch.Tensor) else torch.device("cpu")
+    n = int(features.shape[0])
+    fingerprint = features_fingerprint(features) if cache_file else None
+    if cache_file and os.path.isfile(cache_file):
+        cached = _load_cache(cache_file, n, int(k), fingerprint)
+        if cached is not None:
+            return _to_sparse(*cached, n, device)
+    rows, cols = knn_edges(features, int(k), block_rows)
+    values = normalized_knn_values(rows, cols, n)
+    if cache_file:
+        _save_cache(cache_file, n, int(k), fingerprint, rows, cols, values)
+    return _to_sparse(rows, cols, values, n, device)
