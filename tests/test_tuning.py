@@ -139,3 +139,10 @@ def test_two_trial_ray_tune_search_on_cpu(workdir):
     assert finished and [r.get("epoch") for r in finished[0]] == [1, 2, None]
     assert finished[0][-1]["test/recall@10"] == pytest.approx(max(
         float(t["test_recall@10"]) for t in trials if t["status"] == "ok" and float(t["best_valid_score"]) == best["best_valid_score"]))
+
+
+def test_ray_is_imported_only_on_the_ray_path():
+    code = ("import sys, recbole_spectral.tuning, recbole_spectral.compare, recbole_spectral.distributed, "
+            "recbole_spectral.cli; assert 'ray' not in sys.modules, 'ray imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
