@@ -10,7 +10,7 @@ from recbole_spectral.trainer import get_trainer, load_checkpoint
 
 
 def test_two_process_gloo_bpr_tests_like_a_single_process(workdir):
-    result = run_distributed("BPR", "ml-100k", None, {"port": free_port()}, nproc=2, config_dict=FAST)
+    result = run_distributed("BPR", "ml-100k", None, {"port": free_port()}, nproc=2, config_dict={**FAST, "train_batch_size": 8192})
 
     # both ranks finished, and data-parallel training kept their replicas identical
     assert sorted(result["finished_ranks"]) == [0, 1]
@@ -30,4 +30,4 @@ def test_two_process_gloo_bpr_tests_like_a_single_process(workdir):
 
 def test_inconsistent_world_is_a_one_line_error(workdir):
     with pytest.raises(SpectralError, match="world_size"):
-        run_distributed("BPR", "ml-100k", None, {"world_size": "1"}, nproc=2, config_dict=FAST)
+        run_distributed("BPR", "ml-100k", None, {"world_size": "1"}, nproc=2, config_dict={**FAST, "train_batch_size": 8192})
