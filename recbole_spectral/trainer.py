@@ -4,12 +4,12 @@ RecBole 1.2.1 pickles its Config into every checkpoint and reloads it with a bar
 which torch >= 2.6 refuses. Here checkpoints hold only tensors and plain Python values (the config is
 stored as the model/dataset names and the user's own settings) and are always loaded with
 ``weights_only=True``. The fix is a mixin applied to whichever trainer RecBole picks for a model, so
-RecBole baselines run through this plugin get it too.
+RecBole baselines run through this plugin get it too. A second mixin adds cold-start test metrics
+(``cold_start_threshold``) the same way.
 """
 import enum
 import os
 import uuid
-
 from collections import OrderedDict
 from logging import getLogger
 
