@@ -306,6 +306,7 @@ def write_atomic_files(data_dir, name, splits, behaviors, target_behavior, users
     os.makedirs(data_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=data_dir)
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset folder is shared
         for split in SPLITS:
             frame = splits[split]
             columns = ["user_id", "item_id", "behavior"] + (["timestamp"] if "timestamp" in frame else [])
