@@ -224,6 +224,19 @@ def test_ml100k_mb_maps_ratings_and_leaves_out_latest_likes():
     assert split_frames()["test"].equals(test)  # deterministic
 
 
+def test_ml100k_mb_recbole_trains_on_likes_only_in_one_id_space(workdir):
+    splits = split_frames()
+    config = SpectralConfig("BPR", "ml-100k-mb", config_dict=FAST)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    raw = splits["train"]
+    likes = raw[raw["behavior"] == "like"]
+    assert sorted(inter_pairs(train._dataset)) == sorted(zip(likes["user_id"], likes["item_id"]))
+    assert sorted(inter_pairs(test._dataset)) == sorted(zip(splits["test"]["user_id"], splits["test"]["item_id"]))
+    for behavior in ("dislike", "neutral"):
+        rows = raw[raw["behavior"] == behavior]
+        assert pairs_of(train._dataset, train._dataset.behavior_matrix(behavior)) == set(zip(rows["user_id"], rows["item_id"]))
+
+
 def test_ml100k_mb_runs_lightgcn_from_the_cli_on_the_target(workdir):
     result = subprocess.run(
         [sys.executable, str(ROOT / "run_recbole_spectral.py"), "--model=LightGCN", "--dataset=ml-100k-mb",
