@@ -316,6 +316,12 @@ def test_convert_crgcn_uses_a_validation_file_and_the_cli(workdir, capsys):
     assert "4 users, 5 items; view 5, cart 2, buy 6; training target 6, valid 1" in capsys.readouterr().out
     out = workdir / "dataset_atomic" / "withval"  # $RECBOLE_SPECTRAL_DATA
     assert read_inter(out, "withval", "valid").values.tolist() == [["4", "1", "buy"]]
+    assert cli_main(["prepare", "crgcn", "--src", str(src), "--name", "withval"]) == 0  # replaces its own output
+    (workdir / "dataset_atomic" / "notes").mkdir()
+    (workdir / "dataset_atomic" / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(DataError, match="refusing to replace"):
+        convert_crgcn(src, "notes", workdir / "dataset_atomic")
+    assert (workdir / "dataset_atomic" / "notes" / "keep.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,10 @@ counted and logged). With ``rm_dup_inter`` set, duplicate target rows are remove
 (never because an auxiliary row has the same pair). RecBole's own filtering does not run on
 pre-split benchmark files.
 """
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -299,10 +303,10 @@ def write_atomic_files(data_dir, name, splits, behaviors, target_behavior, users
     ``splits`` maps train/valid/test to DataFrames with columns user_id, item_id, behavior (and optionally
     timestamp); tokens are written as given. The folder appears only once every file is complete.
     """
-    import os
-    import shutil
-    import tempfile
-
+    final = os.path.join(data_dir, name)
+    if os.path.isdir(final) and os.listdir(final) and not os.path.isfile(os.path.join(final, f"{name}.train.inter")):
+        # only ever replace an earlier conversion, never an unrelated folder
+        raise DataError(f"{final}: exists and holds no {name}.train.inter; refusing to replace it (choose another --name/--out)")
     os.makedirs(data_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=data_dir)
     try:
@@ -310,6 +314,9 @@ def write_atomic_files(data_dir, name, splits, behaviors, target_behavior, users
         for split in SPLITS:
             frame = splits[split]
             columns = ["user_id", "item_id", "behavior"] + (["timestamp"] if "timestamp" in frame else [])
+            unknown = set(frame["behavior"]) - set(behaviors)
+            if unknown:
+                raise DataError(f"{name}.{split}.inter: behaviors {sorted(unknown)} are not in {list(behaviors)}")
             if split != "train" and not (frame["behavior"] == target_behavior).all():
                 raise DataError(f"{name}.{split}.inter: only '{target_behavior}' rows belong in valid/test")
             header = {"user_id": "user_id:token", "item_id": "item_id:token", "behavior": "behavior:token",
@@ -325,7 +332,6 @@ def write_atomic_files(data_dir, name, splits, behaviors, target_behavior, users
         if yaml_text is not None:
             with open(os.path.join(tmp, f"{name}.yaml"), "w") as out:
                 out.write(yaml_text)
-        final = os.path.join(data_dir, name)
         if os.path.isdir(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
