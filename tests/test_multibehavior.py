@@ -180,9 +180,11 @@ def test_bad_options_name_the_key(workdir, options, message):
 
 
 def test_bad_files_are_one_line_errors_naming_file_and_line(workdir):
-    splits = toy_splits()
-    splits["train"].loc[3, "behavior"] = "click"
-    write_toy(workdir, splits, name="bad1")
+    write_toy(workdir, name="bad1")
+    train_file = workdir / "dataset_atomic" / "bad1" / "bad1.train.inter"
+    lines = train_file.read_text().splitlines(keepends=True)
+    lines[4] = lines[4].replace("view", "click")  # line 5 of the file
+    train_file.write_text("".join(lines))
     with pytest.raises(DataError, match=r"bad1\.train\.inter line 5: behavior 'click'") as err:
         create_dataset(toy_config("bad1"))
     assert "\n" not in str(err.value)
