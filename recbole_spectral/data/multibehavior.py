@@ -262,6 +262,14 @@ class MultiBehaviorDataset(Dataset):
         union.data[:] = 1.0
         return union.astype(np.float32)
 
+    def build(self):
+        if self.train_on_all_behaviors:
+            self.logger.warning(
+                "train_on_all_behaviors: evaluation must mask training target interactions only; build the "
+                "dataloaders with recbole_spectral.data.data_preparation (RecBole's own also masks auxiliary pairs)"
+            )
+        return super().build()
+
     # -- evaluation masks ----------------------------------------------------------------------
     def restrict_eval_history(self, train_data, valid_data, test_data):
         """With ``train_on_all_behaviors``, mask only training *target* interactions when evaluating.
