@@ -26,12 +26,11 @@ import traceback
 from logging import getLogger
 
 import yaml
-from recbole.data import data_preparation
 from recbole.utils import init_seed
 
 from recbole_spectral import registry
 from recbole_spectral.config import SpectralConfig, parse_cli_value
-from recbole_spectral.data import create_dataset, ensure_dataset_files
+from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
 from recbole_spectral.errors import ConfigError
 from recbole_spectral.quick_start import init_logging
 from recbole_spectral.trainer import get_trainer

@@ -154,7 +154,7 @@ def run_distributed(model, dataset, config_file_list=None, cmd_overrides=None, n
 
 def _worker(local_rank, model, dataset, config_file_list, config_dict, overrides, settings, queue):
     """One rank: RecBole's run_recbole with the races handled and the test on rank 0 over all users."""
-    from recbole.data import data_preparation
+    from recbole_spectral.data import data_preparation
     from recbole.data.utils import get_dataloader
     from recbole.utils import init_seed, set_color
 
