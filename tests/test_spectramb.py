@@ -162,3 +162,18 @@ def test_a_plain_dataset_is_refused():
 
     with pytest.raises(ConfigError, match="multi-behavior dataset"):
         SpectraMB(make_config(), Plain())
+
+
+def test_symmetric_propagation_matches_plain_propagation_and_its_gradients():
+    from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
+
+    graph = normalized_bipartite_graph(TinyMultiBehaviorDataset().all_behaviors_matrix())
+    e1 = torch.randn(N_USERS + N_ITEMS, 4, requires_grad=True)
+    e2 = e1.detach().clone().requires_grad_(True)
+    plain = propagate(graph, e1, 3, "sum", l2_normalize=True)
+    fast = propagate(graph.to_sparse_csr(), e2, 3, "sum", l2_normalize=True, symmetric=True)
+    torch.testing.assert_close(fast, plain)
+    weights = torch.randn_like(plain)
+    (plain * weights).sum().backward()
+    (fast * weights).sum().backward()
+    torch.testing.assert_close(e2.grad, e1.grad)
