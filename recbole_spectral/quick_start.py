@@ -6,12 +6,11 @@ every model (plugin or RecBole) through the plugin's Config, dataset seam and sa
 import logging
 from logging import getLogger
 
-from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_spectral import registry
 from recbole_spectral.config import SpectralConfig
-from recbole_spectral.data import create_dataset, ensure_dataset_files
+from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
 from recbole_spectral.trainer import get_trainer, load_checkpoint
 
 

@@ -75,6 +75,18 @@ def ensure_dataset_files(config):
         raise DataError(f"dataset '{name}': missing atomic file {missing[0]}")
 
 
+def data_preparation(config, dataset):
+    """RecBole's ``data_preparation``, then the dataset's own fix-up of the evaluation masks, if it has one
+    (a multi-behavior dataset trained on all behaviors still masks only training target interactions)."""
+    from recbole.data import data_preparation as recbole_data_preparation
+
+    loaders = recbole_data_preparation(config, dataset)
+    restrict = getattr(dataset, "restrict_eval_history", None)
+    if restrict is not None:
+        restrict(*loaders)
+    return loaders
+
+
 def create_dataset(config):
     """Build the Dataset for ``config`` (kind chosen from the dataset's properties)."""
     ensure_dataset_files(config)
