@@ -177,3 +177,42 @@ def test_symmetric_propagation_matches_plain_propagation_and_its_gradients():
     (plain * weights).sum().backward()
     (fast * weights).sum().backward()
     torch.testing.assert_close(e2.grad, e1.grad)
+
+
+# -- end to end on the shipped ml-100k-mb (built on demand from RecBole's bundled ml-100k) -------------
+def run_cli(*args, cwd):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, str(ROOT / "run_recbole_spectral.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_one_epoch_on_ml_100k_mb_through_the_cli_and_the_checkpoint_reloads(workdir):
+    proc = run_cli("--model=SpectraMB", "--dataset=ml-100k-mb", "--epochs=1", "--state=INFO",
+                   "--eval_batch_size=1000000", "--train_batch_size=8192", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test result: hit@10:" in proc.stdout
+    [checkpoint_file] = list((workdir / "saved").glob("SpectraMB-*.pth"))
+    checkpoint = torch.load(checkpoint_file, weights_only=True)
+    assert {f"view_filters.{i}.weight" for i in range(3)} <= set(checkpoint["state_dict"])
+
+    from recbole_spectral.quick_start import load_data_and_model
+    from recbole_spectral.trainer import get_trainer
+
+    config, model, dataset, _, _, test_data = load_data_and_model(str(checkpoint_file))
+    assert model.behaviors == ["dislike", "neutral", "like"] and model.target_behavior == "like"
+    result = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).evaluate(test_data, load_best_model=False)
+    printed = proc.stdout.split("test result: ")[1].splitlines()[0]
+    assert f"hit@10: {result['hit@10']:.4f}" in printed
+
+
+def test_odd_embedding_size_through_the_cli_is_one_line(workdir):
+    proc = run_cli("--model=SpectraMB", "--dataset=ml-100k-mb", "--epochs=1", "--embedding_size=63",
+                   "--state=ERROR", cwd=workdir)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    # the error is the last line (the dataset's log lines, if any, come before it)
+    assert "config key 'embedding_size'" in proc.stderr.strip().splitlines()[-1] and "got 63" in proc.stderr
