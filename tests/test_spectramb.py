@@ -75,7 +75,7 @@ def final_embeddings(model):
 
 def test_defaults_are_read_from_the_yaml():
     model = make_model()
-    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (3, "static", "attention", "feature")
+    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (1, "static", "attention", "feature")
     assert len(model.view_filters) == 3 and model.attention.dim == 8
 
 
