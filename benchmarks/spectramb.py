@@ -8,7 +8,7 @@ an interrupted benchmark resumes where it stopped and parts can run one after an
 
 Parts:
   main        SpectraMB (YAML defaults), LightGCN target only, LightGCN all behaviors, every dataset
-  variants    SpectraMB context-conditioned filter, and view-softmax (paper) attention, first dataset
+  variants    SpectraMB context-conditioned filter, view-softmax (paper) attention, 3 layers, first dataset
   ablations   SpectraMB without spectral filtering / with mean fusion / without residual global, first dataset
   robustness  SpectraMB and LightGCN (all behaviors) with 10/30/50 % random pairs added to every
               auxiliary behavior (noise 0 % = the main rows), first dataset
@@ -49,6 +49,7 @@ def runs_for(part, datasets):
     elif part == "variants":
         yield part, first, "SpectraMB, context-conditioned filter", "SpectraMB", {"filter_mode": "context"}
         yield part, first, "SpectraMB, softmax across views (paper)", "SpectraMB", {"attention_softmax": "view"}
+        yield part, first, "SpectraMB, 3 layers (published code)", "SpectraMB", {"n_layers": 3}
     elif part == "ablations":
         yield part, first, "SpectraMB w/o spectral filtering", "SpectraMB", {"spectral_filter": False}
         yield part, first, "SpectraMB, mean fusion", "SpectraMB", {"fusion": "mean"}
