@@ -134,18 +134,18 @@ def write_markdown(records, out, args):
     lines = [
         "# SpectraMB benchmark",
         "",
-        "Made by (run one after another; each resumes from the JSON-lines file next to this one):",
+        "Made by these commands (each appends its runs to the JSON-lines file next to this one and skips runs "
+        "already there; they may run one after another or as concurrent processes):",
         "",
         "```",
         *sorted({r["command"] for r in records}, key=[r["command"] for r in records].index),
         "```",
         "",
-        f"Protocol: RecBole full ranking over all items, test target rows of the converted dataset, early stopping "
-        f"on validation HR@10 (stopping_step {args.stopping_step}, eval every {args.eval_step} epoch(s), epoch cap "
-        f"and train batch as listed), lr {args.learning_rate}, Adam; other "
-        "hyperparameters: each model's YAML defaults. Mean ± sample std over the seeds listed; epoch time = mean "
-        "training time of one epoch (evaluation excluded) on this machine's shared CPU (2 cores shared with "
-        "other jobs, so timings are noisy; compare within one table).",
+        "Protocol: RecBole full ranking over all items, test target rows of the converted dataset, early stopping "
+        "on validation HR@10 (stopping_step, eval_step, lr and other settings as in the command of each run; epoch "
+        "cap and train batch as listed), Adam; other hyperparameters: each model's YAML defaults. Mean ± sample std "
+        "over the seeds listed; epoch time = mean training time of one epoch (evaluation excluded) on the machine "
+        "the run used (timings from runs that shared a busy CPU with other jobs are only indicative).",
         "",
     ]
     titles = {"main": "Main comparison", "variants": "SpectraMB variants (filter and fusion switches)",
@@ -205,8 +205,13 @@ def main(argv=None):
     p.add_argument("--eval_batch_size", type=int, default=2 ** 24)
     p.add_argument("--only", nargs="*", default=None, help="run only these labels (substring match)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "spectramb.md"))
+    p.add_argument("--report_only", action="store_true", help="rewrite the Markdown from the JSON-lines file")
     args = p.parse_args(argv)
 
+    if args.report_only:
+        jsonl = Path(args.out).with_suffix(".jsonl")
+        write_markdown([json.loads(line) for line in jsonl.read_text().splitlines()], args.out, args)
+        return
     if not os.environ.get("RECBOLE_SPECTRAL_DATA"):
         raise SystemExit("set RECBOLE_SPECTRAL_DATA to the folder holding the converted datasets")
     out = Path(args.out)
