@@ -44,18 +44,39 @@ def normalized_bipartite_graph(interactions, device=None):
     return to_torch_sparse(sym_normalize(bipartite_adjacency(interactions)), device)
 
 
-def propagate(graph, embeddings, n_layers, aggregation="sum", l2_normalize=False, include_input=True):
+class _SymmetricSpMM(torch.autograd.Function):
+    """Â X for a symmetric sparse Â: the gradient Â^T G is Â G, so no transpose is built."""
+
+    @staticmethod
+    def forward(ctx, graph, dense):
+        ctx.graph = graph
+        return torch.sparse.mm(graph, dense)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, torch.sparse.mm(ctx.graph, grad)
+
+
+def symmetric_spmm(graph, dense):
+    """``graph @ dense`` for a symmetric sparse ``graph`` (COO or CSR); gradients flow to ``dense`` only.
+    On CPU this is several times faster than ``torch.sparse.mm`` backward, which transposes the graph."""
+    return _SymmetricSpMM.apply(graph, dense)
+
+
+def propagate(graph, embeddings, n_layers, aggregation="sum", l2_normalize=False, include_input=True,
+              symmetric=False):
     """LightGCN propagation E^(l+1) = Â E^(l), layer outputs aggregated.
 
     ``aggregation``: ``sum`` or ``mean`` over layers (the input layer included when ``include_input``),
     or ``last`` (only E^(L)). ``l2_normalize`` row-normalises each propagated layer (SpectraMB's code).
+    ``symmetric``: ``graph`` is symmetric (e.g. a normalised bipartite graph): use :func:`symmetric_spmm`.
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     layers = [embeddings] if include_input else []
     current = embeddings
     for _ in range(n_layers):
-        current = torch.sparse.mm(graph, current)
+        current = symmetric_spmm(graph, current) if symmetric else torch.sparse.mm(graph, current)
         if l2_normalize:
             current = F.normalize(current, p=2, dim=1)
         layers.append(current)
