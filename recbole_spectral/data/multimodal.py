@@ -1,0 +1,225 @@
+"""Multimodal dataset: RecBole's Dataset plus per-modality item features aligned to internal item ids.
+
+Atomic layout of a multimodal dataset ``<name>`` in ``<data_dir>/<name>/``::
+
+    <name>.inter                         interactions (or, with ``benchmark_filename: [train, valid, test]``,
+    <name>.train.inter ...               the pre-split files RecBole reads in that order)
+    <name>.<modality>.npy                one float matrix per modality: row r = features of one item
+    <name>.<modality>.items.txt          optional sidecar: the item token of row r on line r
+    <name>.feature_items.txt             shared sidecar, used by every modality without its own
+    <name>.yaml                          ``modalities: [image, text]`` and the dataset's other properties
+
+Features are read with ``np.load(..., allow_pickle=False)`` after RecBole's id remapping, cast to
+float32 and aligned so that row j of ``item_features(m)`` is the item with internal id j (row 0 =
+RecBole's padding item, all zeros). They never enter ``inter_feat``/``item_feat``, so they are never
+joined into training batches. Sidecar tokens that RecBole never saw in an interaction file get no
+internal id; their rows are unused (count logged). Items without a feature row are filled with the
+mean of the aligned rows or zeros (``feature_fill: mean|zeros``; count logged).
+
+Item-item kNN graphs (``knn_graph(modality, k)``, see :mod:`recbole_spectral.layers.knn`) are cached at
+``<knn_cache_dir or data_path/knn_cache>/<name>.<modality>.<feature_fill>.k<k>.npz``; when that folder is
+not writable the cache goes to ``<checkpoint_dir>/knn_cache/``.
+"""
+import os
+import re
+import time
+
+import numpy as np
+from recbole.data.dataset import Dataset
+
+from recbole_spectral.errors import ConfigError, DataError
+from recbole_spectral.layers.knn import knn_graph
+
+FEATURE_FILLS = ("mean", "zeros")
+_MODALITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_NUMERIC_KINDS = "biuf"
+
+
+def feature_file(data_path, dataset, modality):
+    return os.path.join(data_path, f"{dataset}.{modality}.npy")
+
+
+def sidecar_file(data_path, dataset, modality):
+    """The sidecar naming the item token of each feature row: per-modality if present, else shared."""
+    own = os.path.join(data_path, f"{dataset}.{modality}.items.txt")
+    return own if os.path.isfile(own) else os.path.join(data_path, f"{dataset}.feature_items.txt")
+
+
+def read_sidecar(path):
+    """Item tokens, one per line (trailing blank lines ignored); one-line DataError on bad content."""
+    if not os.path.isfile(path):
+        raise DataError(f"missing item sidecar {path}: expected one item token per feature row")
+    with open(path, encoding="utf-8") as handle:
+        tokens = [line.strip() for line in handle.read().splitlines()]
+    while tokens and not tokens[-1]:
+        tokens.pop()
+    for line, token in enumerate(tokens, 1):
+        if not token:
+            raise DataError(f"{path} line {line}: empty item token (expected one token per feature row)")
+    if len(set(tokens)) != len(tokens):
+        seen = set()
+        for line, token in enumerate(tokens, 1):
+            if token in seen:
+                raise DataError(f"{path} line {line}: item token '{token}' repeated (expected each item once)")
+            seen.add(token)
+    return tokens
+
+
+def load_feature_matrix(path):
+    """A 2-d finite numeric matrix from ``path`` (memory-mapped, never unpickled); DataError otherwise."""
+    if not os.path.isfile(path):
+        raise DataError(f"missing feature file {path}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+            raise DataError(f"{path} holds an object/pickled array: expected a 2-d float array") from err
+        raise DataError(f"{path} is not a readable .npy array: {err}") from err
+    except OSError as err:
+        raise DataError(f"{path} is not a readable .npy file: {err}") from err
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path} is not a single .npy array: expected a 2-d float array")
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise DataError(f"{path} has dtype {array.dtype}: expected a 2-d float array")
+    if array.ndim != 2:
+        raise DataError(f"{path} has shape {array.shape}: expected a 2-d array (items x dim)")
+    return array
+
+
+def check_finite(array, path, tokens=None, chunk_rows=4096):
+    """Raise DataError naming the first row holding NaN/inf (checked in chunks: no full-size mask)."""
+    if array.dtype.kind != "f":
+        return
+    for start in range(0, array.shape[0], chunk_rows):
+        part = np.asarray(array[start:start + chunk_rows])
+        if not np.isfinite(part).all():
+            row = start + int(np.flatnonzero(~np.isfinite(part).all(axis=1))[0])
+            item = f" (item '{tokens[row]}')" if tokens is not None else ""
+            raise DataError(f"{path} row {row}{item} holds NaN or inf: expected finite values")
+
+
+class MultiModalDataset(Dataset):
+    """RecBole Dataset whose items carry one feature matrix per modality (``modalities`` in the YAML).
+
+    Attributes shared by every copy RecBole makes in ``build()``: ``modalities`` and the aligned features.
+    """
+
+    def _data_processing(self):
+        super()._data_processing()
+        self._load_item_features()
+
+    # -- loading -------------------------------------------------------------------------------
+    def _read_modalities(self):
+        modalities = self.config["modalities"]
+        if isinstance(modalities, str):
+            modalities = [modalities]
+        if not isinstance(modalities, (list, tuple)) or not modalities:
+            raise ConfigError(f"config key 'modalities': expected a non-empty list of names, got {modalities!r}")
+        for modality in modalities:
+            if not isinstance(modality, str) or not _MODALITY_NAME.match(modality):
+                raise ConfigError(
+                    f"config key 'modalities': '{modality}' is not a valid modality name "
+                    "(letters, digits, '_' or '-')"
+                )
+        if len(set(modalities)) != len(modalities):
+            raise ConfigError(f"config key 'modalities': repeated name in {list(modalities)}")
+        return list(modalities)
+
+    def _load_item_features(self):
+        self.modalities = self._read_modalities()
+        self.feature_fill = self.config["feature_fill"]
+        if self.feature_fill not in FEATURE_FILLS:
+            raise ConfigError(f"config key 'feature_fill': expected one of {FEATURE_FILLS}, got {self.feature_fill!r}")
+        self._item_features = {}
+        self._knn_graphs = {}
+        for modality in self.modalities:
+            start = time.time()
+            self._item_features[modality] = self._align_modality(modality)
+            self.logger.info(f"modality {modality}: features loaded in {time.time() - start:.2f} s")
+
+    def _align_modality(self, modality):
+        path = feature_file(self.dataset_path, self.dataset_name, modality)
+        if not os.path.isfile(path):
+            raise DataError(
+                f"dataset '{self.dataset_name}': modality '{modality}' is listed in 'modalities' "
+                f"but its feature file {path} does not exist"
+            )
+        sidecar = sidecar_file(self.dataset_path, self.dataset_name, modality)
+        tokens = read_sidecar(sidecar)
+        source = load_feature_matrix(path)
+        if source.shape[0] != len(tokens):
+            raise DataError(
+                f"{path} has {source.shape[0]} rows but its sidecar {sidecar} names {len(tokens)} items: "
+                "expected one row per item token"
+            )
+        check_finite(source, path, tokens)
+
+        token_id = self.field2token_id[self.iid_field]
+        ids = np.fromiter((token_id.get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
+        known = ids > 0
+        aligned = np.zeros((self.item_num, source.shape[1]), dtype=np.float32)
+        aligned[ids[known]] = np.asarray(source[np.flatnonzero(known)], dtype=np.float32)
+        if source.dtype.kind == "f" and not np.isfinite(aligned).all():  # float64 beyond float32 range
+            raise DataError(f"{path} holds values outside the float32 range: expected finite float32 values")
+
+        has_row = np.zeros(self.item_num, dtype=bool)
+        has_row[ids[known]] = True
+        missing = np.flatnonzero(~has_row[1:]) + 1  # row 0 is RecBole's padding item
+        unused = int((~known).sum())
+        if missing.size:
+            if self.feature_fill == "mean" and known.any():
+                aligned[missing] = aligned[ids[known]].mean(axis=0)
+            # "zeros": the rows are already zero
+        self.logger.info(
+            f"modality {modality}: {source.shape[0]} rows x {source.shape[1]} from {os.path.basename(path)}; "
+            f"{unused} rows unused (items never seen in an interaction file); "
+            f"{missing.size} of {self.item_num - 1} items without a feature row filled with {self.feature_fill}"
+        )
+        if missing.size:
+            self.logger.warning(
+                f"modality {modality}: {missing.size} items have no feature row; filled with {self.feature_fill}"
+            )
+        return aligned
+
+    # -- public API ----------------------------------------------------------------------------
+    def item_features(self, modality):
+        """float32 array (item_num x dim) of ``modality``; row j = internal item id j, row 0 = padding.
+
+        The array is shared by every copy of the dataset: treat it as read-only.
+        """
+        if modality not in self._item_features:
+            raise DataError(
+                f"dataset '{self.dataset_name}' has no modality '{modality}'; modalities: {', '.join(self.modalities)}"
+            )
+        return self._item_features[modality]
+
+    def knn_cache_file(self, modality, k):
+        folder = self.config["knn_cache_dir"] or os.path.join(self.dataset_path, "knn_cache")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            writable = os.access(folder, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:
+            folder = os.path.join(self.config["checkpoint_dir"], "knn_cache")
+            os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, f"{self.dataset_name}.{modality}.{self.feature_fill}.k{int(k)}.npz")
+
+    def knn_graph(self, modality, k):
+        """Cosine top-k item-item graph of ``modality`` (item_num x item_num torch sparse, normalised).
+
+        Built once per (modality, k) and cached on disk; see :mod:`recbole_spectral.layers.knn`.
+        """
+        key = (modality, int(k))
+        if key not in self._knn_graphs:
+            features = self.item_features(modality)
+            cache_file = self.knn_cache_file(modality, k)
+            start = time.time()
+            self._knn_graphs[key] = knn_graph(features, int(k), cache_file=cache_file)
+            self.logger.info(f"modality {modality}: kNN graph (k={k}) ready in {time.time() - start:.2f} s ({cache_file})")
+        return self._knn_graphs[key]
+
+    def __str__(self):
+        text = super().__str__()
+        dims = ", ".join(f"{m} {self._item_features[m].shape[1]}-d" for m in self.modalities)
+        return f"{text}\nModalities: {dims}"
