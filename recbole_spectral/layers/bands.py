@@ -49,17 +49,37 @@ BAND_METHODS = ("energy", "fixed")
 # Chebyshev machinery
 # ----------------------------------------------------------------------------------------------
 def shifted_laplacian(norm_adj):
-    """L̃ = L − I = −Â for a symmetric-normalised adjacency Â (torch sparse)."""
-    return (-1.0 * norm_adj).coalesce()
+    """L̃ = L − I = −Â for a symmetric-normalised adjacency Â (torch sparse COO in, CSR out)."""
+    return (-1.0 * norm_adj.coalesce()).to_sparse_csr()
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """y = A x for a symmetric sparse A; the gradient is A g (Aᵀ = A), one CSR product each way."""
+
+    @staticmethod
+    def forward(ctx, matrix, x):
+        ctx.matrix = matrix
+        return matrix @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, ctx.matrix @ grad
+
+
+def symmetric_spmm(matrix, x):
+    """A x for a symmetric sparse (CSR) A, differentiable in x."""
+    if matrix.layout != torch.sparse_csr:
+        return torch.sparse.mm(matrix, x)
+    return _SymmetricSpMM.apply(matrix, x)
 
 
 def chebyshev_basis(laplacian, x, order):
     """[T_0(L̃)x, ..., T_order(L̃)x] by the three-term recurrence (``order`` sparse products)."""
     basis = [x]
     if order >= 1:
-        basis.append(torch.sparse.mm(laplacian, x))
+        basis.append(symmetric_spmm(laplacian, x))
     for _ in range(2, order + 1):
-        basis.append(2.0 * torch.sparse.mm(laplacian, basis[-1]) - basis[-2])
+        basis.append(2.0 * symmetric_spmm(laplacian, basis[-1]) - basis[-2])
     return basis
 
 
@@ -105,15 +125,26 @@ def compose(coefficients, prefilter):
     """Chebyshev coefficients of f_b·g for every row f_b of ``coefficients`` (product of series)."""
     if prefilter is None:
         return np.asarray(coefficients)
-    return np.stack([npcheb.chebmul(row, prefilter) for row in coefficients])
+    coefficients = np.asarray(coefficients)
+    length = coefficients.shape[1] + len(prefilter) - 1
+    out = np.zeros((coefficients.shape[0], length))
+    for b, row in enumerate(coefficients):
+        product = npcheb.chebmul(row, prefilter)  # numpy trims trailing zeros
+        out[b, : len(product)] = product
+    return out
 
 
 def combine(basis, coefficients, rows=None):
     """Σ_k a_{bk} T_k for every band b: list of M tensors (optionally only ``rows``)."""
-    stacked = torch.stack([t if rows is None else t[rows] for t in basis[: coefficients.shape[1]]], 0)
-    coef = torch.as_tensor(coefficients, dtype=stacked.dtype, device=stacked.device)
-    out = torch.einsum("bk,knd->bnd", coef, stacked)
-    return list(out.unbind(0))
+    terms = [t if rows is None else t[rows] for t in basis[: coefficients.shape[1]]]  # gather first
+    coef = coefficients.tolist() if isinstance(coefficients, np.ndarray) else coefficients
+    bands = []
+    for row in coef:
+        band = terms[0] * float(row[0])
+        for a, term in zip(row[1:], terms[1:]):
+            band = band + float(a) * term
+        bands.append(band)
+    return bands
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,7 +316,7 @@ class SpectralBands:
         its energy; returns the band shares ⟨X, B_b⟩ as fractions of ‖X‖² (they sum to 1)."""
         if self.exact:
             if self._eigen is None:
-                dense = self.laplacian.to_dense()
+                dense = self.laplacian.to_dense()  # small graphs only
                 evals, evecs = torch.linalg.eigh(dense.double())
                 self._eigen = (evals, evecs)
             evals, evecs = self._eigen

@@ -47,7 +47,9 @@ class GHSNO(nn.Module):
         Returns (n, D) fused representations and the gate (n, M)."""
         if keep is not None:
             bands = bands * keep.unsqueeze(-1)
-        mixed = torch.einsum("bc,ncd->nbd", self.kernel(), bands) * self.band_gains().unsqueeze(0)
+        n, m, d = bands.shape  # mixed[n, b] = Σ_c A[b, c] bands[n, c], as one GEMM
+        mixed = (bands.transpose(1, 2).reshape(n * d, m) @ self.kernel().T).reshape(n, d, m).transpose(1, 2)
+        mixed = mixed * self.band_gains()
         logits = mixed @ self.gate_vector + self.gate_bias
         if keep is not None:  # a dropped band cannot win the gate
             logits = logits.masked_fill(keep <= 0, float("-inf"))
