@@ -6,7 +6,7 @@ split (seed 2020, like RecBole's default RS split grouped by user) written as th
 
 Two content modalities computed locally from ``ml-100k.item``:
 
-- ``text``: TF-IDF of the movie title (word unigrams, sublinear tf) -> TruncatedSVD to 64-d
+- ``text``: TF-IDF of the movie title (word unigrams incl. 1-character words, sublinear tf) -> TruncatedSVD to 64-d
   (``random_state=2020``).
 - ``genre_year``: multi-hot of the 19 genres + release year min-max scaled to [0, 1] (20-d).
 
@@ -57,7 +57,8 @@ def text_features(titles, dim=TEXT_DIM, seed=SEED):
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    tfidf = TfidfVectorizer(lowercase=True, sublinear_tf=True).fit_transform(titles)
+    # single-character tokens count: titles such as "M", "I.Q." or "8 1/2" must not become zero rows
+    tfidf = TfidfVectorizer(lowercase=True, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b").fit_transform(titles)
     svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=7, random_state=seed)
     return svd.fit_transform(tfidf).astype(np.float32)
 
@@ -86,6 +87,7 @@ def build(data_dir, source=None):
     labels = split_per_user(inter)
 
     work = tempfile.mkdtemp(prefix=f".{NAME}-", dir=data_dir)
+    os.chmod(work, 0o755)  # mkdtemp makes it private
     try:
         header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
         columns = ["user_id", "item_id", "rating", "timestamp"]

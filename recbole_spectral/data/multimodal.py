@@ -72,7 +72,7 @@ def load_feature_matrix(path):
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
-        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+        if any(hint in str(err) for hint in ("allow_pickle", "Object arrays", "Python objects")):
             raise DataError(f"{path} holds an object/pickled array: expected a 2-d float array") from err
         raise DataError(f"{path} is not a readable .npy array: {err}") from err
     except OSError as err:
@@ -86,14 +86,43 @@ def load_feature_matrix(path):
     return array
 
 
-def check_finite(array, path, tokens=None, chunk_rows=4096):
-    """Raise DataError naming the first row holding NaN/inf (checked in chunks: no full-size mask)."""
-    if array.dtype.kind != "f":
+def iter_row_chunks(array, path, chunk_rows=2048):
+    """(start, rows) chunks of the validated memory-map ``array`` of ``path``, read with plain file reads.
+
+    Reading through the file (not the map) keeps the source's pages out of the process's resident set,
+    so peak memory is the aligned float32 matrix plus one chunk.
+    """
+    if not array.flags.c_contiguous or not isinstance(array, np.memmap):
+        for start in range(0, array.shape[0], chunk_rows):
+            yield start, np.asarray(array[start:start + chunk_rows])
         return
-    for start in range(0, array.shape[0], chunk_rows):
-        part = np.asarray(array[start:start + chunk_rows])
-        if not np.isfinite(part).all():
-            row = start + int(np.flatnonzero(~np.isfinite(part).all(axis=1))[0])
+    row_items = int(np.prod(array.shape[1:]))
+    with open(path, "rb") as handle:
+        handle.seek(array.offset)
+        for start in range(0, array.shape[0], chunk_rows):
+            count = min(chunk_rows, array.shape[0] - start)
+            rows = np.fromfile(handle, dtype=array.dtype, count=count * row_items)
+            if rows.size != count * row_items:
+                raise DataError(f"{path} is truncated: expected {array.shape[0]} rows of {row_items} values")
+            yield start, rows.reshape(count, *array.shape[1:])
+
+
+def first_non_finite_row(rows):
+    """Index of the first row of ``rows`` holding NaN/inf, or None."""
+    if rows.dtype.kind != "f":
+        return None
+    finite = np.isfinite(rows)
+    if finite.all():
+        return None
+    return int(np.flatnonzero(~finite.all(axis=1))[0])
+
+
+def check_finite(array, path, tokens=None):
+    """Raise DataError naming the first row holding NaN/inf (read in chunks: no full-size mask)."""
+    for start, rows in iter_row_chunks(array, path):
+        bad = first_non_finite_row(rows)
+        if bad is not None:
+            row = start + bad
             item = f" (item '{tokens[row]}')" if tokens is not None else ""
             raise DataError(f"{path} row {row}{item} holds NaN or inf: expected finite values")
 
@@ -152,15 +181,25 @@ class MultiModalDataset(Dataset):
                 f"{path} has {source.shape[0]} rows but its sidecar {sidecar} names {len(tokens)} items: "
                 "expected one row per item token"
             )
-        check_finite(source, path, tokens)
-
         token_id = self.field2token_id[self.iid_field]
         ids = np.fromiter((token_id.get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
         known = ids > 0
         aligned = np.zeros((self.item_num, source.shape[1]), dtype=np.float32)
-        aligned[ids[known]] = np.asarray(source[np.flatnonzero(known)], dtype=np.float32)
-        if source.dtype.kind == "f" and not np.isfinite(aligned).all():  # float64 beyond float32 range
-            raise DataError(f"{path} holds values outside the float32 range: expected finite float32 values")
+        total = np.zeros(source.shape[1], dtype=np.float64)  # for the mean fill, without a copy of the rows
+        for start, rows in iter_row_chunks(source, path):
+            bad = first_non_finite_row(rows)
+            if bad is not None:
+                row = start + bad
+                raise DataError(f"{path} row {row} (item '{tokens[row]}') holds NaN or inf: expected finite values")
+            cast = rows.astype(np.float32, copy=False)
+            bad = first_non_finite_row(cast)
+            if bad is not None:  # float64 beyond the float32 range
+                raise DataError(f"{path} row {start + bad} holds values outside the float32 range: expected finite float32 values")
+            chunk_ids = ids[start:start + rows.shape[0]]
+            keep = chunk_ids > 0
+            aligned[chunk_ids[keep]] = cast[keep]
+            total += cast[keep].sum(axis=0, dtype=np.float64)
+        del source  # the memory-map: its pages were never read
 
         has_row = np.zeros(self.item_num, dtype=bool)
         has_row[ids[known]] = True
@@ -168,10 +207,10 @@ class MultiModalDataset(Dataset):
         unused = int((~known).sum())
         if missing.size:
             if self.feature_fill == "mean" and known.any():
-                aligned[missing] = aligned[ids[known]].mean(axis=0)
+                aligned[missing] = (total / known.sum()).astype(np.float32)
             # "zeros": the rows are already zero
         self.logger.info(
-            f"modality {modality}: {source.shape[0]} rows x {source.shape[1]} from {os.path.basename(path)}; "
+            f"modality {modality}: {len(tokens)} rows x {aligned.shape[1]} from {os.path.basename(path)}; "
             f"{unused} rows unused (items never seen in an interaction file); "
             f"{missing.size} of {self.item_num - 1} items without a feature row filled with {self.feature_fill}"
         )

@@ -10,12 +10,13 @@ A row of X that is all zero (RecBole's padding row 0, items filled with zeros) i
 neighbours and is nobody's neighbour. Every other row has exactly k_eff = min(k, #non-zero rows) edges,
 so its entries equal 1/k_eff, as in FREEDOM.
 
-The similarity is computed ``block_rows`` rows at a time (a block_rows x n slice, never the dense
-n x n matrix), on the device of ``features`` when it is a torch tensor. ``cache_file`` (.npz, loaded with
-``allow_pickle=False``) stores the edges together with n, k and a hash of the features, so a cache built
-from other features or another k is rebuilt, never reused.
+The similarity is computed in block_rows x block_rows tiles of its upper triangle (never the dense n x n
+matrix) with a running top-k per row, on the device of ``features`` when it is a torch tensor.
+``cache_file`` (.npz, loaded with ``allow_pickle=False``) stores the edges together with n, k and a hash
+of the features, so a cache built from other features or another k is rebuilt, never reused.
 """
 import hashlib
+import math
 import os
 import tempfile
 from logging import getLogger
@@ -23,8 +24,8 @@ from logging import getLogger
 import numpy as np
 import torch
 
-# similarity entries per block (block_rows x n); 2**24 float32 = 64 MiB
-BLOCK_ENTRIES = 2 ** 24
+# similarity entries per tile (block_rows x block_rows = 2048 x 2048); 2**22 float32 = 16 MiB
+BLOCK_ENTRIES = 2 ** 22
 
 
 def features_fingerprint(features):
@@ -37,9 +38,29 @@ def features_fingerprint(features):
     return digest.hexdigest()
 
 
+def _merge_topk(best_val, best_idx, start, scores, col_offset):
+    """Fold the candidates ``scores`` (rows start.., columns col_offset..) into the running top-k."""
+    end = start + scores.shape[0]
+    k = best_val.shape[1]
+    val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=False)
+    val = torch.cat([best_val[start:end], val], dim=1)
+    idx = torch.cat([best_idx[start:end], idx + col_offset], dim=1)
+    keep_val, keep = torch.topk(val, k, dim=1, sorted=False)
+    best_val[start:end] = keep_val
+    best_idx[start:end] = torch.gather(idx, 1, keep)
+
+
 def knn_edges(features, k, block_rows=None):
-    """(rows, cols) int64 arrays of the top-k cosine neighbours of every non-zero row (self included)."""
-    x = torch.as_tensor(features).detach().float()
+    """(rows, cols) int64 arrays of the top-k cosine neighbours of every non-zero row (self included).
+
+    The cosine matrix is symmetric, so only its block upper triangle is computed: each
+    block_rows x block_rows tile S_IJ = diag(1/|x_I|) X_I X_J^T diag(1/|x_J|) (J >= I) updates the running
+    top-k of the rows of I (from S_IJ) and of J (from S_IJ^T). That is half the products of a row-by-row
+    pass; only one tile is in memory and the features are never copied (tiles are normalised instead).
+    """
+    x = torch.as_tensor(features).detach()
+    if x.dtype != torch.float32:
+        x = x.float()
     if x.dim() != 2:
         raise ValueError(f"features must be 2-d (items x dim), got shape {tuple(x.shape)}")
     if k < 1:
@@ -47,30 +68,30 @@ def knn_edges(features, k, block_rows=None):
     n = x.shape[0]
     norms = x.norm(dim=1)
     valid = norms > 0
-    n_valid = int(valid.sum())
-    k_eff = min(int(k), n_valid)
+    k_eff = min(int(k), int(valid.sum()))
     if k_eff == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    unit = x / norms.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(1)
-    unit_t = unit.t().contiguous()
-    invalid_cols = ~valid
-    block = block_rows or max(1, min(n, BLOCK_ENTRIES // max(n, 1)))
-    rows, cols = [], []
+    inv_norm = torch.where(valid, 1.0 / norms.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(norms))
+    block = int(block_rows or max(1, math.isqrt(BLOCK_ENTRIES)))
+    best_val = torch.full((n, k_eff), float("-inf"), device=x.device)
+    best_idx = torch.zeros((n, k_eff), dtype=torch.long, device=x.device)
     with torch.no_grad():
-        for start in range(0, n, block):
-            end = min(start + block, n)
-            keep = valid[start:end]
-            if not bool(keep.any()):
-                continue
-            sim = unit[start:end] @ unit_t
-            sim[:, invalid_cols] = float("-inf")
-            top = torch.topk(sim, k_eff, dim=1, sorted=False).indices
-            block_ids = torch.arange(start, end, device=x.device)[keep]
-            rows.append(block_ids.repeat_interleave(k_eff).cpu())
-            cols.append(top[keep].reshape(-1).cpu())
-            del sim, top
-    return torch.cat(rows).numpy(), torch.cat(cols).numpy()
+        for i0 in range(0, n, block):
+            rows_i = x[i0:i0 + block]
+            for j0 in range(i0, n, block):
+                scores = rows_i @ x[j0:j0 + block].t()
+                scores.mul_(inv_norm[i0:i0 + block].unsqueeze(1)).mul_(inv_norm[j0:j0 + block].unsqueeze(0))
+                scores[~valid[i0:i0 + block]] = float("-inf")  # zero rows: nobody's neighbour
+                scores[:, ~valid[j0:j0 + block]] = float("-inf")
+                _merge_topk(best_val, best_idx, i0, scores, j0)
+                if j0 != i0:  # topk is faster on contiguous rows
+                    _merge_topk(best_val, best_idx, j0, scores.t().contiguous(), i0)
+                del scores
+    valid_ids = torch.nonzero(valid).squeeze(1)
+    rows = valid_ids.repeat_interleave(k_eff)
+    cols = best_idx[valid_ids].reshape(-1)
+    return rows.cpu().numpy(), cols.cpu().numpy()
 
 
 def normalized_knn_values(rows, cols, n):

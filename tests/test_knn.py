@@ -1,0 +1,95 @@
+"""Item-item cosine kNN graphs (recbole_spectral.layers.knn): exact small cases, blockwise = brute force,
+isolated zero rows, on-disk cache keyed by features and k."""
+import numpy as np
+import pytest
+import torch
+
+from recbole_spectral.layers import knn
+from recbole_spectral.layers.knn import knn_graph
+
+
+def brute_force_knn(features, k):
+    """Dense reference: binary top-k cosine graph (self included), D^{-1/2} A D^{-1/2}."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    adjacency = np.zeros_like(sim)
+    for row in range(len(sim)):
+        adjacency[row, np.argsort(-sim[row], kind="stable")[:k]] = 1.0
+    degree = adjacency.sum(axis=1)
+    return adjacency / np.sqrt(degree)[:, None] / np.sqrt(degree)[None, :]
+
+
+def test_two_clusters_exact_graph():
+    # row 0 is RecBole's padding item (zeros); items 1,2 point along x, items 3,4 along y
+    features = np.array([[0, 0], [1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    graph = knn_graph(features, k=2).to_dense().numpy()
+    expected = np.zeros((5, 5), dtype=np.float32)
+    expected[np.ix_([1, 2], [1, 2])] = 0.5  # each row: itself + its cluster mate, weight 1/sqrt(2*2)
+    expected[np.ix_([3, 4], [3, 4])] = 0.5
+    np.testing.assert_allclose(graph, expected, atol=1e-7)
+
+
+def test_tiled_matches_dense_reference():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(53, 8)).astype(np.float32)
+    reference = brute_force_knn(features.astype(np.float64), k=5)
+    for block_rows in (1, 7, 53, None):
+        graph = knn_graph(features, k=5, block_rows=block_rows)
+        assert graph.shape == (53, 53) and graph.dtype == torch.float32
+        assert graph._nnz() == 53 * 5
+        np.testing.assert_allclose(graph.to_dense().numpy(), reference, atol=1e-6)
+
+
+def test_similarity_is_computed_in_tiles_of_the_upper_triangle(monkeypatch):
+    tiles = []
+    real_merge = knn._merge_topk
+
+    def spy(best_val, best_idx, start, scores, col_offset):
+        tiles.append(tuple(scores.shape))
+        return real_merge(best_val, best_idx, start, scores, col_offset)
+
+    monkeypatch.setattr(knn, "_merge_topk", spy)
+    features = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
+    graph = knn_graph(features, k=3, block_rows=6)
+    # 4 row blocks (6, 6, 6, 2): 4 diagonal tiles + 6 off-diagonal tiles used both ways = 16 merges
+    assert len(tiles) == 16 and max(max(shape) for shape in tiles) == 6  # never 20 x 20
+    np.testing.assert_allclose(graph.to_dense().numpy(), brute_force_knn(features.astype(np.float64), 3), atol=1e-6)
+
+
+def test_zero_rows_are_isolated_and_k_is_clamped():
+    features = np.array([[0, 0, 0], [1, 2, 3], [0, 0, 0], [3, 2, 1]], dtype=np.float32)
+    graph = knn_graph(features, k=10).to_dense().numpy()
+    assert not graph[[0, 2]].any() and not graph[:, [0, 2]].any()
+    # two non-zero rows: k is clamped to 2, each links to both with weight 1/2
+    np.testing.assert_allclose(graph[np.ix_([1, 3], [1, 3])], np.full((2, 2), 0.5), atol=1e-7)
+
+
+def test_rows_of_a_normalised_graph_sum_to_one():
+    features = np.random.default_rng(2).random((30, 6)).astype(np.float32)
+    dense = knn_graph(torch.from_numpy(features), k=4).to_dense()
+    np.testing.assert_allclose(dense.sum(dim=1).numpy(), np.ones(30), atol=1e-6)
+
+
+def test_cache_is_reused_only_for_same_features_and_k(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 5)).astype(np.float32)
+    cache = tmp_path / "cache" / "data.image.k3.npz"
+    first = knn_graph(features, k=3, cache_file=str(cache))
+    assert cache.is_file()
+    with np.load(cache, allow_pickle=False) as stored:
+        assert int(stored["n"]) == 40 and int(stored["k"]) == 3
+
+    calls = []
+    real_edges = knn.knn_edges
+    monkeypatch.setattr(knn, "knn_edges", lambda *a, **kw: calls.append(a[1]) or real_edges(*a, **kw))
+    again = knn_graph(features, k=3, cache_file=str(cache))
+    assert calls == []  # served from disk
+    assert torch.equal(again.to_dense(), first.to_dense())
+
+    changed = features.copy()
+    changed[0] = -changed[0]
+    rebuilt = knn_graph(changed, k=3, cache_file=str(cache))
+    assert calls == [3]  # other features: rebuilt, not reused
+    np.testing.assert_allclose(rebuilt.to_dense().numpy(), brute_force_knn(changed.astype(np.float64), 3), atol=1e-6)
+    knn_graph(changed, k=4, cache_file=str(cache))
+    assert calls == [3, 4]  # other k: rebuilt
