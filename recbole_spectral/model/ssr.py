@@ -34,8 +34,9 @@ learned projections, which act on the feature dimension. Hence:
   * the learned part (E_U, E_I, P_m) needs one Chebyshev basis of degree K + L per batch (f_b·g is one
     polynomial), and bands are formed only for the batch's rows;
   * item features wider than ``feature_rank`` are reduced once by a truncated SVD (the learned W_m acts
-    on the top-r_f principal coordinates; the explained variance is logged). ``feature_rank: 0`` keeps
-    every dimension.
+    on the top-r_f singular coordinates; the captured energy is logged), and their kNN graph is built on
+    those coordinates (cosine top-k, cached; ~raw-dim/r_f times cheaper than on 4,096-d rows).
+    ``feature_rank: 0`` keeps every dimension and uses the dataset's kNN graph of the raw features.
 Difference from the summary of the released code: the item–item smoothing is applied to the item inputs
 (before the user–item propagation) so that the whole graph part stays one polynomial per batch, and the
 item-feature projection is linear (an MLP's non-linearity would not commute with the graph filters).
@@ -55,6 +56,7 @@ from recbole_spectral.errors import ConfigError
 from recbole_spectral.layers.bands import SpectralBands, energy_imbalance, power_to_chebyshev_in_laplacian
 from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
 from recbole_spectral.layers.hsno import GHSNO, band_keep_mask
+from recbole_spectral.layers.knn import knn_graph
 
 FUSIONS = ("hsno", "sum")
 LOSSES = ("BCE", "BPR")
@@ -118,14 +120,16 @@ class SSR(GeneralRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d)
         self.user_preference = nn.ParameterDict(
             {m: nn.Parameter(torch.empty(self.n_users, d)) for m in self.modalities})
-        features = {m: self._reduce_features(m, dataset.item_features(m)) for m in self.modalities}
+        reduced, features = {}, {}
+        for m in self.modalities:
+            reduced[m], features[m] = self._reduce_features(m, dataset.item_features(m))
         self.projection = nn.ModuleDict(
             {m: nn.Linear(features[m].shape[1], d, bias=False) for m in self.modalities})
         self.hsno = GHSNO(self.n_bands, self.signal_dim, self.rank, self.temperature) if self.fusion == "hsno" else None
 
         # caches (plain tensors, never parameters; rebuilt from data and the band borders)
         self.norm_adj = normalized_bipartite_graph(interactions, self.device)
-        self.item_graph = self._mixed_item_graph(dataset, config["modality_weights"]) if self.use_item_graph else None
+        self.item_graph = self._mixed_item_graph(dataset, config["modality_weights"], reduced) if self.use_item_graph else None
         self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
         prefilter = power_to_chebyshev_in_laplacian([1.0 / (self.n_layers + 1)] * (self.n_layers + 1))
         self.bands = SpectralBands(
@@ -150,23 +154,27 @@ class SSR(GeneralRecommender):
     # preprocessing
     # ------------------------------------------------------------------------------------------
     def _reduce_features(self, modality, raw):
-        """Centred features, reduced to ``feature_rank`` principal coordinates when wider, scaled to
-        unit mean row norm, with a column of ones (the projection's bias)."""
+        """(reduced, projection input). ``reduced``: the raw rows, or — when wider than ``feature_rank`` —
+        their coordinates on the top ``feature_rank`` right singular vectors (truncated SVD, uncentred,
+        so inner products and cosines are kept as well as that rank allows). Projection input: reduced rows
+        centred, scaled to unit mean row norm, with a column of ones (the projection's bias)."""
         x = torch.as_tensor(np.asarray(raw, dtype=np.float32))
-        x = x - x[1:].mean(0, keepdim=True)
+        reduced = None
         if self.feature_rank and x.shape[1] > self.feature_rank:
-            u, s, _ = torch.svd_lowrank(x, q=self.feature_rank + 8, niter=2)
+            u, s, _ = torch.svd_lowrank(x, q=self.feature_rank + 8, niter=1)
+            reduced = u[:, : self.feature_rank] * s[: self.feature_rank]
             explained = float((s[: self.feature_rank] ** 2).sum() / (x ** 2).sum().clamp_min(1e-30))
-            x = u[:, : self.feature_rank] * s[: self.feature_rank]
             self.logger.info(f"SSR modality {modality}: {raw.shape[1]}-d features reduced to {self.feature_rank} "
-                             f"principal coordinates ({explained:.1%} of the variance)")
+                             f"singular coordinates ({explained:.1%} of the energy)")
+            x = reduced
+        x = x - x[1:].mean(0, keepdim=True)
         x[0] = 0.0  # padding item
         x = x / x[1:].norm(dim=1).mean().clamp_min(1e-12)
         ones = torch.ones(x.shape[0], 1)
         ones[0] = 0.0
-        return torch.cat([x, ones], 1).to(self.device)
+        return reduced, torch.cat([x, ones], 1).to(self.device)
 
-    def _mixed_item_graph(self, dataset, weights):
+    def _mixed_item_graph(self, dataset, weights, reduced):
         weights = weights or {}
         if all(m in weights for m in self.modalities):
             w = np.array([float(weights[m]) for m in self.modalities])
@@ -176,7 +184,12 @@ class SSR(GeneralRecommender):
         w = w / w.sum()
         graph = None
         for m, wm in zip(self.modalities, w):
-            g = dataset.knn_graph(m, self.knn_k).to(self.device).coalesce() * float(wm)
+            if reduced[m] is None:
+                g = dataset.knn_graph(m, self.knn_k)
+            else:  # kNN on the reduced coordinates: ~(raw dim / rank)× cheaper than on the raw rows
+                cache = dataset.knn_cache_file(m, self.knn_k).replace(".npz", f".svd{self.feature_rank}.npz")
+                g = knn_graph(reduced[m], self.knn_k, cache_file=cache)
+            g = g.to(self.device).coalesce() * float(wm)
             graph = g if graph is None else (graph + g)
         return graph.coalesce()
 
