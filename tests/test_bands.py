@@ -4,8 +4,8 @@ with the exact eigen-bands, and the polynomial algebra behind precomputing fixed
 Measured on the graph below (300 users × 200 items, 6 items per user, 16-column Gaussian signal,
 M = 3): the scalable bands' energy shares are equal to 1e-6; their squared norms differ by ~24 % at
 K = 5 (polynomial bands overlap); relative error of each band vs the exact equal-energy eigen-bands
-0.48 / 0.71 / 0.48 at K = 5, 0.25 / 0.38 / 0.27 at K = 20, 0.18 / 0.27 / 0.20 at K = 40. Low-order
-polynomials cannot make sharp cut-offs, so only the decrease with K is asserted.
+0.48 / 0.71 / 0.48 at K = 5, 0.36 / 0.56 / 0.37 at K = 10, 0.25 / 0.38 / 0.27 at K = 20 (0.18 / 0.27 / 0.20
+at K = 40). Low-order polynomials cannot make sharp cut-offs, so only the decrease with K is asserted.
 """
 import numpy as np
 import pytest
@@ -89,14 +89,14 @@ def test_scalable_bands_approach_exact_bands_as_order_grows(graph_and_signal):
     graph, x = graph_and_signal
     exact, exact_borders, _ = B.exact_decomposition(B.shifted_laplacian(graph).to_dense(), x, 3)
     errors, border_gaps = {}, {}
-    for order in (5, 20, 40):
+    for order in (5, 10, 20):
         decomposition = B.SpectralBands(graph, 3, order)
         decomposition.calibrate(x)
         errors[order] = relative_errors(decomposition.bands(x), exact)
         border_gaps[order] = np.abs(decomposition.borders - exact_borders).max()
-    assert np.mean(errors[5]) > np.mean(errors[20]) > np.mean(errors[40])
-    assert max(errors[40]) < 0.35
-    assert border_gaps[40] < border_gaps[5]
+    assert np.mean(errors[5]) > np.mean(errors[10]) > np.mean(errors[20])
+    assert max(errors[20]) < 0.45
+    assert border_gaps[20] < border_gaps[5]
 
 
 def test_prefilter_composes_with_propagation(graph_and_signal):

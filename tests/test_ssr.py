@@ -168,3 +168,17 @@ def test_one_epoch_cli_run_on_ml100k_mm(workdir, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "test result" in out and "recall@20" in out
+
+
+def test_wide_features_are_reduced_by_truncated_svd_keeping_inner_products():
+    dataset = TinyMultiModalDataset()
+    rng = np.random.default_rng(1)
+    for j, m in enumerate(dataset.modalities):  # rank-3 features, 8 and 12 columns wide
+        dataset.features[m] = (rng.normal(size=(N_ITEMS, 3)) @ rng.normal(size=(3, 8 + 4 * j))).astype(np.float32)
+    model = SSR(ssr_config(feature_rank=4), dataset)
+    for m in dataset.modalities:
+        assert model.projection[m].in_features == 4 + 1  # rank + the bias column
+        reduced, _ = model._reduce_features(m, dataset.features[m])
+        raw = torch.as_tensor(dataset.features[m])
+        assert torch.allclose(reduced @ reduced.T, raw @ raw.T, atol=1e-3 * float((raw @ raw.T).abs().max()))
+    model.calculate_loss(batch()).backward()

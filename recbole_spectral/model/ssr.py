@@ -187,7 +187,9 @@ class SSR(GeneralRecommender):
             if reduced[m] is None:
                 g = dataset.knn_graph(m, self.knn_k)
             else:  # kNN on the reduced coordinates: ~(raw dim / rank)× cheaper than on the raw rows
-                cache = dataset.knn_cache_file(m, self.knn_k).replace(".npz", f".svd{self.feature_rank}.npz")
+                cache = None
+                if hasattr(dataset, "knn_cache_file"):  # MultiModalDataset's cache folder and naming
+                    cache = dataset.knn_cache_file(m, self.knn_k).replace(".npz", f".svd{self.feature_rank}.npz")
                 g = knn_graph(reduced[m], self.knn_k, cache_file=cache)
             g = g.to(self.device).coalesce() * float(wm)
             graph = g if graph is None else (graph + g)
