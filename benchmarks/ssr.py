@@ -119,6 +119,39 @@ def run_one(args, model_name, seed, settings, tag):
     }
 
 
+def evaluate_checkpoint(args, path, logfile, settings):
+    """Test + cold-start metrics of a run stopped by the wall-clock budget, from its best checkpoint
+    (the trainer saves one whenever validation Recall@20 improves); epoch times from its RecBole log."""
+    import re
+
+    from recbole_spectral.trainer import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["config"]
+    config = SpectralConfig(saved["model"], saved["dataset"], config_dict=saved["settings"])
+    init_logging(config)
+    _, (train_data, _, test_data), model, trainer = build_run(config)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    counts = np.bincount(train_data._dataset.inter_feat[train_data._dataset.uid_field].numpy(),
+                         minlength=train_data._dataset.user_num)
+    cold = cold_start_metrics(model, test_data, counts, args.cold_threshold)
+    log = open(logfile).read()
+    times = [float(t) for t in re.findall(r"epoch \d+ training \[time: ([0-9.]+)s", log)]
+    valid = [float(v) for v in re.findall(r"valid_score: ([0-9.]+)", log)]
+    return {
+        "tag": "final", "model": saved["model"], "seed": int(saved["settings"]["seed"]), "settings": settings,
+        "valid_recall@20": float(checkpoint["best_valid_score"]), "valid": {},
+        "test": {k: float(v) for k, v in test_result.items()}, "cold": cold,
+        "epochs_trained": len(times), "best_epoch": int(checkpoint["epoch"]), "valid_curve": valid,
+        "epoch_time_s": float(np.mean(times)) if times else None,
+        "params": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+        "truncated": f"stopped by the wall-clock budget after {len(times)} epochs; best checkpoint (epoch "
+                     f"{int(checkpoint['epoch'])}) evaluated",
+    }
+
+
 def load_runs(path):
     if not os.path.exists(path):
         return []
@@ -190,6 +223,14 @@ def report(args, runs):
         row += [fmt([r["cold"][m] for r in rs]) for m in METRICS]
         row += [str(rs[0]["cold"]["users"]), f"{np.mean([r['epoch_time_s'] for r in rs]):.2f}", str(rs[0]["params"])]
         lines.append("| " + " | ".join(row) + " |")
+    for model, rs in finals.items():
+        for r in rs:
+            if r.get("truncated"):
+                lines.append(f"\n{model} seed {r['seed']}: {r['truncated']}; validation Recall@20 per epoch "
+                             f"{[round(v, 4) for v in r.get('valid_curve', [])]}.")
+    for model, rs in finals.items():
+        lines.append(f"\n{model} settings: `{json.dumps(rs[0]['settings'])}`; epochs trained per seed "
+                     f"{[r['epochs_trained'] for r in rs]}.")
     if "SSR" in finals and "LightGCN" in finals:
         ratio = np.mean([r["test"]["recall@20"] for r in finals["SSR"]]) / np.mean(
             [r["test"]["recall@20"] for r in finals["LightGCN"]])
@@ -225,10 +266,15 @@ def main(argv=None):
     parser.add_argument("--runs", default="benchmarks/results/ssr-runs.jsonl")
     parser.add_argument("--out", default="benchmarks/results/ssr.md")
     parser.add_argument("--also-read", nargs="*", default=[], help="more run files for the report (parallel runs)")
+    parser.add_argument("--evaluate-checkpoint", nargs=3, action="append", default=[],
+                        metavar=("CHECKPOINT", "RECBOLE_LOG", "SETTINGS_JSON"),
+                        help="record a run that the time budget stopped, from its best checkpoint and its log")
     parser.add_argument("--checkpoint-dir", default="/tmp/ssr-bench-saved")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (same for every model)")
     parser.add_argument("--ssr-fixed", default=None, help="JSON settings fixed for every SSR run")
     parser.add_argument("--ssr-grid", default=None, help="JSON list of SSR grid points (replaces GRIDS['SSR'])")
+    parser.add_argument("--grid", action="append", default=[], metavar="MODEL=JSON",
+                        help="replace a model's grid by a JSON list (to run grid points as parallel processes)")
     parser.add_argument("--ablation-max-epochs", type=int, default=None,
                         help="epoch cap of the ablation runs (the full model is rerun under the same cap)")
     args = parser.parse_args(argv)
@@ -237,9 +283,21 @@ def main(argv=None):
     runs = load_runs(args.runs)
     for path in args.also_read:
         runs += [r for r in load_runs(path) if r not in runs]
+    for path, logfile, settings in args.evaluate_checkpoint:
+        record = evaluate_checkpoint(args, path, logfile, json.loads(settings))
+        print(f"    {record['model']} seed {record['seed']}: test R@20={record['test']['recall@20']:.4f} ({record['truncated']})")
+        with open(args.runs, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        runs.append(record)
+    if args.evaluate_checkpoint:
+        report(args, runs)
+        return 0
     extra = {"SSR": json.loads(args.ssr_fixed)} if args.ssr_fixed else {}
     if args.ssr_grid:
         GRIDS["SSR"] = json.loads(args.ssr_grid)
+    for item in args.grid:
+        name, _, points = item.partition("=")
+        GRIDS[name] = json.loads(points)
     for model in args.models:
         if "tune" in args.steps:
             for point in GRIDS[model]:
