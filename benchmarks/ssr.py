@@ -196,6 +196,11 @@ def fmt(values):
     return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f}"
 
 
+def cold(record):
+    users = record["cold"]["users"]
+    return f"{record['cold']['recall@20']:.4f}" if users else "n/a (no cold-start users)"
+
+
 def report(args, runs):
     lines = [f"# SSR vs BPR vs LightGCN on {args.dataset} (CPU)", "",
              "Command:", "", "```", args.command, "```", "",
@@ -212,7 +217,7 @@ def report(args, runs):
     lines += ["", "## Test (tuned settings, mean ± std over seeds)", "",
               "| model | seeds | " + " | ".join(METRICS) + " | cold " + " | cold ".join(METRICS) +
               " | cold users | epoch s | params |",
-              "|---" * (len(METRICS) * 2 + 6) + "|"]
+              "|---" * (len(METRICS) * 2 + 5) + "|"]
     finals = {}
     for r in runs:
         if r["tag"] == "final":
@@ -220,7 +225,7 @@ def report(args, runs):
     for model, rs in finals.items():
         row = [model, ",".join(str(r["seed"]) for r in rs)]
         row += [fmt([r["test"][m] for r in rs]) for m in METRICS]
-        row += [fmt([r["cold"][m] for r in rs]) for m in METRICS]
+        row += [fmt([r["cold"][m] for r in rs]) if rs[0]["cold"]["users"] else "n/a" for m in METRICS]
         row += [str(rs[0]["cold"]["users"]), f"{np.mean([r['epoch_time_s'] for r in rs]):.2f}", str(rs[0]["params"])]
         lines.append("| " + " | ".join(row) + " |")
     for model, rs in finals.items():
@@ -237,17 +242,17 @@ def report(args, runs):
         lines += ["", f"SSR / LightGCN test Recall@20 = {ratio:.3f} (target >= 1.2)."]
     ablations = [r for r in runs if r["tag"] == "ablation"]
     if ablations:
-        lines += ["", "## SSR ablations (first seed, tuned SSR settings with one switch changed)", "",
+        lines += ["", f"## SSR ablations on {args.dataset} (seed {args.seeds[0]}; one switch changed per row)", "",
                   "| variant | settings | valid R@20 | test R@20 | test NDCG@20 | cold R@20 | epoch s |", "|---|---|---|---|---|---|---|"]
         full = [r for r in finals.get("SSR", []) if r["seed"] == args.seeds[0]]
         full = [] if any("epochs" in r["settings"] for r in ablations) else full
         for r in full:
             lines.append(f"| full SSR | `{json.dumps(r['settings'])}` | {r['valid_recall@20']:.4f} | {r['test']['recall@20']:.4f} | "
-                         f"{r['test']['ndcg@20']:.4f} | {r['cold']['recall@20']:.4f} | {r['epoch_time_s']:.2f} |")
+                         f"{r['test']['ndcg@20']:.4f} | {cold(r)} | {r['epoch_time_s']:.2f} |")
         for r in ablations:
             name = r.get("variant", "")
             lines.append(f"| {name} | `{json.dumps(r['settings'])}` | {r['valid_recall@20']:.4f} | {r['test']['recall@20']:.4f} | "
-                         f"{r['test']['ndcg@20']:.4f} | {r['cold']['recall@20']:.4f} | {r['epoch_time_s']:.2f} |")
+                         f"{r['test']['ndcg@20']:.4f} | {cold(r)} | {r['epoch_time_s']:.2f} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
