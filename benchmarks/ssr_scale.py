@@ -1,0 +1,195 @@
+"""SSR at Amazon Sports scale: preprocessing time, SSR epoch time ÷ LightGCN epoch time, peak memory.
+
+Interactions: the real Amazon Sports interactions of the MMRec benchmark
+(``<shared>/multimodal/sports-interactions/sports.inter``). Features: GENERATED, of the real shapes
+(image 18,357 × 4,096, text 18,357 × 384; clustered Gaussian rows, see benchmarks/mm_loading.py), because
+the real features are not available here. Generated and converted files live in ``--work``, outside the
+repository. Timings only; nothing here says anything about recommendation quality.
+
+One process, measured side by side:
+  preprocessing = SSR's construction from a cold kNN cache: truncated SVD of the wide features, both
+                  kNN graphs (k = 10) on the reduced coordinates, fixed-signal smoothing, Chebyshev band
+                  calibration and the fixed part's bands;
+  epoch time    = the training part of RecBole's epoch (``trainer._train_epoch``) for LightGCN and SSR,
+                  same dataloader settings, alternated (LightGCN, SSR, LightGCN, SSR, ...), or the first
+                  ``--batches`` batches of an epoch when given (then stated in the report);
+  peak memory   = peak RSS of the process (ru_maxrss), plus the RSS just before the SSR model is built.
+
+    nice -n 5 python benchmarks/ssr_scale.py --out benchmarks/results/ssr_scale.md
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from itertools import islice
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+NAME = "sports-generated"
+
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class FirstBatches:
+    """The first ``n`` batches of a RecBole dataloader (same sampler and batch construction)."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        return islice(iter(self.loader), self.n)
+
+    def __len__(self):
+        return min(self.n, len(self.loader))
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "datasets"))
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "ssr_scale"))
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1, help="alternated epochs per model")
+    parser.add_argument("--batches", type=int, default=0, help="time only the first N batches of an epoch (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--raw-knn", action="store_true", help="also time the dataset's kNN graphs of the raw features")
+    args = parser.parse_args()
+    args.work = os.path.abspath(args.work)
+    if os.path.commonpath([args.work, ROOT]) == ROOT:
+        sys.exit("error: --work must be outside the repository (generated and converted data are never committed)")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mm_loading import generate_mmrec_folder
+    from recbole_spectral.config import SpectralConfig
+    from recbole_spectral.data import create_dataset
+    from recbole_spectral.data.mmrec import convert
+    from recbole_spectral.registry import get_model
+    from recbole_spectral.trainer import get_trainer
+    from recbole.data import data_preparation
+    from recbole.utils import init_seed
+
+    load_before = os.getloadavg()
+    folder, n_items, _ = generate_mmrec_folder(os.path.abspath(args.shared), args.work)
+    data_dir = os.path.join(args.work, "data")
+    if not os.path.isdir(os.path.join(data_dir, NAME)):
+        convert(folder, NAME, out=data_dir, force=True, log=lambda line: None)
+    cache = os.path.join(args.work, "knn_cache")
+    settings = {"state": "ERROR", "data_path": data_dir, "use_gpu": False, "knn_cache_dir": cache,
+                "train_batch_size": args.batch_size, "seed": 2020, "show_progress": False,
+                "checkpoint_dir": os.path.join(args.work, "saved")}
+    result = {"batch_size": args.batch_size, "threads": args.threads, "batches": args.batches or "all"}
+
+    start = time.perf_counter()
+    config = SpectralConfig("SSR", NAME, config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, dataset)
+    result["load_s"] = time.perf_counter() - start
+    result["users"], result["items"] = dataset.user_num - 1, dataset.item_num - 1
+    result["train_interactions"] = len(train_data._dataset)
+    result["rss_after_load_mib"] = current_rss_mib()
+
+    # preprocessing = SSR construction from a cold kNN cache: truncated SVD of the wide features, kNN graphs
+    # on the reduced coordinates, smoothing of the fixed signal, band calibration, the fixed part's bands
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
+    result["rss_before_models_mib"] = current_rss_mib()
+    t = time.perf_counter()
+    init_seed(config["seed"], config["reproducibility"])
+    ssr = get_model("SSR")(config, train_data._dataset)
+    result["ssr_build_s"] = time.perf_counter() - t
+    if args.raw_knn:  # for reference: the dataset's kNN graphs of the raw 4,096-d / 384-d rows (not used by SSR)
+        for modality in dataset.modalities:
+            t = time.perf_counter()
+            train_data._dataset.knn_graph(modality, config["knn_k"])
+            result[f"raw_knn_{modality}_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ssr.calibrate_bands()
+    result["calibration_s"] = time.perf_counter() - t  # what each scheduled recalibration costs
+    result["preprocessing_s"] = result["ssr_build_s"]
+    result["band_borders_lambda"] = [round(float(x), 4) for x in ssr.bands.borders_lambda()]
+    result["band_shares"] = [round(float(x), 4) for x in ssr.bands.energies]
+    result["ssr_params"] = sum(p.numel() for p in ssr.parameters() if p.requires_grad)
+
+    lconfig = SpectralConfig("LightGCN", NAME, config_dict=settings)
+    init_seed(lconfig["seed"], lconfig["reproducibility"])
+    lightgcn = get_model("LightGCN")(lconfig, train_data._dataset)
+    result["lightgcn_params"] = sum(p.numel() for p in lightgcn.parameters() if p.requires_grad)
+    trainers = {
+        "LightGCN": get_trainer(lconfig["MODEL_TYPE"], "LightGCN")(lconfig, lightgcn),
+        "SSR": get_trainer(config["MODEL_TYPE"], "SSR")(config, ssr),
+    }
+    loader = FirstBatches(train_data, args.batches) if args.batches else train_data
+    result["batches_per_epoch"] = len(train_data)
+    times = {"LightGCN": [], "SSR": []}
+    for round_ in range(args.rounds):
+        for name in ("LightGCN", "SSR"):
+            t = time.perf_counter()
+            trainers[name]._train_epoch(loader, round_, show_progress=False)
+            times[name].append(time.perf_counter() - t)
+            print(f"round {round_} {name}: {times[name][-1]:.1f} s", flush=True)
+    result["epoch_s"] = times
+    ratios = [s / l for s, l in zip(times["SSR"], times["LightGCN"])]
+    result["ratio"] = ratios
+    result["peak_rss_mib"] = rss_mib()
+    load_after = os.getloadavg()
+
+    scope = "one full epoch" if not args.batches else f"the first {args.batches} of {len(train_data)} batches of an epoch"
+    lines = [
+        "# SSR at Amazon Sports scale (GENERATED features; timings only)", "",
+        "Command: `nice -n 5 python benchmarks/ssr_scale.py " + " ".join(sys.argv[1:]) + "` "
+        f"(work folder {args.work}, outside the repo)", "",
+        f"Interactions: real Amazon Sports (MMRec) `sports.inter`: {result['users']:,} users, {result['items']:,} items, "
+        f"{result['train_interactions']:,} training interactions. Features: **GENERATED** image {n_items:,} × 4,096 and "
+        f"text {n_items:,} × 384 (clustered Gaussian rows). No quality claims.", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other sessions (load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after); torch threads {args.threads}; "
+        f"train_batch_size {args.batch_size} for both models; timed: {scope}, {args.rounds} round(s), alternated.", "",
+        "| measurement | value | target |", "|---|---:|---|",
+        f"| **preprocessing** = SSR construction, cold cache: truncated SVD to {config['feature_rank']} coordinates, "
+        f"kNN graphs (k={config['knn_k']}) on them, smoothing, band calibration, fixed bands | "
+        f"**{result['preprocessing_s']:.1f} s** | ≤ 60 s |",
+        f"| one scheduled recalibration (per epoch by default) | {result['calibration_s']:.1f} s | |",
+        f"| LightGCN time ({scope}) | {', '.join(f'{x:.1f}' for x in times['LightGCN'])} s | |",
+        f"| SSR time ({scope}) | {', '.join(f'{x:.1f}' for x in times['SSR'])} s | |",
+        f"| **SSR ÷ LightGCN** | **{', '.join(f'{x:.2f}' for x in ratios)}** | ≤ 3 (aim 1.5) |",
+        f"| peak RSS of the process (dataset + graphs + both models + training) | {result['peak_rss_mib']:.0f} MiB | ≤ 4 GB |",
+        f"| RSS after loading the dataset | {result['rss_after_load_mib']:.0f} MiB | |",
+        *([f"| for reference: dataset kNN graphs of the raw rows (image {result.get('raw_knn_image_s', 0):.1f} s, "
+           f"text {result.get('raw_knn_text_s', 0):.1f} s; not used by SSR) | | |"] if args.raw_knn else []),
+        "", f"Band borders (λ) {result['band_borders_lambda']}, energy shares {result['band_shares']}; "
+        f"parameters SSR {result['ssr_params']:,}, LightGCN {result['lightgcn_params']:,}.", "",
+        "Raw:", "", "```json", json.dumps(result, indent=1), "```", "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(report)
+
+
+if __name__ == "__main__":
+    main()

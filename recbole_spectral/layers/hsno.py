@@ -1,0 +1,77 @@
+"""G-HSNO: the gated hyper-spectral neural operator fusing M spectral bands (SSR Stage 3,
+arXiv 2512.01372), plus SSR's band masking (Stage 2).
+
+For one node with band representations H_1..H_M ∈ R^D (rows of the bands of the signal):
+
+    A   = softmax_row(Q Kᵀ / (√r τ))                  band-mixing kernel, Q, K ∈ R^{M×r} (CP factors)
+    G_b = 1 + Σ_ρ (Q_{bρ}/√r) V_ρ                     per-rank diagonal gain filters V ∈ R^{r×D}
+    Y_b = G_b ⊙ Σ_{b'} A_{bb'} H_{b'}                 mixed, filtered band b
+    γ   = softmax_b(⟨Y_b, u⟩ + β_b)                    node-dependent band gate (u ∈ R^D, β ∈ R^M)
+    z   = ‖Σ_b H_b‖ · y / ‖y‖,  y = Σ_b γ_b Y_b        gated fusion, norm-preserving (‖z‖ = ‖Σ_b H_b‖)
+
+Regulariser (kernel and gains): R = ‖Q Kᵀ‖²_F / M² + ‖V‖²_F / (r D), small when the kernel mixes
+bands uniformly and the gains stay at one.
+
+Parameters: 2·M·r (Q, K) + r·D (V) + D + M (gate) — the rank r changes the count by 2M + D per rank.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+
+class GHSNO(nn.Module):
+    """Gated hyper-spectral operator over M bands of width D with CP rank r and temperature τ."""
+
+    def __init__(self, n_bands, dim, rank, temperature, eps=1e-12):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"G-HSNO rank must be >= 1, got {rank}")
+        self.n_bands, self.dim, self.rank, self.temperature, self.eps = n_bands, dim, rank, temperature, eps
+        self.query = nn.Parameter(torch.randn(n_bands, rank) * 0.1)
+        self.key = nn.Parameter(torch.randn(n_bands, rank) * 0.1)
+        self.gains = nn.Parameter(torch.zeros(rank, dim))
+        self.gate_vector = nn.Parameter(torch.randn(dim) * (1.0 / math.sqrt(dim)))
+        self.gate_bias = nn.Parameter(torch.zeros(n_bands))
+
+    def kernel(self):
+        """A = softmax(Q Kᵀ / (√r τ)), rows sum to one (M × M)."""
+        return torch.softmax(self.query @ self.key.T / (math.sqrt(self.rank) * self.temperature), dim=1)
+
+    def band_gains(self):
+        """G = 1 + (Q/√r) V  (M × D)."""
+        return 1.0 + (self.query / math.sqrt(self.rank)) @ self.gains
+
+    def forward(self, bands, keep=None):
+        """``bands``: (n, M, D). ``keep``: optional (n, M) multiplicative band mask (Stage 2).
+        Returns (n, D) fused representations and the gate (n, M)."""
+        if keep is not None:
+            bands = bands * keep.unsqueeze(-1)
+        n, m, d = bands.shape  # mixed[n, b] = Σ_c A[b, c] bands[n, c], as one GEMM
+        mixed = (bands.transpose(1, 2).reshape(n * d, m) @ self.kernel().T).reshape(n, d, m).transpose(1, 2)
+        mixed = mixed * self.band_gains()
+        logits = mixed @ self.gate_vector + self.gate_bias
+        if keep is not None:  # a dropped band cannot win the gate
+            logits = logits.masked_fill(keep <= 0, float("-inf"))
+        gate = torch.softmax(logits, dim=1)
+        fused = (gate.unsqueeze(-1) * mixed).sum(1)
+        target_norm = bands.sum(1).norm(dim=1, keepdim=True)
+        fused = fused * target_norm / fused.norm(dim=1, keepdim=True).clamp_min(self.eps)
+        return fused, gate
+
+    def regularizer(self):
+        m = self.n_bands
+        return (self.query @ self.key.T).pow(2).sum() / (m * m) + self.gains.pow(2).sum() / (self.rank * self.dim)
+
+
+def band_keep_mask(n_rows, n_bands, drop_prob, generator=None, device=None):
+    """Stage 2 mask: each band of each row dropped with probability p, at least one band kept per row
+    (a row that lost every band keeps one chosen uniformly), kept bands scaled by 1/(1−p)."""
+    if drop_prob <= 0 or n_bands == 1:
+        return torch.ones(n_rows, n_bands, device=device)
+    keep = (torch.rand(n_rows, n_bands, generator=generator, device=device) >= drop_prob).float()
+    empty = keep.sum(1) == 0
+    if empty.any():
+        rescue = torch.randint(0, n_bands, (int(empty.sum()),), generator=generator, device=device)
+        keep[empty.nonzero(as_tuple=True)[0], rescue] = 1.0
+    return keep / (1.0 - drop_prob)

@@ -1,0 +1,184 @@
+"""SSR (recbole_spectral.model.ssr): the model on a tiny in-test multimodal dataset implementing the
+MultiModalDataset contract, checkpoint round trip, and a one-epoch CLI run on ml-100k-mm."""
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import yaml
+from recbole.data.interaction import Interaction
+
+from recbole_spectral.cli import main as cli_main
+from recbole_spectral.layers.graph import propagate
+from recbole_spectral.layers.knn import knn_graph
+from recbole_spectral.model.ssr import SSR
+from tests.conftest import FAST
+
+ROOT = Path(__file__).resolve().parents[1]
+N_USERS, N_ITEMS = 150, 100  # RecBole counts include the padding id 0
+
+
+class TinyMultiModalDataset:
+    """The contract SSR relies on: num(), inter_matrix(), modalities, item_features(), knn_graph()."""
+
+    def __init__(self, modalities=("image", "text")):
+        rng = np.random.default_rng(0)
+        users = np.repeat(np.arange(1, N_USERS), 6)
+        items = rng.integers(1, N_ITEMS, len(users))
+        self.matrix = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(N_USERS, N_ITEMS))
+        self.modalities = list(modalities)
+        self.features = {m: rng.normal(size=(N_ITEMS, 8 + 4 * j)).astype(np.float32) for j, m in enumerate(modalities)}
+
+    def num(self, field):
+        return N_USERS if field == "user_id" else N_ITEMS
+
+    def inter_matrix(self, form="csr"):
+        return self.matrix.asformat(form)
+
+    def item_features(self, modality):
+        return self.features[modality]
+
+    def knn_graph(self, modality, k):
+        return knn_graph(self.features[modality], k)
+
+
+def ssr_config(**overrides):
+    config = yaml.safe_load((ROOT / "properties" / "model" / "SSR.yaml").read_text())
+    config.update({"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
+                   "device": torch.device("cpu"), "dataset": "tiny", "embedding_size": 8, "knn_k": 3})
+    config.update(overrides)
+    return config
+
+
+def batch(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Interaction({
+        "user_id": torch.randint(1, N_USERS, (n,), generator=g),
+        "item_id": torch.randint(1, N_ITEMS, (n,), generator=g),
+        "neg_item_id": torch.randint(1, N_ITEMS, (n,), generator=g),
+    })
+
+
+@pytest.mark.parametrize("exact_max_nodes", [0, 10_000])
+def test_sum_fusion_returns_the_propagated_signal(exact_max_nodes):
+    """With fusion 'sum' the bands add back to X = g(Â)Z + g(Â)[0; smoothed features] W exactly."""
+    torch.manual_seed(0)
+    model = SSR(ssr_config(fusion="sum", exact_max_nodes=exact_max_nodes), TinyMultiModalDataset())
+    d = model.embedding_size
+    expected = propagate(model.norm_adj, model.learned_signal(), model.n_layers, aggregation="mean")
+    for j, m in enumerate(model.modalities):
+        fixed = propagate(model.norm_adj, model.fixed_signal[m], model.n_layers, aggregation="mean")
+        expected[:, d * (j + 1): d * (j + 2)] += model.projection[m](fixed)
+    users, items = model.final_embeddings()
+    assert torch.allclose(torch.cat([users, items]), expected, atol=1e-5)
+
+
+def test_loss_backpropagates_to_every_part():
+    torch.manual_seed(0)
+    model = SSR(ssr_config(lambda_cl=1.0, lambda_mask=1.0, band_drop_prob=0.5), TinyMultiModalDataset())
+    loss = model.calculate_loss(batch())
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and float(parameter.grad.abs().sum()) > 0, name
+
+
+def test_band_energies_are_balanced_at_calibration():
+    model = SSR(ssr_config(), TinyMultiModalDataset())
+    assert model.bands.energies.sum() == pytest.approx(1.0, abs=1e-6)
+    # In this tiny fixture the projections' bias column puts ~75 % of the signal energy on the single
+    # eigenvalue λ = 0 (the degree-weighted constant); an atom holding more than 1/M cannot be split,
+    # so the first band keeps it. Without that component the borders balance the bands.
+    assert model.bands.energies[0] > 0.5
+    with torch.no_grad():
+        for layer in model.projection.values():
+            layer.weight[:, -1] = 0.0
+    model.calibrate_bands()
+    assert np.all(np.abs(model.bands.energies * model.n_bands - 1) < 0.10)
+
+
+def test_one_modality_skips_alignment_and_trains():
+    torch.manual_seed(0)
+    model = SSR(ssr_config(lambda_cl=1.0), TinyMultiModalDataset(modalities=("audio",)))
+    assert float(model.alignment_loss(torch.randn(5, 3, 16))) == 0.0
+    model.calculate_loss(batch()).backward()
+    assert model.user_preference["audio"].grad is not None
+
+
+def test_three_modalities_use_equal_item_graph_weights_when_unnamed():
+    model = SSR(ssr_config(), TinyMultiModalDataset(modalities=("a", "b", "c")))
+    assert model.signal_dim == 4 * 8
+    scores = model.full_sort_predict(Interaction({"user_id": torch.tensor([1, 2])}))
+    assert scores.shape == (2 * N_ITEMS,)
+
+
+def test_full_sort_predict_caches_and_training_clears_the_cache():
+    model = SSR(ssr_config(), TinyMultiModalDataset())
+    model.eval()
+    users = Interaction({"user_id": torch.tensor([1, 2, 3])})
+    first = model.full_sort_predict(users)
+    cached = model.restore_user_e
+    assert model.full_sort_predict(users) is not None and model.restore_user_e is cached
+    model.train()
+    model.calculate_loss(batch())
+    assert model.restore_user_e is None
+    assert first.shape == (3 * N_ITEMS,)
+
+
+def test_checkpoint_reloads_with_weights_only_and_restores_the_borders():
+    torch.manual_seed(0)
+    dataset = TinyMultiModalDataset()
+    model = SSR(ssr_config(), dataset)
+    with torch.no_grad():
+        model.user_embedding.weight.mul_(3.0)
+    model.calibrate_bands()  # borders move with the signal
+    model.eval()
+    users = Interaction({"user_id": torch.arange(1, N_USERS)})
+    expected = model.full_sort_predict(users)
+    state = model.state_dict()
+    assert not any(key.startswith("restore_") for key in state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    torch.manual_seed(1)
+    fresh = SSR(ssr_config(), dataset)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    fresh.eval()
+    assert torch.allclose(fresh.full_sort_predict(users), expected, atol=1e-5)
+
+
+def test_no_item_graph_and_fixed_split_switches():
+    model = SSR(ssr_config(use_item_graph=False, band_method="fixed"), TinyMultiModalDataset())
+    assert model.item_graph is None
+    np.testing.assert_allclose(model.bands.borders_lambda(), model_config_borders(), atol=1e-9)
+    model.calculate_loss(batch()).backward()
+
+
+def model_config_borders():
+    return ssr_config()["fixed_band_borders"]
+
+
+def test_one_epoch_cli_run_on_ml100k_mm(workdir, capsys):
+    code = cli_main([
+        "--model=SSR", "--dataset=ml-100k-mm", "--epochs=1", "--use_gpu=False", "--state=WARNING",
+        "--train_batch_size=8192", "--eval_batch_size=1000000",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test result" in out and "recall@20" in out
+
+
+def test_wide_features_are_reduced_by_truncated_svd_keeping_inner_products():
+    dataset = TinyMultiModalDataset()
+    rng = np.random.default_rng(1)
+    for j, m in enumerate(dataset.modalities):  # rank-3 features, 8 and 12 columns wide
+        dataset.features[m] = (rng.normal(size=(N_ITEMS, 3)) @ rng.normal(size=(3, 8 + 4 * j))).astype(np.float32)
+    model = SSR(ssr_config(feature_rank=4), dataset)
+    for m in dataset.modalities:
+        assert model.projection[m].in_features == 4 + 1  # rank + the bias column
+        reduced, _ = model._reduce_features(m, dataset.features[m])
+        raw = torch.as_tensor(dataset.features[m])
+        assert torch.allclose(reduced @ reduced.T, raw @ raw.T, atol=1e-3 * float((raw @ raw.T).abs().max()))
+    model.calculate_loss(batch()).backward()
