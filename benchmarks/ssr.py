@@ -222,6 +222,14 @@ def report(args, runs):
     for r in runs:
         if r["tag"] == "final":
             finals.setdefault(r["model"], []).append(r)
+    for model in list(finals):  # a model run with several settings: one row per setting
+        by_setting = {}
+        for r in finals[model]:
+            by_setting.setdefault(json.dumps(r["settings"], sort_keys=True), []).append(r)
+        if len(by_setting) > 1:
+            del finals[model]
+            for text, rs in by_setting.items():
+                finals[f"{model} {text}"] = rs
     for model, rs in finals.items():
         row = [model, ",".join(str(r["seed"]) for r in rs)]
         row += [fmt([r["test"][m] for r in rs]) for m in METRICS]
@@ -236,10 +244,11 @@ def report(args, runs):
     for model, rs in finals.items():
         lines.append(f"\n{model} settings: `{json.dumps(rs[0]['settings'])}`; epochs trained per seed "
                      f"{[r['epochs_trained'] for r in rs]}.")
-    if "SSR" in finals and "LightGCN" in finals:
-        ratio = np.mean([r["test"]["recall@20"] for r in finals["SSR"]]) / np.mean(
-            [r["test"]["recall@20"] for r in finals["LightGCN"]])
-        lines += ["", f"SSR / LightGCN test Recall@20 = {ratio:.3f} (target >= 1.2)."]
+    for name in finals:
+        if name.startswith("SSR") and "LightGCN" in finals:
+            ratio = np.mean([r["test"]["recall@20"] for r in finals[name]]) / np.mean(
+                [r["test"]["recall@20"] for r in finals["LightGCN"]])
+            lines += ["", f"{name} / LightGCN test Recall@20 = {ratio:.3f} (target >= 1.2)."]
     ablations = [r for r in runs if r["tag"] == "ablation"]
     if ablations:
         lines += ["", f"## SSR ablations on {args.dataset} (seed {args.seeds[0]}; one switch changed per row)", "",
