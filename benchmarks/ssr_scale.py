@@ -87,7 +87,7 @@ def main():
     from recbole_spectral.data.mmrec import convert
     from recbole_spectral.registry import get_model
     from recbole_spectral.trainer import get_trainer
-    from recbole.data import data_preparation
+    from recbole_spectral.data import data_preparation
     from recbole.utils import init_seed
 
     load_before = os.getloadavg()

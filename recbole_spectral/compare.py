@@ -26,14 +26,11 @@ import traceback
 from logging import getLogger
 
 import yaml
-from recbole.utils import init_seed
 
-from recbole_spectral import registry
 from recbole_spectral.config import SpectralConfig, parse_cli_value
-from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
+from recbole_spectral.data import ensure_dataset_files
 from recbole_spectral.errors import ConfigError
-from recbole_spectral.quick_start import init_logging
-from recbole_spectral.trainer import get_trainer
+from recbole_spectral.quick_start import build_run, init_logging
 
 RUN_COLUMNS = ["run", "model", "seed", "status", "error", "best_epoch", "epochs_run", "epoch_time_s",
                "total_time_s", "n_params", "best_valid_score"]
@@ -89,13 +86,10 @@ def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict
         _quiet_console()
         getLogger().info(config)
         report("started")
-        init_seed(split_seed, config["reproducibility"])  # the same split for every run
-        data = create_dataset(config)
-        train_data, valid_data, test_data = data_preparation(config, data)
-        init_seed(seed + config["local_rank"], config["reproducibility"])
-        net = registry.get_model(model)(config, train_data._dataset).to(config["device"])
+        _, (train_data, valid_data, test_data), net, trainer = build_run(  # the same split for every run
+            config, split_seed=split_seed, trainer_wrapper=lambda cls: _timed_trainer(cls, report)
+        )
         row["n_params"] = sum(p.numel() for p in net.parameters())
-        trainer = _timed_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), report)(config, net)
         trainer.epoch_times = []
         best = {"epoch": None}
 

@@ -154,14 +154,10 @@ def run_distributed(model, dataset, config_file_list=None, cmd_overrides=None, n
 
 def _worker(local_rank, model, dataset, config_file_list, config_dict, overrides, settings, queue):
     """One rank: RecBole's run_recbole with the races handled and the test on rank 0 over all users."""
-    from recbole_spectral.data import data_preparation
     from recbole.data.utils import get_dataloader
-    from recbole.utils import init_seed, set_color
+    from recbole.utils import set_color
 
-    from recbole_spectral import registry
-    from recbole_spectral.data import create_dataset
-    from recbole_spectral.quick_start import init_logging
-    from recbole_spectral.trainer import get_trainer
+    from recbole_spectral.quick_start import build_run, init_logging
 
     run_settings = {k: v for k, v in settings.items() if k != "saved_model_file"}
     config = DistributedConfig(model, dataset, config_file_list, {**config_dict, **run_settings, "local_rank": local_rank},
@@ -169,14 +165,8 @@ def _worker(local_rank, model, dataset, config_file_list, config_dict, overrides
     init_logging(config)
     logger = getLogger()
     logger.info(config)
-    init_seed(config["seed"], config["reproducibility"])  # the same split on every rank
-    data = create_dataset(config)
-    logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"] + local_rank, config["reproducibility"])
-    net = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(net)
-    trainer = distributed_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
+    # the same split on every rank (seeded by config["seed"]), model initialised with seed + local_rank
+    _, (train_data, valid_data, test_data), net, trainer = build_run(config, trainer_wrapper=distributed_trainer)
     trainer.saved_model_file = settings["saved_model_file"]  # one file for all ranks; rank 0 writes it
 
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True,

@@ -8,7 +8,6 @@ from logging import getLogger
 
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_spectral import registry
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
 from recbole_spectral.trainer import get_trainer, load_checkpoint
@@ -23,16 +22,21 @@ def init_logging(config):
     init_logger(config)
 
 
-def build_run(config):
-    """Dataset, dataloaders, model and trainer for ``config``, seeded like RecBole's run_recbole."""
-    init_seed(config["seed"], config["reproducibility"])
+def build_run(config, split_seed=None, trainer_wrapper=None):
+    """Dataset, dataloaders, model and trainer for ``config``, seeded like RecBole's run_recbole.
+
+    ``split_seed`` seeds dataset building and splitting (default ``config["seed"]``), so runs with
+    different seeds can share one split; ``trainer_wrapper`` maps the trainer class to a subclass.
+    """
+    init_seed(config["seed"] if split_seed is None else split_seed, config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])  # a name or a class
     getLogger().info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    trainer = (trainer_wrapper(trainer_class) if trainer_wrapper else trainer_class)(config, model)
     return dataset, (train_data, valid_data, test_data), model, trainer
 
 
@@ -86,7 +90,7 @@ def load_data_and_model(model_file):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

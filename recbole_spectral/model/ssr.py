@@ -41,7 +41,6 @@ Difference from the summary of the released code: the item–item smoothing is a
 (before the user–item propagation) so that the whole graph part stays one polynomial per batch, and the
 item-feature projection is linear (an MLP's non-linearity would not commute with the graph filters).
 """
-import math
 from logging import getLogger
 
 import numpy as np
