@@ -86,7 +86,7 @@ def main():
     from recbole_spectral.data import create_dataset
     from recbole_spectral.data.mmrec import convert
     from recbole_spectral.registry import get_model
-    from recbole_spectral.trainer import get_trainer
+    from recbole_spectral.trainer import trainer_class
     from recbole_spectral.data import data_preparation
     from recbole.utils import init_seed
 
@@ -131,7 +131,7 @@ def main():
     result["calibration_s"] = time.perf_counter() - t  # what each scheduled recalibration costs
     result["preprocessing_s"] = result["ssr_build_s"]
     result["band_borders_lambda"] = [round(float(x), 4) for x in ssr.bands.borders_lambda()]
-    result["band_shares"] = [round(float(x), 4) for x in ssr.bands.energies]
+    result["band_shares"] = [round(float(x), 4) for x in ssr.bands.shares]
     result["ssr_params"] = sum(p.numel() for p in ssr.parameters() if p.requires_grad)
 
     lconfig = SpectralConfig("LightGCN", NAME, config_dict=settings)
@@ -139,8 +139,8 @@ def main():
     lightgcn = get_model("LightGCN")(lconfig, train_data._dataset)
     result["lightgcn_params"] = sum(p.numel() for p in lightgcn.parameters() if p.requires_grad)
     trainers = {
-        "LightGCN": get_trainer(lconfig["MODEL_TYPE"], "LightGCN")(lconfig, lightgcn),
-        "SSR": get_trainer(config["MODEL_TYPE"], "SSR")(config, ssr),
+        "LightGCN": trainer_class(lconfig)(lconfig, lightgcn),
+        "SSR": trainer_class(config)(config, ssr),
     }
     loader = FirstBatches(train_data, args.batches) if args.batches else train_data
     result["batches_per_epoch"] = len(train_data)

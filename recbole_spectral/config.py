@@ -14,7 +14,7 @@ import yaml
 from recbole.config import Config
 from recbole.utils import ModelType
 
-from recbole_spectral import paths, registry
+from recbole_spectral import hyperparameters, paths, registry
 from recbole_spectral.errors import ConfigError, SpectralError
 
 _RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
@@ -152,6 +152,8 @@ class SpectralConfig(Config):
             value = self.final_config_dict.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 raise ConfigError(f"config key '{key}': expected a positive number, got {value!r}")
+        # a plugin model's declared hyperparameters (recbole_spectral.hyperparameters)
+        hyperparameters.check(getattr(self.model_class, "hyperparameters", {}), self.final_config_dict)
 
     def external_values(self):
         """The user's own settings (files, dict, command line), as plain values."""

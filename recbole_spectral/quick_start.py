@@ -10,7 +10,8 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
-from recbole_spectral.trainer import get_trainer, load_checkpoint
+from recbole_spectral.checkpoint import load_checkpoint
+from recbole_spectral.trainer import trainer_class
 
 
 def init_logging(config):
@@ -35,8 +36,8 @@ def build_run(config, split_seed=None, trainer_wrapper=None):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])  # a name or a class
     getLogger().info(model)
-    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
-    trainer = (trainer_wrapper(trainer_class) if trainer_wrapper else trainer_class)(config, model)
+    cls = trainer_class(config)
+    trainer = (trainer_wrapper(cls) if trainer_wrapper else cls)(config, model)
     return dataset, (train_data, valid_data, test_data), model, trainer
 
 

@@ -10,8 +10,8 @@ from recbole_spectral.errors import SpectralError
 
 # name -> module holding the class of the same name (one model per file, named after it)
 PLUGIN_MODELS = {
-    "SpectraMB": "recbole_spectral.model.spectramb",
-    "SSR": "recbole_spectral.model.ssr",
+    "SpectraMB": "recbole_spectral.model.multibehavior.spectramb",
+    "SSR": "recbole_spectral.model.multimodal.ssr",
 }
 
 _RECBOLE_SUBMODULES = (
@@ -57,7 +57,3 @@ def get_model(name):
             if hasattr(module, name):
                 return getattr(module, name)
     raise SpectralError(f"unknown model '{name}'; available {available_models_line()}")
-
-
-def is_plugin_model(name):
-    return name in PLUGIN_MODELS

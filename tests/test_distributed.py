@@ -6,7 +6,8 @@ from conftest import FAST
 from recbole_spectral.distributed import free_port, run_distributed
 from recbole_spectral.errors import SpectralError
 from recbole_spectral.quick_start import load_data_and_model
-from recbole_spectral.trainer import get_trainer, load_checkpoint
+from recbole_spectral.checkpoint import load_checkpoint
+from recbole_spectral.trainer import trainer_class
 
 
 def test_two_process_gloo_bpr_tests_like_a_single_process(workdir):
@@ -24,7 +25,7 @@ def test_two_process_gloo_bpr_tests_like_a_single_process(workdir):
     assert config["single_spec"] and config["device"] == torch.device("cpu")
     with torch.no_grad():
         assert float(sum(p.double().sum() for p in model.parameters())) == pytest.approx(result["finished_ranks"][0])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = trainer_class(config)(config, model)
     assert trainer.evaluate(test_data, load_best_model=False) == result["test_result"]
 
 

@@ -1,8 +1,8 @@
-"""G-HSNO operator and band masking (recbole_spectral.layers.hsno)."""
+"""G-HSNO operator and band masking (recbole_spectral.layers.multimodal.hsno)."""
 import pytest
 import torch
 
-from recbole_spectral.layers.hsno import GHSNO, band_keep_mask
+from recbole_spectral.layers.multimodal.hsno import GHSNO, band_keep_mask
 
 
 def test_masking_never_drops_every_band():

@@ -103,9 +103,9 @@ def test_checkpoint_is_weights_only_and_reloads(workdir):
     config, model, dataset, train_data, valid_data, test_data = load_data_and_model(str(checkpoint_file))
     assert torch.equal(model.user_embedding.weight, checkpoint["state_dict"]["user_embedding.weight"])
     # evaluating the reloaded model reproduces the run's test result
-    from recbole_spectral.trainer import get_trainer
+    from recbole_spectral.trainer import trainer_class
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = trainer_class(config)(config, model)
     assert trainer.evaluate(test_data, load_best_model=False) == result["test_result"]
 
 

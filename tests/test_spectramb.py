@@ -11,7 +11,7 @@ import yaml
 
 from recbole_spectral import paths
 from recbole_spectral.errors import ConfigError
-from recbole_spectral.model.spectramb import SpectraMB
+from recbole_spectral.model.multibehavior.spectramb import SpectraMB
 
 N_USERS, N_ITEMS = 7, 9  # id 0 is RecBole's padding row
 
@@ -70,7 +70,7 @@ def randomise_filters(model):
 
 def final_embeddings(model):
     with torch.no_grad():
-        return torch.cat(model.forward())
+        return torch.cat(model.compute_embeddings())
 
 
 def test_defaults_are_read_from_the_yaml():
@@ -111,18 +111,6 @@ def test_no_filtering_with_identity_filters_changes_nothing():
     assert torch.allclose(final_embeddings(make_model()), final_embeddings(make_model(spectral_filter=False)))
 
 
-def test_odd_embedding_size_is_refused_with_a_one_line_error():
-    with pytest.raises(ConfigError, match="'embedding_size'.*even.*got 63") as err:
-        make_model(embedding_size=63)
-    assert "\n" not in str(err.value)
-
-
-@pytest.mark.parametrize("key,value", [("filter_mode", "dynamic"), ("fusion", "sum"), ("layer_aggregation", "max")])
-def test_unknown_choices_are_refused(key, value):
-    with pytest.raises(ConfigError, match=key):
-        make_model(**{key: value})
-
-
 def test_full_sort_predict_caches_and_training_clears_the_cache():
     model = make_model()
     model.eval()
@@ -130,14 +118,11 @@ def test_full_sort_predict_caches_and_training_clears_the_cache():
     assert scores.shape == (2 * N_ITEMS,)
     user_e, item_e = final_embeddings(model).split([N_USERS, N_ITEMS])
     torch.testing.assert_close(scores, (user_e[[1, 2]] @ item_e.T).view(-1))
-    assert model.restore_user_e is not None and not isinstance(model.restore_user_e, torch.nn.Parameter)
-    assert not any(n.startswith("restore") for n in model.state_dict())
+    assert model._cached_embeddings is not None
+    assert not any(isinstance(t, torch.nn.Parameter) for t in model._cached_embeddings)
+    assert set(model.state_dict()) == {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
     model.train()
-    assert model.restore_user_e is None
-    model.eval()
-    model.full_sort_predict({"user_id": torch.tensor([1])})
-    model.calculate_loss(batch())
-    assert model.restore_user_e is None
+    assert model._cached_embeddings is None
 
 
 def test_reloading_weights_clears_the_cache_and_the_state_dict_loads_weights_only():
@@ -200,11 +185,11 @@ def test_one_epoch_on_ml_100k_mb_through_the_cli_and_the_checkpoint_reloads(work
     assert {f"view_filters.{i}.weight" for i in range(3)} <= set(checkpoint["state_dict"])
 
     from recbole_spectral.quick_start import load_data_and_model
-    from recbole_spectral.trainer import get_trainer
+    from recbole_spectral.trainer import trainer_class
 
     config, model, dataset, _, _, test_data = load_data_and_model(str(checkpoint_file))
     assert model.behaviors == ["dislike", "neutral", "like"] and model.target_behavior == "like"
-    result = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).evaluate(test_data, load_best_model=False)
+    result = trainer_class(config)(config, model).evaluate(test_data, load_best_model=False)
     printed = proc.stdout.split("test result: ")[1].splitlines()[0]
     assert f"hit@10: {result['hit@10']:.4f}" in printed
 

@@ -1,6 +1,7 @@
-"""SSR (recbole_spectral.model.ssr): the model on a tiny in-test multimodal dataset implementing the
+"""SSR (recbole_spectral.model.multimodal.ssr): the model on a tiny in-test multimodal dataset implementing the
 MultiModalDataset contract, checkpoint round trip, and a one-epoch CLI run on ml-100k-mm."""
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +13,22 @@ from recbole.data.interaction import Interaction
 
 from recbole_spectral.cli import main as cli_main
 from recbole_spectral.layers.graph import propagate
-from recbole_spectral.layers.knn import knn_graph
-from recbole_spectral.model.ssr import SSR
+from recbole_spectral.data.multimodal import ItemStructures
+from recbole_spectral.model.multimodal.ssr import SSR
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS = 150, 100  # RecBole counts include the padding id 0
 
 
-class TinyMultiModalDataset:
-    """The contract SSR relies on: num(), inter_matrix(), modalities, item_features(), knn_graph()."""
+class TinyMultiModalDataset(ItemStructures):
+    """The contract SSR relies on: num(), inter_matrix(), modalities, item_features() and the
+    MultiModalDataset's item structures (SVD coordinates, kNN graphs, mixed item graph; no disk cache)."""
+
+    logger = logging.getLogger(__name__)
 
     def __init__(self, modalities=("image", "text")):
+        self._reduced, self._knn_graphs = {}, {}
         rng = np.random.default_rng(0)
         users = np.repeat(np.arange(1, N_USERS), 6)
         items = rng.integers(1, N_ITEMS, len(users))
@@ -40,8 +45,8 @@ class TinyMultiModalDataset:
     def item_features(self, modality):
         return self.features[modality]
 
-    def knn_graph(self, modality, k):
-        return knn_graph(self.features[modality], k)
+    def knn_cache_file(self, modality, k, rank=0):
+        return None
 
 
 def ssr_config(**overrides):
@@ -71,7 +76,7 @@ def test_sum_fusion_returns_the_propagated_signal(exact_max_nodes):
     for j, m in enumerate(model.modalities):
         fixed = propagate(model.norm_adj, model.fixed_signal[m], model.n_layers, aggregation="mean")
         expected[:, d * (j + 1): d * (j + 2)] += model.projection[m](fixed)
-    users, items = model.final_embeddings()
+    users, items = model.compute_embeddings()
     assert torch.allclose(torch.cat([users, items]), expected, atol=1e-5)
 
 
@@ -87,16 +92,16 @@ def test_loss_backpropagates_to_every_part():
 
 def test_band_energies_are_balanced_at_calibration():
     model = SSR(ssr_config(), TinyMultiModalDataset())
-    assert model.bands.energies.sum() == pytest.approx(1.0, abs=1e-6)
+    assert model.bands.shares.sum() == pytest.approx(1.0, abs=1e-6)
     # In this tiny fixture the projections' bias column puts ~75 % of the signal energy on the single
     # eigenvalue λ = 0 (the degree-weighted constant); an atom holding more than 1/M cannot be split,
     # so the first band keeps it. Without that component the borders balance the bands.
-    assert model.bands.energies[0] > 0.5
+    assert model.bands.shares[0] > 0.5
     with torch.no_grad():
         for layer in model.projection.values():
             layer.weight[:, -1] = 0.0
     model.calibrate_bands()
-    assert np.all(np.abs(model.bands.energies * model.n_bands - 1) < 0.10)
+    assert np.all(np.abs(model.bands.shares * model.n_bands - 1) < 0.10)
 
 
 def test_one_modality_skips_alignment_and_trains():
@@ -119,11 +124,10 @@ def test_full_sort_predict_caches_and_training_clears_the_cache():
     model.eval()
     users = Interaction({"user_id": torch.tensor([1, 2, 3])})
     first = model.full_sort_predict(users)
-    cached = model.restore_user_e
-    assert model.full_sort_predict(users) is not None and model.restore_user_e is cached
+    cached = model._cached_embeddings
+    assert model.full_sort_predict(users) is not None and model._cached_embeddings is cached
     model.train()
-    model.calculate_loss(batch())
-    assert model.restore_user_e is None
+    assert model._cached_embeddings is None
     assert first.shape == (3 * N_ITEMS,)
 
 
@@ -138,7 +142,7 @@ def test_checkpoint_reloads_with_weights_only_and_restores_the_borders():
     users = Interaction({"user_id": torch.arange(1, N_USERS)})
     expected = model.full_sort_predict(users)
     state = model.state_dict()
-    assert not any(key.startswith("restore_") for key in state)
+    assert set(state) == {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -178,7 +182,7 @@ def test_wide_features_are_reduced_by_truncated_svd_keeping_inner_products():
     model = SSR(ssr_config(feature_rank=4), dataset)
     for m in dataset.modalities:
         assert model.projection[m].in_features == 4 + 1  # rank + the bias column
-        reduced, _ = model._reduce_features(m, dataset.features[m])
+        reduced, _ = dataset.reduced_features(m, 4)
         raw = torch.as_tensor(dataset.features[m])
         assert torch.allclose(reduced @ reduced.T, raw @ raw.T, atol=1e-3 * float((raw @ raw.T).abs().max()))
     model.calculate_loss(batch()).backward()

@@ -16,15 +16,19 @@ joined into training batches. Sidecar tokens that RecBole never saw in an intera
 internal id; their rows are unused (count logged). Items without a feature row are filled with the
 mean of the aligned rows or zeros (``feature_fill: mean|zeros``; count logged).
 
-Item-item kNN graphs (``knn_graph(modality, k)``, see :mod:`recbole_spectral.layers.knn`) are cached at
-``<knn_cache_dir or data_path/knn_cache>/<name>.<modality>.<feature_fill>.k<k>.npz``; when that folder is
-not writable the cache goes to ``<checkpoint_dir>/knn_cache/``.
+The dataset owns every derived item structure, so models never load or cache them themselves:
+``reduced_features(modality, rank)`` (truncated SVD of wide features), ``knn_graph(modality, k, rank)``
+(see :mod:`recbole_spectral.layers.knn`) and ``item_graph(k, weights, rank)`` (the modality graphs mixed
+by ``modality_weights``, keyed by modality name). kNN graphs are cached at
+``<knn_cache_dir or data_path/knn_cache>/<name>.<modality>.<feature_fill>.k<k>[.svd<rank>].npz``; when
+that folder is not writable the cache goes to ``<checkpoint_dir>/knn_cache/``.
 """
 import os
 import re
 import time
 
 import numpy as np
+import torch
 from recbole.data.dataset import Dataset
 
 from recbole_spectral.errors import ConfigError, DataError
@@ -127,7 +131,73 @@ def check_finite(array, path, tokens=None):
             raise DataError(f"{path} row {row}{item} holds NaN or inf: expected finite values")
 
 
-class MultiModalDataset(Dataset):
+class ItemStructures:
+    """Derived item structures of a multimodal dataset, built once and shared by every model that asks.
+
+    Needs ``modalities``, ``item_features(modality)``, ``logger`` and ``knn_cache_file(modality, k, rank)``
+    (None: no disk cache), and ``_reduced`` / ``_knn_graphs`` dicts.
+    """
+
+    def reduced_features(self, modality, rank):
+        """(rows, kept energy share): the rows of ``modality`` on their top ``rank`` right singular vectors
+        (truncated SVD, uncentred, so inner products and cosines are kept as well as that rank allows), as a
+        float32 torch tensor; the raw rows and 1.0 when they are not wider than ``rank`` or ``rank`` is 0.
+        Computed once per (modality, rank) and shared by every model that asks."""
+        key = (modality, int(rank or 0))
+        if key not in self._reduced:
+            x = torch.as_tensor(np.asarray(self.item_features(modality), dtype=np.float32))
+            if rank and x.shape[1] > rank:
+                u, s, _ = torch.svd_lowrank(x, q=int(rank) + 8, niter=1)
+                kept = float((s[:rank] ** 2).sum() / (x ** 2).sum().clamp_min(1e-30))
+                self.logger.info(f"modality {modality}: {x.shape[1]}-d features reduced to {rank} singular "
+                                 f"coordinates ({kept:.1%} of the energy)")
+                x = u[:, :rank] * s[:rank]
+            else:
+                kept = 1.0
+            self._reduced[key] = (x, kept)
+        return self._reduced[key]
+
+    def knn_graph(self, modality, k, rank=0):
+        """Cosine top-k item-item graph of ``modality`` (item_num x item_num torch sparse, normalised).
+
+        With ``rank`` > 0 and features wider than it, the graph is built on the truncated-SVD coordinates
+        of :meth:`reduced_features` (about dim/rank times cheaper on wide image features). Built once per
+        (modality, k, rank) and cached on disk; see :mod:`recbole_spectral.layers.knn`.
+        """
+        key = (modality, int(k), int(rank or 0))
+        if key not in self._knn_graphs:
+            features, _ = self.reduced_features(modality, rank)
+            cache_file = self.knn_cache_file(modality, k, rank)
+            start = time.time()
+            self._knn_graphs[key] = knn_graph(features, int(k), cache_file=cache_file)
+            self.logger.info(f"modality {modality}: kNN graph (k={k}) ready in {time.time() - start:.2f} s ({cache_file})")
+        return self._knn_graphs[key]
+
+    def modality_weights(self, weights=None):
+        """Normalised mixing weights, one per modality in ``modalities`` order. ``weights`` maps modality
+        names to weights; unless it names every modality of the dataset, all modalities weigh the same."""
+        weights = weights or {}
+        if not isinstance(weights, dict):
+            raise ConfigError(f"config key 'modality_weights': expected a mapping modality -> weight, got {weights!r}")
+        if all(m in weights for m in self.modalities):
+            w = np.array([float(weights[m]) for m in self.modalities])
+        else:
+            w = np.ones(len(self.modalities))
+            self.logger.info(f"modality_weights {weights} does not name every modality of {self.modalities}; equal weights")
+        if np.any(w < 0) or w.sum() <= 0:
+            raise ConfigError(f"config key 'modality_weights': expected non-negative weights with a positive sum, got {weights!r}")
+        return w / w.sum()
+
+    def item_graph(self, k, weights=None, rank=0):
+        """The mixed item-item graph S = Σ_m w_m kNN_k(modality m) (torch sparse, coalesced)."""
+        graph = None
+        for modality, w in zip(self.modalities, self.modality_weights(weights)):
+            g = self.knn_graph(modality, k, rank).coalesce() * float(w)
+            graph = g if graph is None else graph + g
+        return graph.coalesce()
+
+
+class MultiModalDataset(ItemStructures, Dataset):
     """RecBole Dataset whose items carry one feature matrix per modality (``modalities`` in the YAML).
 
     Attributes shared by every copy RecBole makes in ``build()``: ``modalities`` and the aligned features.
@@ -161,6 +231,7 @@ class MultiModalDataset(Dataset):
             raise ConfigError(f"config key 'feature_fill': expected one of {FEATURE_FILLS}, got {self.feature_fill!r}")
         self._item_features = {}
         self._knn_graphs = {}
+        self._reduced = {}
         for modality in self.modalities:
             start = time.time()
             self._item_features[modality] = self._align_modality(modality)
@@ -232,7 +303,7 @@ class MultiModalDataset(Dataset):
             )
         return self._item_features[modality]
 
-    def knn_cache_file(self, modality, k):
+    def knn_cache_file(self, modality, k, rank=0):
         folder = self.config["knn_cache_dir"] or os.path.join(self.dataset_path, "knn_cache")
         try:
             os.makedirs(folder, exist_ok=True)
@@ -242,21 +313,8 @@ class MultiModalDataset(Dataset):
         if not writable:
             folder = os.path.join(self.config["checkpoint_dir"], "knn_cache")
             os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, f"{self.dataset_name}.{modality}.{self.feature_fill}.k{int(k)}.npz")
-
-    def knn_graph(self, modality, k):
-        """Cosine top-k item-item graph of ``modality`` (item_num x item_num torch sparse, normalised).
-
-        Built once per (modality, k) and cached on disk; see :mod:`recbole_spectral.layers.knn`.
-        """
-        key = (modality, int(k))
-        if key not in self._knn_graphs:
-            features = self.item_features(modality)
-            cache_file = self.knn_cache_file(modality, k)
-            start = time.time()
-            self._knn_graphs[key] = knn_graph(features, int(k), cache_file=cache_file)
-            self.logger.info(f"modality {modality}: kNN graph (k={k}) ready in {time.time() - start:.2f} s ({cache_file})")
-        return self._knn_graphs[key]
+        reduced = f".svd{int(rank)}" if rank and self.item_features(modality).shape[1] > rank else ""
+        return os.path.join(folder, f"{self.dataset_name}.{modality}.{self.feature_fill}.k{int(k)}{reduced}.npz")
 
     def __str__(self):
         text = super().__str__()

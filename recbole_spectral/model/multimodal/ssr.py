@@ -1,8 +1,8 @@
 r"""SSR: Structured Spectral Reasoning for frequency-adaptive multimodal recommendation.
 
 Reference: "Structured Spectral Reasoning for Frequency-Adaptive Multimodal Recommendation",
-Wei Yang et al., arXiv 2512.01372 (2025). Where the paper is vague this follows the summary of its
-released MMRec code in the project's issue 7; differences are stated below.
+Wei Yang et al., arXiv 2512.01372 (2025). Where the paper is vague this follows its released code
+(an MMRec-based library, src/models/ssr.py); differences are stated below.
 
 What this class computes (N = |U| + |I| nodes, users first; Â the symmetric-normalised user–item
 graph, L̃ = −Â its shifted Laplacian; S = Σ_m w_m S_m the mixed item–item modality kNN graph):
@@ -13,13 +13,13 @@ Backbone (branches β ∈ {id} ∪ modalities, each d wide):
                                                                projected by W_m (linear, bias as a 1 column)
     X_β  = g(Â) Z_β,  g(Â) = (1/(L+1)) Σ_{l=0..L} Â^l          LightGCN propagation (layer mean)
     X    = [X_id | X_m1 | ...]                                  the node signal, branches side by side
-Stage 1, bands (recbole_spectral.layers.bands): B_b = f_b(L̃) X, b = 1..M, Σ_b B_b = X exactly;
+Stage 1, bands (recbole_spectral.layers.graph_bands): B_b = f_b(L̃) X, b = 1..M, Σ_b B_b = X exactly;
     f_b damped Chebyshev approximations (order K) of interval indicators, borders placed so each band
     carries 1/M of the energy of X (recalibrated every ``band_recalibrate_every`` epochs), last band the
     residual; exact eigen-projectors on graphs with ≤ ``exact_max_nodes`` nodes; or a fixed split.
 Stage 2, band masking (training): keep_b ~ Bernoulli(1−p) per node of the batch and band, ≥ 1 kept,
     kept bands scaled by 1/(1−p); L_mask = mean_n ‖z_n(masked) − stopgrad(z_n(full))‖².
-Stage 3, G-HSNO (recbole_spectral.layers.hsno): z_n = GHSNO(B_1[n], ..., B_M[n]) with kernel
+Stage 3, G-HSNO (recbole_spectral.layers.multimodal.hsno): z_n = GHSNO(B_1[n], ..., B_M[n]) with kernel
     softmax(Q Kᵀ/(√r τ)), per-rank gains V, node-dependent norm-preserving gate; L_reg its regulariser.
     (``fusion: sum`` replaces it by z_n = Σ_b B_b[n] = X[n].)
 Stage 4, alignment: for every pair of modalities and every band b, InfoNCE with temperature τ between
@@ -47,44 +47,49 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.trainer import Trainer
-from recbole.utils import InputType
 
-from recbole_spectral.errors import ConfigError
-from recbole_spectral.layers.bands import SpectralBands, energy_imbalance, power_to_chebyshev_in_laplacian
+from recbole_spectral.hyperparameters import Bool, Choice, Dict, Float, Int, List
 from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
-from recbole_spectral.layers.hsno import GHSNO, band_keep_mask
-from recbole_spectral.layers.knn import knn_graph
+from recbole_spectral.layers.graph_bands import BAND_METHODS, SpectralBands, energy_imbalance, power_to_chebyshev_in_laplacian
+from recbole_spectral.layers.multimodal.hsno import GHSNO, band_keep_mask
+from recbole_spectral.model.base import EmbeddingRecommender
 
 FUSIONS = ("hsno", "sum")
 LOSSES = ("BCE", "BPR")
 
 
-class SSRTrainer(Trainer):
-    """RecBole's Trainer, recalibrating SSR's band borders every ``band_recalibrate_every`` epochs."""
-
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        every = self.config["band_recalibrate_every"]
-        if every and epoch_idx > 0 and epoch_idx % every == 0:
-            self.model.calibrate_bands()
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-
-
-class SSR(GeneralRecommender):
-    input_type = InputType.PAIRWISE
-    trainer_class = SSRTrainer
+class SSR(EmbeddingRecommender):
+    dataset_kind = "multimodal"
+    hyperparameters = {
+        "embedding_size": Int(low=1),
+        "n_layers": Int(low=0),
+        "loss_type": Choice(*LOSSES),
+        "n_bands": Int(low=1),
+        "chebyshev_order": Int(low=1),
+        "band_method": Choice(*BAND_METHODS),
+        "fixed_band_borders": List(Float(low=0.0, high=2.0)),
+        "exact_max_nodes": Int(low=0),
+        "band_recalibrate_every": Int(low=0),
+        "band_drop_prob": Float(low=0.0, high=1.0, high_open=True),
+        "lambda_mask": Float(low=0.0),
+        "fusion": Choice(*FUSIONS),
+        "hsno_rank": Int(low=1),
+        "temperature": Float(low=0.0, low_open=True),
+        "lambda_reg": Float(low=0.0),
+        "lambda_cl": Float(low=0.0),
+        "cl_max_items": Int(low=2),
+        "use_item_graph": Bool(),
+        "knn_k": Int(low=1),
+        "knn_layers": Int(low=0),
+        "modality_weights": Dict(Float(low=0.0), nullable=True),
+        "feature_rank": Int(low=0),
+    }
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.logger = getLogger()
 
         # dataset facts
-        if not getattr(dataset, "modalities", None):
-            raise ConfigError(
-                f"SSR needs a multimodal dataset (a 'modalities' list in the dataset YAML); "
-                f"dataset '{config['dataset']}' has none"
-            )
         self.modalities = list(dataset.modalities)
         interactions = dataset.inter_matrix(form="csr").astype(np.float32)
         self.n_nodes = self.n_users + self.n_items
@@ -105,12 +110,7 @@ class SSR(GeneralRecommender):
         self.knn_k, self.knn_layers = config["knn_k"], config["knn_layers"]
         self.feature_rank = config["feature_rank"]
         self.cl_max_items = config["cl_max_items"]
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"config key 'fusion': expected one of {FUSIONS}, got {self.fusion!r}")
-        if self.loss_type not in LOSSES:
-            raise ConfigError(f"config key 'loss_type': expected one of {LOSSES}, got {self.loss_type!r}")
-        if not 0.0 <= self.band_drop_prob < 1.0:
-            raise ConfigError(f"config key 'band_drop_prob': expected 0 <= p < 1, got {self.band_drop_prob}")
+        self.band_recalibrate_every = config["band_recalibrate_every"]
         d = self.embedding_size
         self.signal_dim = d * (1 + len(self.modalities))
 
@@ -119,16 +119,16 @@ class SSR(GeneralRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d)
         self.user_preference = nn.ParameterDict(
             {m: nn.Parameter(torch.empty(self.n_users, d)) for m in self.modalities})
-        reduced, features = {}, {}
-        for m in self.modalities:
-            reduced[m], features[m] = self._reduce_features(m, dataset.item_features(m))
+        rank = self.feature_rank
+        features = {m: self._projection_input(dataset.reduced_features(m, rank)[0]) for m in self.modalities}
         self.projection = nn.ModuleDict(
             {m: nn.Linear(features[m].shape[1], d, bias=False) for m in self.modalities})
         self.hsno = GHSNO(self.n_bands, self.signal_dim, self.rank, self.temperature) if self.fusion == "hsno" else None
 
         # caches (plain tensors, never parameters; rebuilt from data and the band borders)
         self.norm_adj = normalized_bipartite_graph(interactions, self.device)
-        self.item_graph = self._mixed_item_graph(dataset, config["modality_weights"], reduced) if self.use_item_graph else None
+        self.item_graph = (dataset.item_graph(self.knn_k, config["modality_weights"], rank).to(self.device)
+                           if self.use_item_graph else None)
         self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
         prefilter = power_to_chebyshev_in_laplacian([1.0 / (self.n_layers + 1)] * (self.n_layers + 1))
         self.bands = SpectralBands(
@@ -138,9 +138,6 @@ class SSR(GeneralRecommender):
         self.register_buffer("band_borders", torch.zeros(max(self.n_bands - 1, 0), dtype=torch.float64))
         self.fixed_bands = {}
         self._cached_borders = None
-        self.restore_user_e = None
-        self.restore_item_e = None
-        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
 
         # init
         for weight in (self.user_embedding.weight, self.item_embedding.weight, *self.user_preference.values()):
@@ -152,47 +149,16 @@ class SSR(GeneralRecommender):
     # ------------------------------------------------------------------------------------------
     # preprocessing
     # ------------------------------------------------------------------------------------------
-    def _reduce_features(self, modality, raw):
-        """(reduced, projection input). ``reduced``: the raw rows, or — when wider than ``feature_rank`` —
-        their coordinates on the top ``feature_rank`` right singular vectors (truncated SVD, uncentred,
-        so inner products and cosines are kept as well as that rank allows). Projection input: reduced rows
-        centred, scaled to unit mean row norm, with a column of ones (the projection's bias)."""
-        x = torch.as_tensor(np.asarray(raw, dtype=np.float32))
-        reduced = None
-        if self.feature_rank and x.shape[1] > self.feature_rank:
-            u, s, _ = torch.svd_lowrank(x, q=self.feature_rank + 8, niter=1)
-            reduced = u[:, : self.feature_rank] * s[: self.feature_rank]
-            explained = float((s[: self.feature_rank] ** 2).sum() / (x ** 2).sum().clamp_min(1e-30))
-            self.logger.info(f"SSR modality {modality}: {raw.shape[1]}-d features reduced to {self.feature_rank} "
-                             f"singular coordinates ({explained:.1%} of the energy)")
-            x = reduced
+    def _projection_input(self, x):
+        """Item feature rows (raw, or the dataset's truncated-SVD coordinates when wider than
+        ``feature_rank``) centred, scaled to unit mean row norm, with a column of ones (the bias)."""
+        x = x.clone()
         x = x - x[1:].mean(0, keepdim=True)
         x[0] = 0.0  # padding item
         x = x / x[1:].norm(dim=1).mean().clamp_min(1e-12)
         ones = torch.ones(x.shape[0], 1)
         ones[0] = 0.0
-        return reduced, torch.cat([x, ones], 1).to(self.device)
-
-    def _mixed_item_graph(self, dataset, weights, reduced):
-        weights = weights or {}
-        if all(m in weights for m in self.modalities):
-            w = np.array([float(weights[m]) for m in self.modalities])
-        else:
-            w = np.ones(len(self.modalities))
-            self.logger.info(f"SSR: modality_weights has no entry for every modality of {self.modalities}; equal weights")
-        w = w / w.sum()
-        graph = None
-        for m, wm in zip(self.modalities, w):
-            if reduced[m] is None:
-                g = dataset.knn_graph(m, self.knn_k)
-            else:  # kNN on the reduced coordinates: ~(raw dim / rank)× cheaper than on the raw rows
-                cache = None
-                if hasattr(dataset, "knn_cache_file"):  # MultiModalDataset's cache folder and naming
-                    cache = dataset.knn_cache_file(m, self.knn_k).replace(".npz", f".svd{self.feature_rank}.npz")
-                g = knn_graph(reduced[m], self.knn_k, cache_file=cache)
-            g = g.to(self.device).coalesce() * float(wm)
-            graph = g if graph is None else (graph + g)
-        return graph.coalesce()
+        return torch.cat([x, ones], 1).to(self.device)
 
     def _smooth_items(self, items):
         """(I + Σ_{t=1..T} S^t) applied to item rows."""
@@ -240,7 +206,7 @@ class SSR(GeneralRecommender):
     def _rebuild_fixed_bands(self):
         self.fixed_bands = {m: torch.stack(self.bands.bands(self.fixed_signal[m]), 0) for m in self.modalities}
         self._cached_borders = self.band_borders.clone()
-        self.restore_user_e = self.restore_item_e = None
+        self.clear_cache()
 
     def _sync_borders(self):
         """After a checkpoint reload the borders buffer may differ from the caches: rebuild them."""
@@ -291,8 +257,13 @@ class SSR(GeneralRecommender):
                     losses.append(F.cross_entropy(logits, target))
         return torch.stack(losses).mean()
 
+    def on_train_epoch_start(self, epoch_idx, train_data):
+        """Recalibrate the band borders every ``band_recalibrate_every`` epochs."""
+        every = self.band_recalibrate_every
+        if every and epoch_idx > 0 and epoch_idx % every == 0:
+            self.calibrate_bands()
+
     def calculate_loss(self, interaction):
-        self.restore_user_e = self.restore_item_e = None
         user = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
@@ -327,20 +298,6 @@ class SSR(GeneralRecommender):
     # ------------------------------------------------------------------------------------------
     # prediction
     # ------------------------------------------------------------------------------------------
-    def final_embeddings(self):
+    def compute_embeddings(self):
         z = self.fuse(self.node_bands())
         return z[: self.n_users], z[self.n_users:]
-
-    def predict(self, interaction):
-        user_e, item_e = self._restored()
-        return (user_e[interaction[self.USER_ID]] * item_e[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        user_e, item_e = self._restored()
-        return (user_e[interaction[self.USER_ID]] @ item_e.T).view(-1)
-
-    def _restored(self):
-        if self.restore_user_e is None or self.restore_item_e is None:
-            with torch.no_grad():
-                self.restore_user_e, self.restore_item_e = self.final_embeddings()
-        return self.restore_user_e, self.restore_item_e

@@ -15,13 +15,12 @@ real tensors of shape [..., 2] (real, imaginary) so that checkpoints hold plain 
 import torch
 import torch.nn as nn
 
-from recbole_spectral.errors import ConfigError
 
 
 def n_frequencies(dim):
     """Number of rFFT frequencies of a real signal of length ``dim`` (``dim`` must be even)."""
     if dim % 2:
-        raise ConfigError(f"config key 'embedding_size': spectral filtering needs an even size, got {dim}")
+        raise ValueError(f"feature-frequency filtering needs an even dimension, got {dim}")
     return dim // 2 + 1
 
 

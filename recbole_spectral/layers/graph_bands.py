@@ -26,7 +26,7 @@ Two realisations:
   products) until the realised polynomial bands carry equal energy.
 
 Low-order polynomials cannot make sharp cut-offs: at K = 5 the scalable bands are smooth versions of
-the exact ones (see /work/shared/notes/spectral-bands-facts.md and tests/test_bands.py for the
+the exact ones (see tests/test_graph_bands.py for the
 measured gap, which shrinks as K grows).
 
 A fixed, hand-set split (borders given in λ, the same on every graph) is kept as an option for
@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from numpy.polynomial import chebyshev as npcheb
 
+from recbole_spectral.layers.graph import symmetric_spmm
+
 BAND_METHODS = ("energy", "fixed")
 
 
@@ -51,26 +53,6 @@ BAND_METHODS = ("energy", "fixed")
 def shifted_laplacian(norm_adj):
     """L̃ = L − I = −Â for a symmetric-normalised adjacency Â (torch sparse COO in, CSR out)."""
     return (-1.0 * norm_adj.coalesce()).to_sparse_csr()
-
-
-class _SymmetricSpMM(torch.autograd.Function):
-    """y = A x for a symmetric sparse A; the gradient is A g (Aᵀ = A), one CSR product each way."""
-
-    @staticmethod
-    def forward(ctx, matrix, x):
-        ctx.matrix = matrix
-        return matrix @ x
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, ctx.matrix @ grad
-
-
-def symmetric_spmm(matrix, x):
-    """A x for a symmetric sparse (CSR) A, differentiable in x."""
-    if matrix.layout != torch.sparse_csr:
-        return torch.sparse.mm(matrix, x)
-    return _SymmetricSpMM.apply(matrix, x)
 
 
 def chebyshev_basis(laplacian, x, order):
@@ -177,12 +159,6 @@ def energy_quantiles(moments, n_bands, grid_size=2001):
     targets = total * np.arange(1, n_bands) / n_bands
     borders = np.interp(targets, cdf, grid)
     return _strictly_increasing(borders)
-
-
-def band_energies(gram, coefficients):
-    """Energy ‖B_b‖² of every polynomial band, from the Gram matrix."""
-    c = np.asarray(coefficients)
-    return np.einsum("bj,jk,bk->b", c, gram[: c.shape[1], : c.shape[1]], c)
 
 
 def band_shares(gram, coefficients):
@@ -306,7 +282,7 @@ class SpectralBands:
         self._eigen = None
         self._operators = None
         self.coefficients = None
-        self.energies = None
+        self.shares = None  # ⟨X, B_b⟩ / ‖X‖² of the calibration signal (they sum to 1)
         self._refresh()
 
     # -- calibration -------------------------------------------------------------------------
@@ -331,9 +307,8 @@ class SpectralBands:
             energy = (coeff ** 2).sum(1)
             fractions = [float(energy[int(self._cuts[b]):int(self._cuts[b + 1])].sum() / energy.sum().clamp_min(1e-30))
                          for b in range(self.n_bands)]
-            self.energies = np.array(fractions)
-            self.band_norms = self.energies
-            return self.energies
+            self.shares = np.array(fractions)
+            return self.shares
         basis = chebyshev_basis(self.laplacian, signal, self.order)
         gram = gram_matrix(basis)
         if self.method == "energy":
@@ -341,9 +316,8 @@ class SpectralBands:
             self.borders = balance_borders(gram, start, self.order, self.damping)
         self._refresh()
         coefficients = band_coefficients(self.borders, self.order, self.damping)
-        self.energies = band_shares(gram, coefficients) / max(gram[0, 0], 1e-30)
-        self.band_norms = band_energies(gram, coefficients) / max(gram[0, 0], 1e-30)
-        return self.energies
+        self.shares = band_shares(gram, coefficients) / max(gram[0, 0], 1e-30)
+        return self.shares
 
     def _refresh(self):
         self.coefficients = band_coefficients(self.borders, self.order, self.damping)

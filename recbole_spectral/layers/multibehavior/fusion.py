@@ -15,7 +15,6 @@ and the views V_b (n x d) are combined with weights from a softmax, in one of tw
 import torch
 import torch.nn as nn
 
-from recbole_spectral.errors import ConfigError
 
 ATTENTION_MODES = ("feature", "view")
 
@@ -24,7 +23,7 @@ class GlobalContextAttention(nn.Module):
     def __init__(self, dim, n_views, hidden_size, mode="feature"):
         super().__init__()
         if mode not in ATTENTION_MODES:
-            raise ConfigError(f"config key 'attention_softmax': expected one of {ATTENTION_MODES}, got {mode!r}")
+            raise ValueError(f"attention mode must be one of {ATTENTION_MODES}, got {mode!r}")
         self.dim = dim
         self.mode = mode
         out = dim if mode == "feature" else 1

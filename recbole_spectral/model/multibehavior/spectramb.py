@@ -37,55 +37,57 @@ Ablations: ``spectral_filter: False`` (all filters = identity), ``fusion: mean``
 
 import torch
 import torch.nn as nn
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import BPRLoss, EmbLoss
-from recbole.utils import InputType
 
-from recbole_spectral.errors import ConfigError
-from recbole_spectral.layers.fusion import GlobalContextAttention
+from recbole_spectral.hyperparameters import Bool, Choice, Float, Int
+from recbole_spectral.layers.multibehavior.fusion import GlobalContextAttention
 from recbole_spectral.layers.graph import AGGREGATIONS, normalized_bipartite_graph, propagate
-from recbole_spectral.layers.spectral import ContextSpectralFilter, SpectralFilter, n_frequencies
+from recbole_spectral.layers.feature_fft import ContextSpectralFilter, SpectralFilter
+from recbole_spectral.model.base import EmbeddingRecommender
 
 FILTER_MODES = ("static", "context")
 FUSIONS = ("attention", "mean")
 
 
-def _choice(config, key, allowed):
-    value = config[key]
-    if value not in allowed:
-        raise ConfigError(f"config key '{key}': expected one of {list(allowed)}, got {value!r}")
-    return value
-
-
-class SpectraMB(GeneralRecommender):
+class SpectraMB(EmbeddingRecommender):
     r"""Multi-behavior recommender with per-view feature-frequency filters and global-context attention."""
 
-    input_type = InputType.PAIRWISE
+    dataset_kind = "multibehavior"
+    hyperparameters = {
+        "embedding_size": Int(low=2, even=True),
+        "n_layers": Int(low=0),
+        "layer_aggregation": Choice(*AGGREGATIONS),
+        "l2_normalize": Bool(),
+        "reg_weight": Float(low=0.0),
+        "require_pow": Bool(),
+        "spectral_filter": Bool(),
+        "filter_mode": Choice(*FILTER_MODES),
+        "fusion": Choice(*FUSIONS),
+        "attention_softmax": Choice("feature", "view"),
+        "attention_size": Int(low=1),
+        "global_weight": Float(),
+        "residual_global": Bool(),
+        "residual_weight": Float(),
+    }
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
         # dataset facts: one graph per behavior (funnel order, target included) and one on their union
-        if not hasattr(dataset, "behavior_matrix"):
-            raise ConfigError(
-                f"SpectraMB needs a multi-behavior dataset (YAML keys 'behaviors' and 'target_behavior'); "
-                f"dataset '{config['dataset']}' has none"
-            )
         self.behaviors = list(dataset.behaviors)
         self.target_behavior = dataset.target_behavior
 
         # hyperparameters
         self.embedding_size = config["embedding_size"]
-        n_frequencies(self.embedding_size)  # refuses an odd size with a one-line ConfigError
         self.n_layers = config["n_layers"]
-        self.layer_aggregation = _choice(config, "layer_aggregation", AGGREGATIONS)
+        self.layer_aggregation = config["layer_aggregation"]
         self.l2_normalize = config["l2_normalize"]
         self.reg_weight = config["reg_weight"]
         self.require_pow = config["require_pow"]
         self.spectral_filter = config["spectral_filter"]
-        self.filter_mode = _choice(config, "filter_mode", FILTER_MODES)
-        self.fusion = _choice(config, "fusion", FUSIONS)
+        self.filter_mode = config["filter_mode"]
+        self.fusion = config["fusion"]
         self.global_weight = config["global_weight"]
         self.residual_weight = config["residual_weight"] if config["residual_global"] else 0.0
 
@@ -108,10 +110,6 @@ class SpectraMB(GeneralRecommender):
         ]
         self.global_graph = normalized_bipartite_graph(dataset.all_behaviors_matrix(), self.device).to_sparse_csr()
 
-        # caches for full-sort evaluation (plain tensors, never nn.Parameters)
-        self.restore_user_e = None
-        self.restore_item_e = None
-
         # init: ID embeddings and attention like LightGCN; filters start at the identity
         self.user_embedding.apply(xavier_uniform_initialization)
         self.item_embedding.apply(xavier_uniform_initialization)
@@ -123,7 +121,7 @@ class SpectraMB(GeneralRecommender):
     def _filter(self, module, embeddings, context=None):
         return module(embeddings, context) if self.spectral_filter else embeddings
 
-    def forward(self):
+    def compute_embeddings(self):
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
         raw_global = self._propagate(self.global_graph, ego)
         purified_global = self._filter(self.global_filter, raw_global)
@@ -140,12 +138,11 @@ class SpectraMB(GeneralRecommender):
         return torch.split(final, [self.n_users, self.n_items])
 
     def calculate_loss(self, interaction):
-        self.clear_cache()
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
 
-        user_e, item_e = self.forward()
+        user_e, item_e = self.compute_embeddings()
         u, pos, neg = user_e[user], item_e[pos_item], item_e[neg_item]
         mf_loss = self.mf_loss((u * pos).sum(-1), (u * neg).sum(-1))
         reg_loss = self.reg_loss(
@@ -153,25 +150,3 @@ class SpectraMB(GeneralRecommender):
             require_pow=self.require_pow,
         )
         return mf_loss + self.reg_weight * reg_loss
-
-    def predict(self, interaction):
-        user_e, item_e = self.forward()
-        return (user_e[interaction[self.USER_ID]] * item_e[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        if self.restore_user_e is None or self.restore_item_e is None:
-            user_e, item_e = self.forward()
-            self.restore_user_e, self.restore_item_e = user_e.detach(), item_e.detach()
-        return (self.restore_user_e[interaction[self.USER_ID]] @ self.restore_item_e.T).view(-1)
-
-    # -- cache hygiene: embeddings cached for evaluation are stale once weights change ----------------
-    def clear_cache(self):
-        self.restore_user_e, self.restore_item_e = None, None
-
-    def train(self, mode=True):
-        self.clear_cache()
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict=True, **kwargs):
-        self.clear_cache()  # the trainer reloads the best weights before testing
-        return super().load_state_dict(state_dict, strict=strict, **kwargs)

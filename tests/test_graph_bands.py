@@ -1,4 +1,4 @@
-"""Spectral bands (recbole_spectral.layers.bands): exactness of the split, energy balance, agreement
+"""Spectral bands (recbole_spectral.layers.graph_bands): exactness of the split, energy balance, agreement
 with the exact eigen-bands, and the polynomial algebra behind precomputing fixed signals.
 
 Measured on the graph below (300 users × 200 items, 6 items per user, 16-column Gaussian signal,
@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recbole_spectral.layers import bands as B
+from recbole_spectral.layers import graph_bands as B
 from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
 
 

@@ -1,0 +1,101 @@
+"""The model contract: what a plugin model declares, and the full-sort embedding cache it shares.
+
+A plugin model is a RecBole ``GeneralRecommender`` subclass of :class:`SpectralRecommender` that states
+
+- ``dataset_kind``: what it needs from the dataset — ``"any"``, ``"multibehavior"`` or ``"multimodal"``
+  (checked once, here, with a one-line error naming the dataset);
+- ``trainer_class`` (optional): a RecBole trainer class to use instead of RecBole's choice for its type;
+- ``on_train_epoch_start(epoch_idx, train_data)`` (optional): a per-epoch step (re-sampling a graph,
+  recalibrating bands, a warm-up stage), called by the plugin's trainer before every training epoch.
+
+Graph models whose scores are ⟨user embedding, item embedding⟩ subclass :class:`EmbeddingRecommender`
+and implement ``compute_embeddings()``; the base caches the final embeddings for evaluation and drops
+the cache whenever the weights may have changed (``train()``, ``load_state_dict``, and after every
+optimiser step — the plugin's trainer calls :meth:`clear_cache` from an optimizer step hook).
+"""
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_spectral.errors import ConfigError
+
+DATASET_KINDS = {
+    "any": None,
+    "multibehavior": "a multi-behavior dataset (YAML keys 'behaviors' and 'target_behavior')",
+    "multimodal": "a multimodal dataset (a 'modalities' list in the dataset YAML)",
+}
+
+
+def dataset_kind_of(dataset):
+    """``multibehavior``, ``multimodal`` or ``plain`` for a built RecBole dataset."""
+    if getattr(dataset, "target_behavior", None) is not None:
+        return "multibehavior"
+    if getattr(dataset, "modalities", None):
+        return "multimodal"
+    return "plain"
+
+
+def check_dataset_kind(model_class, kind, dataset_name):
+    """One-line :class:`ConfigError` when ``model_class`` cannot run on a dataset of ``kind``."""
+    needed = getattr(model_class, "dataset_kind", "any")
+    if needed not in DATASET_KINDS:
+        raise ConfigError(f"{model_class.__name__}.dataset_kind: expected one of {list(DATASET_KINDS)}, got {needed!r}")
+    if needed != "any" and kind != needed:
+        raise ConfigError(f"{model_class.__name__} needs {DATASET_KINDS[needed]}; dataset '{dataset_name}' has none")
+
+
+class SpectralRecommender(GeneralRecommender):
+    """Base of every plugin model: the dataset requirement and the per-epoch hook."""
+
+    input_type = InputType.PAIRWISE
+    dataset_kind = "any"
+    trainer_class = None
+
+    def __init__(self, config, dataset):
+        check_dataset_kind(type(self), dataset_kind_of(dataset), config["dataset"])
+        super().__init__(config, dataset)
+
+    def on_train_epoch_start(self, epoch_idx, train_data):
+        """Per-epoch step before training epoch ``epoch_idx``; nothing by default."""
+
+
+class EmbeddingRecommender(SpectralRecommender):
+    """Scores ŷ(u, i) = ⟨e_u, e_i⟩ from ``compute_embeddings()``, cached for evaluation."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self._cached_embeddings = None
+
+    def compute_embeddings(self):
+        """(user embeddings n_users × d, item embeddings n_items × d) from the current weights."""
+        raise NotImplementedError
+
+    def embeddings(self):
+        """Fresh embeddings while training (gradients flow); the cached ones otherwise."""
+        if self.training:
+            return self.compute_embeddings()
+        if self._cached_embeddings is None:
+            with torch.no_grad():
+                user_e, item_e = self.compute_embeddings()
+            self._cached_embeddings = (user_e.detach(), item_e.detach())
+        return self._cached_embeddings
+
+    def clear_cache(self):
+        self._cached_embeddings = None
+
+    def predict(self, interaction):
+        user_e, item_e = self.embeddings()
+        return (user_e[interaction[self.USER_ID]] * item_e[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        user_e, item_e = self.embeddings()
+        return (user_e[interaction[self.USER_ID]] @ item_e.T).view(-1)
+
+    # -- cache hygiene: cached embeddings are stale once the weights change ---------------------
+    def train(self, mode=True):
+        self.clear_cache()
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict=True, **kwargs):
+        self.clear_cache()  # the trainer reloads the best weights before testing
+        return super().load_state_dict(state_dict, strict=strict, **kwargs)
