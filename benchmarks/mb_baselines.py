@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from recbole_spectral import paths  # noqa: E402
 from recbole_spectral.config import SpectralConfig  # noqa: E402
-from recbole_spectral.data.crgcn import convert_crgcn  # noqa: E402
+from recbole_spectral.data.converters.crgcn import convert_crgcn  # noqa: E402
 from recbole_spectral.quick_start import build_run, init_logging  # noqa: E402
 
 VARIANTS = {"target only": False, "all behaviors": True}

@@ -79,7 +79,7 @@ def run_phase(phase, args):
     data_dir = os.path.join(args.work, "data")
     settings = {"state": "ERROR", "data_path": data_dir, "use_gpu": False}
     if phase == "convert":
-        from recbole_spectral.data.mmrec import convert
+        from recbole_spectral.data.converters.mmrec import convert
 
         start = time.time()
         convert(os.path.join(args.work, "mmrec", "sports"), NAME, out=data_dir, force=True, log=lambda line: None)

@@ -84,7 +84,7 @@ def main():
     from mm_loading import generate_mmrec_folder
     from recbole_spectral.config import SpectralConfig
     from recbole_spectral.data import create_dataset
-    from recbole_spectral.data.mmrec import convert
+    from recbole_spectral.data.converters.mmrec import convert
     from recbole_spectral.registry import get_model
     from recbole_spectral.trainer import trainer_class
     from recbole_spectral.data import data_preparation

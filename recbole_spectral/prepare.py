@@ -8,8 +8,8 @@ import sys
 from recbole_spectral.errors import SpectralError
 
 LAYOUTS = {
-    "crgcn": ("recbole_spectral.data.crgcn", "multi-behavior CRGCN layout (count.txt, <behavior>.txt)"),
-    "mmrec": ("recbole_spectral.data.mmrec", "multimodal MMRec layout (<name>.inter, <modality>_feat.npy)"),
+    "crgcn": ("recbole_spectral.data.converters.crgcn", "multi-behavior CRGCN layout (count.txt, <behavior>.txt)"),
+    "mmrec": ("recbole_spectral.data.converters.mmrec", "multimodal MMRec layout (<name>.inter, <modality>_feat.npy)"),
 }
 
 

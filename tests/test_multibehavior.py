@@ -13,8 +13,9 @@ from recbole.data import data_preparation as recbole_data_preparation
 from conftest import FAST, ROOT
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation
-from recbole_spectral.data.ml100k_mb import split_frames
-from recbole_spectral.data.multibehavior import MultiBehaviorDataset, write_atomic_files
+from recbole_spectral.data.builders.ml100k_mb import split_frames
+from recbole_spectral.data.atomic import write_multibehavior_folder
+from recbole_spectral.data.multibehavior import MultiBehaviorDataset
 from recbole_spectral.errors import ConfigError, DataError
 from recbole_spectral.quick_start import run_recbole_spectral
 
@@ -50,7 +51,7 @@ def write_toy(workdir, splits=None, yaml_text=TOY_YAML, name="toy"):
     splits = splits or toy_splits()
     users = [f"u{k}" for k in range(1, 7)]  # u6 has no interaction: still part of the id space
     items = [f"i{k}" for k in range(1, 10)]
-    write_atomic_files(workdir / "dataset_atomic", name, splits, ["view", "cart", "buy"], "buy", users, items, yaml_text)
+    write_multibehavior_folder(workdir / "dataset_atomic", name, splits, ["view", "cart", "buy"], "buy", users, items, yaml_text)
     return name
 
 
@@ -257,7 +258,7 @@ def test_ml100k_mb_runs_bpr(workdir, one_thread):
 
 # -- the CRGCN converter --------------------------------------------------------------------------
 from recbole_spectral.cli import main as cli_main  # noqa: E402
-from recbole_spectral.data.crgcn import behavior_order, convert_crgcn  # noqa: E402
+from recbole_spectral.data.converters.crgcn import behavior_order, convert_crgcn  # noqa: E402
 
 CRGCN_FILES = {
     "count.txt": '{"user": 4, "item": 5}\n',

@@ -11,8 +11,8 @@ from conftest import FAST
 from recbole_spectral import cli
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
-from recbole_spectral.data.ml100k_mm import build as build_ml100k_mm
-from recbole_spectral.data.mmrec import convert
+from recbole_spectral.data.builders.ml100k_mm import build as build_ml100k_mm
+from recbole_spectral.data.converters.mmrec import convert
 from recbole_spectral.errors import DataError
 
 # toy MMRec data: 4 users, items 0..7; item 7 has feature rows but no interaction.

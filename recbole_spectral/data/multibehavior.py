@@ -33,10 +33,6 @@ counted and logged). With ``rm_dup_inter`` set, duplicate target rows are remove
 (never because an auxiliary row has the same pair). RecBole's own filtering does not run on
 pre-split benchmark files.
 """
-import os
-import shutil
-import tempfile
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -44,10 +40,8 @@ from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.data.dataset import Dataset
 from recbole.utils import set_color
 
+from recbole_spectral.data.atomic import SPLITS
 from recbole_spectral.errors import ConfigError, DataError
-
-SPLITS = ("train", "valid", "test")
-
 
 class MultiBehaviorDataset(Dataset):
     """RecBole :class:`Dataset` whose interactions are the target behavior; auxiliary ones are matrices.
@@ -302,48 +296,3 @@ class MultiBehaviorDataset(Dataset):
             + (" ; training on all behaviors" if self.train_on_all_behaviors else "")
         )
         return "\n".join(info)
-
-
-def write_atomic_files(data_dir, name, splits, behaviors, target_behavior, users=None, items=None, yaml_text=None):
-    """Write ``<data_dir>/<name>/`` atomically: ``<name>.{train,valid,test}.inter`` (+ ``.user``/``.item``
-    listing the whole id space when given, + ``<name>.yaml`` when given).
-
-    ``splits`` maps train/valid/test to DataFrames with columns user_id, item_id, behavior (and optionally
-    timestamp); tokens are written as given. The folder appears only once every file is complete.
-    """
-    final = os.path.join(data_dir, name)
-    if os.path.isdir(final) and os.listdir(final) and not os.path.isfile(os.path.join(final, f"{name}.train.inter")):
-        # only ever replace an earlier conversion, never an unrelated folder
-        raise DataError(f"{final}: exists and holds no {name}.train.inter; refusing to replace it (choose another --name/--out)")
-    os.makedirs(data_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=data_dir)
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset folder is shared
-        for split in SPLITS:
-            frame = splits[split]
-            columns = ["user_id", "item_id", "behavior"] + (["timestamp"] if "timestamp" in frame else [])
-            unknown = set(frame["behavior"]) - set(behaviors)
-            if unknown:
-                raise DataError(f"{name}.{split}.inter: behaviors {sorted(unknown)} are not in {list(behaviors)}")
-            if split != "train" and not (frame["behavior"] == target_behavior).all():
-                raise DataError(f"{name}.{split}.inter: only '{target_behavior}' rows belong in valid/test")
-            header = {"user_id": "user_id:token", "item_id": "item_id:token", "behavior": "behavior:token",
-                      "timestamp": "timestamp:float"}
-            frame[columns].to_csv(
-                os.path.join(tmp, f"{name}.{split}.inter"), sep="\t", index=False,
-                header=[header[c] for c in columns], lineterminator="\n",
-            )
-        for suffix, field, ids in (("user", "user_id", users), ("item", "item_id", items)):
-            if ids is not None:
-                with open(os.path.join(tmp, f"{name}.{suffix}"), "w") as out:
-                    out.write(f"{field}:token\n" + "".join(f"{t}\n" for t in ids))
-        if yaml_text is not None:
-            with open(os.path.join(tmp, f"{name}.yaml"), "w") as out:
-                out.write(yaml_text)
-        if os.path.isdir(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        return final
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

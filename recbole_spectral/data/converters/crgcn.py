@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_spectral import paths
-from recbole_spectral.data.multibehavior import write_atomic_files
+from recbole_spectral.data.atomic import write_multibehavior_folder
 from recbole_spectral.errors import DataError
 
 # funnel position of behavior names used by the public datasets; unknown names go between click and buy
@@ -162,7 +162,7 @@ def convert_crgcn(src, name=None, out=None, seed=DEFAULT_SEED, target="buy", beh
     counts[target] = target_rows
     yaml_text = dataset_yaml(name, src, seed, behaviors, target, counts, validation, len(rows[target]), len(test),
                              n_users, n_items)
-    folder = write_atomic_files(out, name, splits, behaviors, target, range(1, n_users + 1), range(1, n_items + 1),
+    folder = write_multibehavior_folder(out, name, splits, behaviors, target, range(1, n_users + 1), range(1, n_items + 1),
                                 yaml_text)
     summary = {
         "name": name, "folder": folder, "users": n_users, "items": n_items, "behaviors": behaviors,
@@ -176,7 +176,7 @@ def convert_crgcn(src, name=None, out=None, seed=DEFAULT_SEED, target="buy", beh
 def dataset_yaml(name, src, seed, behaviors, target, counts, validation, train_target, test, n_users, n_items):
     rows = ", ".join(f"{b} {counts[b]}" for b in behaviors)
     return f"""# {name}: converted from the CRGCN layout in {src}
-# by recbole_spectral.data.crgcn (run_recbole_spectral.py prepare crgcn; seed {seed}).
+# by recbole_spectral.data.converters.crgcn (run_recbole_spectral.py prepare crgcn; seed {seed}).
 # count.txt: {n_users} users, {n_items} items (the .user/.item files list every id)
 # rows: {rows} (target before any hold-out)
 # validation: {validation}; training target rows {train_target}; test {test}

@@ -14,12 +14,12 @@ Feature rows follow ``ml-100k-mm.feature_items.txt`` (the item tokens, in ``ml-1
 Everything is deterministic; nothing built here is committed to the repository.
 """
 import os
-import shutil
-import tempfile
 from logging import getLogger
 
 import numpy as np
 import pandas as pd
+
+from recbole_spectral.data.atomic import atomic_folder, write_inter, write_lines
 
 NAME = "ml-100k-mm"
 SEED = 2020
@@ -86,31 +86,18 @@ def build(data_dir, source=None):
     items = _read_atomic(os.path.join(source, "ml-100k.item"))
     labels = split_per_user(inter)
 
-    work = tempfile.mkdtemp(prefix=f".{NAME}-", dir=data_dir)
-    os.chmod(work, 0o755)  # mkdtemp makes it private
-    try:
-        header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        columns = ["user_id", "item_id", "rating", "timestamp"]
+    with atomic_folder(data_dir, NAME, if_exists="keep") as work:  # built meanwhile by another process: keep theirs
         for label, split in enumerate(SPLIT_NAMES):
-            with open(os.path.join(work, f"{NAME}.{split}.inter"), "w", encoding="utf-8") as out:
-                out.write(header)
-                inter.loc[labels == label, columns].to_csv(out, sep="\t", header=False, index=False)
-        with open(os.path.join(work, f"{NAME}.feature_items.txt"), "w", encoding="utf-8") as out:
-            out.write("\n".join(items["item_id"]) + "\n")
+            write_inter(inter[labels == label], os.path.join(work, f"{NAME}.{split}.inter"),
+                        ["user_id", "item_id", "rating", "timestamp"])
+        write_lines(os.path.join(work, f"{NAME}.feature_items.txt"), items["item_id"])
         np.save(os.path.join(work, f"{NAME}.text.npy"), text_features(items["movie_title"].tolist()))
         np.save(os.path.join(work, f"{NAME}.genre_year.npy"), genre_year_features(items["class"], items["release_year"]))
         with open(os.path.join(work, "README.txt"), "w", encoding="utf-8") as out:
             out.write(
-                f"Built by recbole_spectral.data.ml100k_mm from RecBole's bundled ml-100k ({source}).\n"
+                f"Built by recbole_spectral.data.builders.ml100k_mm from RecBole's bundled ml-100k ({source}).\n"
                 "Delete this folder to rebuild it.\n"
             )
-        if os.path.isdir(target):  # built meanwhile by another process: keep theirs
-            shutil.rmtree(work)
-        else:
-            os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     getLogger().info(
         f"built {NAME} in {target}: {len(inter)} interactions "
         f"({', '.join(f'{s} {int((labels == i).sum())}' for i, s in enumerate(SPLIT_NAMES))}), "

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import recbole
 
-from recbole_spectral.data.multibehavior import write_atomic_files
+from recbole_spectral.data.atomic import write_multibehavior_folder
 
 NAME = "ml-100k-mb"
 SOURCE = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
@@ -49,7 +49,7 @@ def split_frames(source=SOURCE):
 def build(data_dir):
     """Write ``<data_dir>/ml-100k-mb/`` (atomic files; the properties are properties/dataset/ml-100k-mb.yaml)."""
     splits = split_frames()
-    path = write_atomic_files(data_dir, NAME, splits, BEHAVIORS, TARGET)
+    path = write_multibehavior_folder(data_dir, NAME, splits, BEHAVIORS, TARGET)
     counts = splits["train"]["behavior"].value_counts()
     getLogger().info(
         f"built {path}: " + ", ".join(f"{b} {counts.get(b, 0)}" for b in BEHAVIORS)

@@ -17,18 +17,16 @@ The folder is written under a temporary name and renamed at the end: it is never
 import argparse
 import glob
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 import pandas as pd
 
 from recbole_spectral import paths
-from recbole_spectral.data.multimodal import check_finite, load_feature_matrix
+from recbole_spectral.data.atomic import SPLITS, atomic_folder, write_inter, write_lines
+from recbole_spectral.data.features import check_finite, load_feature_matrix
 from recbole_spectral.errors import DataError
 
-SPLITS = ("train", "valid", "test")
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 FEATURE_SUFFIX = "_feat.npy"
 MODALITY_ORDER = ("image", "text")  # MMRec's usual modalities first, any others after them by name
@@ -102,9 +100,9 @@ def find_feature_files(src):
 
 
 def _write_inter(frame, path):
-    columns = ["userID", "itemID"] + [c for c in ("rating", "timestamp") if c in frame.columns]
-    names = {"userID": "user_id:token", "itemID": "item_id:token", "rating": "rating:float", "timestamp": "timestamp:float"}
-    frame[columns].rename(columns=names).to_csv(path, sep="\t", index=False)
+    present = [c for c in ("rating", "timestamp") if c in frame.columns]
+    renamed = frame.rename(columns={"userID": "user_id", "itemID": "item_id"})
+    write_inter(renamed, path, ["user_id", "item_id", *present])
 
 
 def _yaml_text(name, modalities, src, counts):
@@ -147,20 +145,15 @@ def convert(src, name, out=None, inter=None, force=False, log=print):
             raise DataError(f"{path} holds values outside the float32 range: expected finite float32 values")
         features[modality] = (path, cast)
 
-    os.makedirs(out, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{name}-", dir=out)
-    os.chmod(work, 0o755)  # mkdtemp makes it private; the converted folder is meant to be shared
-    try:
+    with atomic_folder(out, name) as work:
         for label, split in enumerate(SPLITS):
             _write_inter(frame[frame["x_label"] == label], os.path.join(work, f"{name}.{split}.inter"))
         rows = {m: a.shape[0] for m, (_, a) in features.items()}
         if len(set(rows.values())) == 1:
-            with open(os.path.join(work, f"{name}.feature_items.txt"), "w", encoding="utf-8") as handle:
-                handle.write("".join(f"{i}\n" for i in range(next(iter(rows.values())))))
+            write_lines(os.path.join(work, f"{name}.feature_items.txt"), range(next(iter(rows.values()))))
         else:  # modalities cover different item ranges: one sidecar each
             for modality, count in rows.items():
-                with open(os.path.join(work, f"{name}.{modality}.items.txt"), "w", encoding="utf-8") as handle:
-                    handle.write("".join(f"{i}\n" for i in range(count)))
+                write_lines(os.path.join(work, f"{name}.{modality}.items.txt"), range(count))
         for modality, (_, array) in features.items():
             np.save(os.path.join(work, f"{name}.{modality}.npy"), array)
         split_counts = {s: int((frame["x_label"] == i).sum()) for i, s in enumerate(SPLITS)}
@@ -179,12 +172,6 @@ def convert(src, name, out=None, inter=None, force=False, log=print):
         )
         with open(os.path.join(work, f"{name}.yaml"), "w", encoding="utf-8") as handle:
             handle.write(_yaml_text(name, list(features), src, counts))
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     unused = {m: a.shape[0] - n_items_seen for m, (_, a) in features.items() if a.shape[0] > n_items_seen}
     log(f"wrote {target}: {counts}")
     if unused:
