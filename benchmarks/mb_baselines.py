@@ -11,8 +11,8 @@ the union of the training target and every auxiliary behavior.
     wait; python benchmarks/mb_baselines.py --table-only --out benchmarks/results/mb_baselines.md
 
 Each run appends one JSON line to ``--runs``; ``--table-only`` prints/writes the side-by-side table from it.
-On a shared CPU a run also stops at ``--time-budget-min`` (then the best checkpoint so far is tested, and
-the table says so).
+Every run trains until early stopping (``--stopping-step`` evaluations without improvement) or the
+epoch cap, which the table reports.
 
 The dataset is converted from ``<shared>/multibehavior/<dataset>`` first if ``<data dir>/<dataset>`` is absent.
 """
@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from recbole_spectral import paths  # noqa: E402
 from recbole_spectral.config import SpectralConfig  # noqa: E402
 from recbole_spectral.data.converters.crgcn import convert_crgcn  # noqa: E402
-from recbole_spectral.quick_start import build_run, init_logging  # noqa: E402
+from recbole_spectral.quick_start import start_run, train_and_test  # noqa: E402
 
 VARIANTS = {"target only": False, "all behaviors": True}
 METRICS = ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
@@ -51,21 +50,15 @@ def parse_args(argv):
     parser.add_argument("--train-batch-size-all", type=int, default=65536,
                         help="all-behaviors run (12x more pairs on taobao-15k: about as many steps per epoch)")
     parser.add_argument("--eval-step", type=int, default=2, help="validate every N epochs")
-    parser.add_argument("--time-budget-min", type=float, default=50.0, help="stop a run's training after this")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "results" / "mb_baselines-runs.jsonl"))
     parser.add_argument("--table-only", action="store_true", help="render --runs as a table, train nothing")
     parser.add_argument("--learning-rate", type=float, default=0.005)
     parser.add_argument("--embedding-size", type=int, default=64)
     parser.add_argument("--n-layers", type=int, default=3)
-    parser.add_argument("--eval-batch-size", type=int, default=20_000_000, help="user x item scores per batch")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
     parser.add_argument("--out", default=None, help="write the markdown table (with this command) here")
     return parser.parse_args(argv)
-
-
-class TimeBudgetReached(Exception):
-    pass
 
 
 def run_one(args, data_dir, all_behaviors, seed, workdir):
@@ -74,35 +67,21 @@ def run_one(args, data_dir, all_behaviors, seed, workdir):
     config = SpectralConfig("LightGCN", args.dataset, config_dict={
         "data_path": str(data_dir), "seed": seed, "epochs": epochs, "stopping_step": args.stopping_step,
         "train_batch_size": batch, "learning_rate": args.learning_rate, "eval_step": args.eval_step,
-        "embedding_size": args.embedding_size, "n_layers": args.n_layers, "eval_batch_size": args.eval_batch_size,
+        "embedding_size": args.embedding_size, "n_layers": args.n_layers,
         "train_on_all_behaviors": all_behaviors, "valid_metric": "Hit@10", "metrics": ["Hit", "NDCG"],
         "topk": [10, 20], "use_gpu": False, "show_progress": False, "checkpoint_dir": str(workdir),
         "log_wandb": False,
     })
-    init_logging(config)
-    dataset, (train_data, valid_data, test_data), model, trainer = build_run(config)
-    stamps = []
+    start_run(config)
     start = time.time()
-
-    def callback(epoch, score):
-        stamps.append((epoch, score, time.time()))
-        if time.time() - start > args.time_budget_min * 60:
-            raise TimeBudgetReached
-
-    stopped = "early stopping"
-    try:
-        trainer.fit(train_data, valid_data, verbose=True, saved=True, show_progress=False, callback_fn=callback)
-        if stamps and stamps[-1][0] + 1 >= epochs:
-            stopped = "epoch cap"
-    except TimeBudgetReached:
-        stopped = f"time budget ({args.time_budget_min:g} min)"
+    result, model, _ = train_and_test(config)
     fit_seconds = time.time() - start
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    best = int(np.argmax([s for _, s, _ in stamps]))
+    stopped = "epoch cap" if result["epochs_run"] >= epochs else "early stopping"
     return {
         "variant": "all behaviors" if all_behaviors else "target only", "seed": seed, "dataset": args.dataset,
-        "test": dict(test), "valid_hit@10": stamps[best][1], "best_epoch": stamps[best][0],
-        "epochs": stamps[-1][0] + 1, "stopped": stopped, "s_per_epoch": fit_seconds / (stamps[-1][0] + 1),
+        "test": dict(result["test_result"]), "valid_hit@10": float(result["best_valid_score"]),
+        "best_epoch": result["best_epoch"], "epochs": result["epochs_run"], "stopped": stopped,
+        "s_per_epoch": fit_seconds / max(result["epochs_run"], 1),
         "train_pairs": int(model.interaction_matrix.nnz), "batch": batch, "lr": args.learning_rate,
         "threads": args.threads,
     }

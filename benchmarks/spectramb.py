@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recbole_spectral.config import SpectralConfig  # noqa: E402
-from recbole_spectral.quick_start import build_run, init_logging  # noqa: E402
+from recbole_spectral.quick_start import start_run, train_and_test  # noqa: E402
 
 METRICS = ["hit@10", "hit@20", "ndcg@10", "ndcg@20"]
 NOISE_RATIOS = (0.0, 0.1, 0.3, 0.5)
@@ -74,7 +74,6 @@ def common_settings(args, seed, workdir):
         "eval_step": args.eval_step,
         "train_batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
-        "eval_batch_size": args.eval_batch_size,
         "metrics": ["Hit", "NDCG"],
         "topk": [10, 20],
         "valid_metric": "Hit@10",
@@ -90,30 +89,17 @@ def run_one(args, part, dataset, label, model, extra, seed, workdir):
         settings.update(train_batch_size=args.all_behaviors_batch_size or args.batch_size,
                         epochs=args.all_behaviors_max_epochs or args.max_epochs)
     config = SpectralConfig(model, dataset, config_dict={**settings, **extra})
-    init_logging(config)
-    _, (train_data, valid_data, test_data), model_obj, trainer = build_run(config)
-    epoch_times = []
-    train_epoch = trainer._train_epoch
-
-    def timed_train_epoch(*a, **kw):  # this trainer instance only: time each training epoch
-        start = time.perf_counter()
-        out = train_epoch(*a, **kw)
-        epoch_times.append(time.perf_counter() - start)
-        return out
-
-    trainer._train_epoch = timed_train_epoch
-    valid_scores = []
+    start_run(config)
     start = time.perf_counter()
-    _, best_valid = trainer.fit(train_data, valid_data, verbose=True, saved=True, show_progress=False,
-                                callback_fn=lambda epoch, score: valid_scores.append((score, epoch + 1)))
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    result, model_obj, _ = train_and_test(config)
+    test = result["test_result"]
     return {
         "part": part, "dataset": dataset, "label": label, "model": model, "extra": extra, "seed": seed,
-        "valid_hit@10": float(best_valid["hit@10"]),
+        "valid_hit@10": float(result["best_valid_result"]["hit@10"]),
         **{m: float(test[m]) for m in METRICS},
-        "epochs": len(epoch_times),
-        "best_epoch": max(valid_scores, key=lambda se: (se[0], -se[1]))[1] if valid_scores else 0,
-        "epoch_time_s": float(np.mean(epoch_times)) if epoch_times else float("nan"),
+        "epochs": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "epoch_time_s": result["epoch_time_s"] if result["epochs_run"] else float("nan"),
         "wall_s": time.perf_counter() - start,
         "params": sum(p.numel() for p in model_obj.parameters() if p.requires_grad),
         "settings": {k: config[k] for k in ("epochs", "learning_rate", "train_batch_size", "embedding_size", "n_layers", "reg_weight")},
@@ -202,7 +188,6 @@ def main(argv=None):
     p.add_argument("--all_behaviors_batch_size", type=int, default=None,
                    help="train batch for LightGCN (all behaviors), which has many more pairs per epoch")
     p.add_argument("--all_behaviors_max_epochs", type=int, default=None)
-    p.add_argument("--eval_batch_size", type=int, default=2 ** 24)
     p.add_argument("--only", nargs="*", default=None, help="run only these labels (substring match)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "spectramb.md"))
     p.add_argument("--report_only", action="store_true", help="rewrite the Markdown from the JSON-lines file")

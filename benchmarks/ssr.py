@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recbole_spectral.config import SpectralConfig  # noqa: E402
-from recbole_spectral.quick_start import build_run, init_logging  # noqa: E402
+from recbole_spectral.quick_start import load_data_and_model, start_run, train_and_test  # noqa: E402
 
 # validation grids (first seed); everything else is the model's defaults
 GRIDS = {
@@ -51,99 +51,60 @@ def base_settings(args, seed, model_name):
         "seed": seed, "reproducibility": True, "use_gpu": False, "show_progress": False,
         "epochs": cap, "stopping_step": args.stopping_step, "eval_step": 1,
         "valid_metric": "Recall@20", "metrics": ["Recall", "NDCG"], "topk": [10, 20],
-        "train_batch_size": 2048, "eval_batch_size": 4096000, "state": "INFO",
+        "train_batch_size": 2048, "state": "INFO",
         "checkpoint_dir": args.checkpoint_dir,
     }
 
 
-def cold_start_metrics(model, test_data, train_counts, threshold, ks=(10, 20)):
-    """Recall/NDCG @K (RecBole's definitions) over test users with <= threshold training interactions."""
-    users = [int(u) for u in test_data.uid_list.tolist() if train_counts[int(u)] <= threshold]
-    sums = {f"{m}@{k}": 0.0 for m in ("recall", "ndcg") for k in ks}
-    if not users:
-        return {**sums, "users": 0}
-    model.eval()
-    uid_field = test_data._dataset.uid_field
-    from recbole.data.interaction import Interaction
-
-    kmax = max(ks)
-    with torch.no_grad():
-        for start in range(0, len(users), 1024):
-            chunk = users[start:start + 1024]
-            scores = model.full_sort_predict(Interaction({uid_field: torch.tensor(chunk)})).view(len(chunk), -1)
-            scores[:, 0] = -np.inf
-            for row, u in enumerate(chunk):
-                history = test_data.uid2history_item[u]
-                if history is not None and len(history):
-                    scores[row, history] = -np.inf
-            top = torch.topk(scores, kmax, dim=1).indices.numpy()
-            for row, u in enumerate(chunk):
-                positives = set(test_data.uid2positive_item[u].tolist())
-                hits = np.array([i in positives for i in top[row]], dtype=float)
-                for k in ks:
-                    sums[f"recall@{k}"] += hits[:k].sum() / len(positives)
-                    dcg = (hits[:k] / np.log2(np.arange(2, k + 2))).sum()
-                    idcg = (1.0 / np.log2(np.arange(2, min(len(positives), k) + 2))).sum()
-                    sums[f"ndcg@{k}"] += dcg / idcg
-    return {**{k: v / len(users) for k, v in sums.items()}, "users": len(users)}
+def cold_record(test_result, users):
+    """The run's cold-start metrics (the library's ``cold_<metric>`` columns) and the cold test users."""
+    return {**{k[len("cold_"):]: float(v) for k, v in test_result.items() if k.startswith("cold_")}, "users": users}
 
 
 def run_one(args, model_name, seed, settings, tag):
-    config = SpectralConfig(model_name, args.dataset, config_dict={**base_settings(args, seed, model_name), **settings})
-    init_logging(config)
-    _, (train_data, valid_data, test_data), model, trainer = build_run(config)
-    epoch_times = []
-    train_epoch = trainer._train_epoch
-
-    def timed_epoch(*a, **kw):  # wall time of the training part of each epoch (no evaluation)
-        start = time.perf_counter()
-        out = train_epoch(*a, **kw)
-        epoch_times.append(time.perf_counter() - start)
-        return out
-
-    trainer._train_epoch = timed_epoch
+    config = SpectralConfig(model_name, args.dataset, config_dict={
+        **base_settings(args, seed, model_name), **settings, "cold_start_threshold": args.cold_threshold})
+    start_run(config)
     start = time.perf_counter()
-    best_valid, best_valid_result = trainer.fit(train_data, valid_data, verbose=True, saved=True, show_progress=False)
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    counts = np.bincount(train_data._dataset.inter_feat[train_data._dataset.uid_field].numpy(),
-                         minlength=train_data._dataset.user_num)
-    cold = cold_start_metrics(model, test_data, counts, args.cold_threshold)
+    result, model, trainer = train_and_test(config)
+    test_result = result["test_result"]
     os.remove(trainer.saved_model_file) if os.path.exists(trainer.saved_model_file) else None
     return {
         "tag": tag, "model": model_name, "seed": seed, "settings": settings,
-        "valid_recall@20": float(best_valid), "valid": {k: float(v) for k, v in best_valid_result.items()},
-        "test": {k: float(v) for k, v in test_result.items()}, "cold": cold,
-        "epochs_trained": len(epoch_times), "epoch_time_s": float(np.mean(epoch_times)) if epoch_times else None,
+        "valid_recall@20": float(result["best_valid_score"]),
+        "valid": {k: float(v) for k, v in result["best_valid_result"].items()},
+        "test": {k: float(v) for k, v in test_result.items() if not k.startswith("cold_")},
+        "cold": cold_record(test_result, result["cold_users"]),
+        "epochs_trained": result["epochs_run"], "best_epoch": result["best_epoch"],
+        "epoch_time_s": result["epoch_time_s"] or None,
         "params": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         "wall_s": time.perf_counter() - start,
     }
 
 
 def evaluate_checkpoint(args, path, logfile, settings):
-    """Test + cold-start metrics of a run stopped by the wall-clock budget, from its best checkpoint
-    (the trainer saves one whenever validation Recall@20 improves); epoch times from its RecBole log."""
+    """Test + cold-start metrics of a run stopped before it ended (an earlier budgeted run), from its best
+    checkpoint (the trainer saves one whenever validation Recall@20 improves); epoch times from its log."""
     import re
 
-    from recbole_spectral.trainer import load_checkpoint
+    from recbole_spectral.checkpoint import load_checkpoint
+    from recbole_spectral.trainer import trainer_class
 
     checkpoint = load_checkpoint(path)
-    saved = checkpoint["config"]
-    config = SpectralConfig(saved["model"], saved["dataset"], config_dict=saved["settings"])
-    init_logging(config)
-    _, (train_data, _, test_data), model, trainer = build_run(config)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    config, model, _, train_data, _, test_data = load_data_and_model(path)
+    config["cold_start_threshold"] = args.cold_threshold
+    trainer = trainer_class(config)(config, model)
+    trainer.count_training_interactions(train_data)
     test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-    counts = np.bincount(train_data._dataset.inter_feat[train_data._dataset.uid_field].numpy(),
-                         minlength=train_data._dataset.user_num)
-    cold = cold_start_metrics(model, test_data, counts, args.cold_threshold)
+    saved = checkpoint["config"]
     log = open(logfile).read()
     times = [float(t) for t in re.findall(r"epoch \d+ training \[time: ([0-9.]+)s", log)]
     valid = [float(v) for v in re.findall(r"valid_score: ([0-9.]+)", log)]
     return {
         "tag": "final", "model": saved["model"], "seed": int(saved["settings"]["seed"]), "settings": settings,
         "valid_recall@20": float(checkpoint["best_valid_score"]), "valid": {},
-        "test": {k: float(v) for k, v in test_result.items()}, "cold": cold,
+        "test": {k: float(v) for k, v in test_result.items() if not k.startswith("cold_")},
+        "cold": cold_record(test_result, trainer.evaluator.last_cold_users),
         "epochs_trained": len(times), "best_epoch": int(checkpoint["epoch"]), "valid_curve": valid,
         "epoch_time_s": float(np.mean(times)) if times else None,
         "params": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),

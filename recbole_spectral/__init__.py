@@ -1,1 +1,1 @@
-from recbole_spectral.version import __version__
+from recbole_spectral.version import __version__  # noqa: F401

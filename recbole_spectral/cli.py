@@ -1,12 +1,14 @@
 """Command line: ``run_recbole_spectral.py [SUBCOMMAND] --model=... --dataset=... [--key=value ...]``.
 
-Without a subcommand it trains and tests one model. Bad input ends with one line on stderr and a
-non-zero exit, never a traceback.
+The dispatcher on top of the package: without a subcommand it trains and tests one model
+(``quick_start``); ``prepare`` / ``compare`` / ``tune`` are lazy imports of the module that implements
+them. Bad input ends with one line on stderr and exit code 2, never a traceback.
 """
 import argparse
 import importlib
 import sys
 
+from recbole_spectral.config import split_overrides
 from recbole_spectral.errors import SpectralError
 
 # name -> "module:function(argv) -> exit code"; each subcommand lives in its own module
@@ -15,19 +17,6 @@ SUBCOMMANDS = {
     "compare": "recbole_spectral.compare:main",
     "tune": "recbole_spectral.tuning:main",
 }
-
-
-def split_overrides(extra):
-    """``--key=value`` arguments -> {key: value-string}; anything else is an error."""
-    overrides = {}
-    for arg in extra:
-        if not arg.startswith("--") or "=" not in arg:
-            raise SpectralError(f"unrecognised argument '{arg}': overrides are written --key=value")
-        key, value = arg[2:].split("=", 1)
-        if key in overrides and overrides[key] != value:
-            raise SpectralError(f"argument --{key} given twice with different values")
-        overrides[key] = value
-    return overrides
 
 
 def run_parser(prog="run_recbole_spectral.py"):

@@ -30,6 +30,7 @@ class ColdStartEvaluator(Evaluator):
         self.threshold = threshold
         self.row_users = None
         self.user_counts = None
+        self.last_cold_users = None  # cold users in the last evaluation with cold metrics
 
     def evaluate(self, dataobject):
         result = super().evaluate(dataobject)
@@ -37,6 +38,7 @@ class ColdStartEvaluator(Evaluator):
             return result
         users = torch.cat(self.row_users) if self.row_users else torch.zeros(0, dtype=torch.long)
         cold = self.user_counts[users] <= self.threshold
+        self.last_cold_users = int(cold.sum())
         getLogger().info(
             f"cold-start users (<= {self.threshold} training interactions): {int(cold.sum())} of {len(users)} evaluated"
         )

@@ -6,8 +6,10 @@ drawn with ``split_seed`` (default: the first seed) before each run's dataset is
 identical for every model and seed; a run's own seed sets model initialisation and training order.
 A run that raises is recorded as failed with a one-line error and the others still run.
 
-Results go to ``out_dir``: ``runs.csv`` (one row per run), ``summary.md`` (mean ± std per model, best
+Results go to ``out_dir``, rewritten as soon as each run ends: ``runs.csv`` (one row per run, with the
+best checkpoint's path and a hash of the run's settings), ``summary.md`` (mean ± std per model, best
 value in bold), ``chart.png`` (test metrics per model) and ``errors.log`` (tracebacks of failed runs).
+``resume`` (``--resume``) skips the runs whose row already finished with the same settings.
 Python API::
 
     from recbole_spectral.compare import compare_models
@@ -17,6 +19,8 @@ Python API::
 """
 import argparse
 import csv
+import hashlib
+import json
 import logging
 import math
 import os
@@ -27,19 +31,12 @@ from logging import getLogger
 
 import yaml
 
-from recbole_spectral.config import SpectralConfig, parse_cli_value
-from recbole_spectral.data import ensure_dataset_files
-from recbole_spectral.errors import ConfigError
-from recbole_spectral.quick_start import build_run, init_logging
+from recbole_spectral.config import SpectralConfig, parse_cli_value, split_overrides
+from recbole_spectral.errors import ConfigError, one_line
+from recbole_spectral.quick_start import start_run, train_and_test
 
 RUN_COLUMNS = ["run", "model", "seed", "status", "error", "best_epoch", "epochs_run", "epoch_time_s",
-               "total_time_s", "n_params", "best_valid_score"]
-
-
-def one_line(err):
-    """``Type: first line of the message`` — how a failed run is recorded."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+               "total_time_s", "n_params", "best_valid_score", "model_file", "settings_key"]
 
 
 def model_name(model):
@@ -53,21 +50,15 @@ def _quiet_console():
             handler.setLevel(max(handler.level, logging.WARNING))
 
 
-def _timed_trainer(trainer_class, report):
-    """``trainer_class`` that records each training epoch's time and reports it."""
-
-    class Timed(trainer_class):
-        def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
-            start = time.time()
-            loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
-            self.epoch_times.append(time.time() - start)
-            shown = sum(loss) if isinstance(loss, tuple) else loss
-            report(f"epoch {epoch_idx + 1}/{self.epochs}: train {self.epoch_times[-1]:.1f}s, loss {shown:.4f}")
-            return loss
-
-    Timed.__name__ = trainer_class.__name__
-    Timed.epoch_times = None
-    return Timed
+def settings_key(model, dataset, seed, split_seed, config_file_list, settings):
+    """A short hash of everything that defines one run: a finished row with the same key is reused by
+    ``resume``."""
+    files = []
+    for path in config_file_list or []:
+        with open(path, "rb") as fp:
+            files.append(hashlib.sha1(fp.read()).hexdigest())
+    text = json.dumps([model_name(model), dataset, seed, split_seed, files, settings], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict=None, label="", saved=True):
@@ -81,38 +72,18 @@ def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict
     start = time.time()
     try:
         config = SpectralConfig(model, dataset, config_file_list, {**(config_dict or {}), "seed": seed})
-        ensure_dataset_files(config)
-        init_logging(config)
+        start_run(config)
         _quiet_console()
-        getLogger().info(config)
         report("started")
-        _, (train_data, valid_data, test_data), net, trainer = build_run(  # the same split for every run
-            config, split_seed=split_seed, trainer_wrapper=lambda cls: _timed_trainer(cls, report)
-        )
-        row["n_params"] = sum(p.numel() for p in net.parameters())
-        trainer.epoch_times = []
-        best = {"epoch": None}
-
-        def on_valid(epoch_idx, valid_score):
-            improved = trainer.cur_step == 0  # RecBole's early_stopping resets cur_step on a new best
-            if improved:
-                best["epoch"] = epoch_idx + 1
-            report(f"epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f}" + (" (best)" if improved else ""))
-
-        best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, verbose=True, saved=saved, show_progress=config["show_progress"], callback_fn=on_valid
-        )
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-        epoch_times = trainer.epoch_times
+        result, _, _ = train_and_test(config, saved=saved, split_seed=split_seed, report=report)  # one split for all
         row.update(
-            best_epoch=best["epoch"] if best["epoch"] is not None else len(epoch_times),
-            epochs_run=len(epoch_times),
-            epoch_time_s=round(statistics.fmean(epoch_times), 3) if epoch_times else 0.0,
-            best_valid_score=float(best_valid_score),
+            best_epoch=result["best_epoch"], epochs_run=result["epochs_run"],
+            epoch_time_s=round(result["epoch_time_s"], 3), n_params=result["n_params"],
+            best_valid_score=float(result["best_valid_score"]), model_file=result["model_file"] or "",
         )
-        row.update({f"valid_{k}": v for k, v in (best_valid_result or {}).items()})
-        row.update({f"test_{k}": v for k, v in (test_result or {}).items()})
-        getLogger().info(f"test result: {test_result}")
+        row.update({f"valid_{k}": v for k, v in (result["best_valid_result"] or {}).items()})
+        row.update({f"test_{k}": v for k, v in (result["test_result"] or {}).items()})
+        getLogger().info(f"test result: {result['test_result']}")
     except Exception as err:  # a failed run is a result too; the comparison goes on
         row["status"], row["error"] = "failed", one_line(err)
         row["_traceback"] = traceback.format_exc()  # goes to <out_dir>/errors.log, not the console
@@ -121,32 +92,60 @@ def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict
     return row
 
 
+def read_rows(out_dir):
+    """Rows of an earlier ``runs.csv`` in ``out_dir`` (numbers parsed), or []."""
+    path = os.path.join(out_dir, "runs.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as fp:
+        rows = list(csv.DictReader(fp))
+    for row in rows:
+        for key, value in row.items():
+            if key in ("model", "status", "error", "model_file", "settings_key"):
+                continue
+            try:
+                row[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+            except (ValueError, AttributeError):
+                pass
+    return rows
+
+
 def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="results/compare",
-                   per_model_config=None, config_file_list=None, split_seed=None, saved=True):
+                   per_model_config=None, config_file_list=None, split_seed=None, saved=True, resume=False):
     """Run every model with every seed on ``dataset``; write runs.csv, summary.md, chart.png to ``out_dir``.
 
     ``models``: names (plugin or RecBole) or model classes. ``per_model_config``: {model name: dict}
-    laid over ``config_dict`` for that model only. Returns the list of row dicts (also in runs.csv).
+    laid over ``config_dict`` for that model only. The result files are rewritten after every run, so an
+    interrupted comparison keeps what finished; with ``resume`` a run whose row in ``out_dir/runs.csv``
+    finished with the same settings is not run again. Returns the list of row dicts (also in runs.csv).
     """
     seeds = list(seeds)
     if not models or not seeds:
         raise ConfigError("compare needs at least one model and one seed")
     split_seed = seeds[0] if split_seed is None else split_seed
     per_model_config = per_model_config or {}
-    rows = []
+    earlier = {r.get("settings_key"): r for r in read_rows(out_dir) if r.get("status") == "ok"} if resume else {}
+    os.makedirs(out_dir, exist_ok=True)
+    rows, tracebacks = [], []
     total = len(models) * len(seeds)
     for model in models:
         for seed in seeds:
             settings = {**(config_dict or {}), **per_model_config.get(model_name(model), {})}
+            key = settings_key(model, dataset, seed, split_seed, config_file_list, settings)
             label = f"[{len(rows) + 1}/{total}]"
-            row = run_one(model, dataset, seed, split_seed, config_file_list, settings, label=label, saved=saved)
+            if key in earlier:
+                print(f"{label} {model_name(model)} seed={seed}: finished earlier with these settings (resume)", flush=True)
+                row = {k: v for k, v in earlier[key].items() if k != "run"}
+            else:
+                row = run_one(model, dataset, seed, split_seed, config_file_list, settings, label=label, saved=saved)
+                row["settings_key"] = key
             rows.append({"run": len(rows) + 1, **row})
-    tracebacks = [(r, r.pop("_traceback")) for r in rows if "_traceback" in r]
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "errors.log"), "w") as fp:
-        for r, text in tracebacks:
-            fp.write(f"run {r['run']}: {r['model']} seed {r['seed']}\n{text}\n")
-    write_results(rows, out_dir, dataset=dataset, seeds=seeds, split_seed=split_seed, config_dict=config_dict)
+            if "_traceback" in rows[-1]:
+                tracebacks.append((rows[-1], rows[-1].pop("_traceback")))
+            write_results(rows, out_dir, dataset=dataset, seeds=seeds, split_seed=split_seed, config_dict=config_dict)
+            with open(os.path.join(out_dir, "errors.log"), "w") as fp:
+                for r, text in tracebacks:
+                    fp.write(f"run {r['run']}: {r['model']} seed {r['seed']}\n{text}\n")
     return rows
 
 
@@ -284,14 +283,14 @@ def parser():
     p.add_argument("--split_seed", type=int, default=None, help="seed of the shared split (default: first seed)")
     p.add_argument("--out_dir", default=None, help="results folder (default results/compare-<dataset>)")
     p.add_argument("--config_files", default=None, help="space-separated YAML config files for every run")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished rows of --out_dir/runs.csv whose settings match; run the rest")
     p.add_argument("--model_config", default=None,
                    help="YAML file mapping a model name to its own settings, e.g. 'SSR: {n_bands: 4}'")
     return p
 
 
 def main(argv):
-    from recbole_spectral.cli import split_overrides
-
     args, extra = parser().parse_known_args(argv)
     overrides = {k: parse_cli_value(v) for k, v in split_overrides(extra).items()}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -309,7 +308,8 @@ def main(argv):
             raise ConfigError(f"--model_config file '{args.model_config}': expected 'Model: {{key: value}}' entries")
     out_dir = args.out_dir or os.path.join("results", f"compare-{args.dataset}")
     rows = compare_models(models, args.dataset, seeds, overrides, out_dir, per_model,
-                          args.config_files.split() if args.config_files else None, args.split_seed)
+                          args.config_files.split() if args.config_files else None, args.split_seed,
+                          resume=args.resume)
     print(markdown_table(rows, args.dataset, seeds, args.split_seed or seeds[0], overrides))
     print(f"results: {os.path.join(out_dir, 'runs.csv')}, {os.path.join(out_dir, 'summary.md')}, "
           f"{os.path.join(out_dir, 'chart.png')}")

@@ -35,6 +35,19 @@ def parse_cli_value(text):
         return text
 
 
+def split_overrides(extra):
+    """``--key=value`` arguments -> {key: value-string}; anything else is an error."""
+    overrides = {}
+    for arg in extra:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"unrecognised argument '{arg}': overrides are written --key=value")
+        key, value = arg[2:].split("=", 1)
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(f"argument --{key} given twice with different values")
+        overrides[key] = value
+    return overrides
+
+
 def _type_problem(key, value, default):
     """Why ``value`` cannot stand where ``default`` stood, or None when it can."""
     if default is None or value is None:

@@ -31,7 +31,6 @@ from torch.nn.parallel import DistributedDataParallel
 from recbole_spectral.config import SpectralConfig, parse_cli_value
 from recbole_spectral.errors import SpectralError
 
-DIST_KEYS = ("world_size", "ip", "port", "offset", "nproc", "local_rank")
 
 
 class DistributedConfig(SpectralConfig):

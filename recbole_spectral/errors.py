@@ -14,3 +14,9 @@ class ConfigError(SpectralError):
 
 class DataError(SpectralError):
     """A data file is missing, malformed or inconsistent with the dataset's properties."""
+
+
+def one_line(err):
+    """``Type: first line of the message`` — how a failed run or trial is recorded."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -1,16 +1,20 @@
-"""Python API: train/evaluate one model, HyperTuning objective, reload a saved model.
+"""The one run path: config -> data -> model -> trainer -> fit -> test, and the Python API on top of it.
 
-Mirrors ``recbole.quick_start`` without importing it (it imports ray at import time), and routes
-every model (plugin or RecBole) through the plugin's Config, dataset seam and safe-checkpoint trainer.
+Every tool builds its runs here: the CLI (:func:`run_recbole_spectral`), HyperTuning
+(:func:`objective_function`), ``compare``, the tuning trials (hyperopt and Ray), distributed ranks,
+:func:`load_data_and_model` and the benchmark scripts. Mirrors ``recbole.quick_start`` without importing
+it (it imports ray at import time), and routes every model (plugin or RecBole) through the plugin's
+Config, Dataset choice and trainer (weights-only checkpoints, cold-start metrics, model hooks).
 """
 import logging
+import time
 from logging import getLogger
 
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_spectral.checkpoint import load_checkpoint
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
-from recbole_spectral.checkpoint import load_checkpoint
 from recbole_spectral.trainer import trainer_class
 
 
@@ -23,6 +27,37 @@ def init_logging(config):
     init_logger(config)
 
 
+def start_run(config, log_level=None):
+    """Make sure the dataset's files exist (building a shipped one on first use) — so a missing dataset
+    fails before a log is opened — then open the log and record the configuration."""
+    ensure_dataset_files(config)
+    init_logging(config)
+    if log_level is not None:
+        logging.getLogger().setLevel(log_level)
+    getLogger().info(config)
+
+
+def full_sort_users_per_batch(config, n_items):
+    """Users per full-sort evaluation batch: ``eval_score_budget`` scores (users × items) per batch.
+
+    RecBole puts max(eval_batch_size // n_items, 1) users in a batch; its default 4096 is one user per
+    batch on any catalogue of more than 2,048 items. ``eval_score_budget: ~`` keeps RecBole's sizing."""
+    budget = config["eval_score_budget"]
+    if not budget:
+        return max(config["eval_batch_size"] // n_items, 1)
+    return max(int(budget) // n_items, 1)
+
+
+def _size_evaluation(config, dataset):
+    modes = config["eval_args"]["mode"]
+    modes = modes.values() if isinstance(modes, dict) else [modes]
+    if config["eval_score_budget"] and all(m == "full" for m in modes):
+        users = full_sort_users_per_batch(config, dataset.item_num)
+        config["eval_batch_size"] = users * dataset.item_num
+        getLogger().info(f"full-sort evaluation: {users} users x {dataset.item_num} items per batch "
+                         f"(eval_score_budget {config['eval_score_budget']})")
+
+
 def build_run(config, split_seed=None, trainer_wrapper=None):
     """Dataset, dataloaders, model and trainer for ``config``, seeded like RecBole's run_recbole.
 
@@ -32,52 +67,95 @@ def build_run(config, split_seed=None, trainer_wrapper=None):
     init_seed(config["seed"] if split_seed is None else split_seed, config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
+    _size_evaluation(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])  # a name or a class
+    model = config.model_class(config, train_data._dataset).to(config["device"])
     getLogger().info(model)
     cls = trainer_class(config)
     trainer = (trainer_wrapper(cls) if trainer_wrapper else cls)(config, model)
     return dataset, (train_data, valid_data, test_data), model, trainer
 
 
-def train_and_test(config, saved=True, verbose=True, callback_fn=None):
-    """Fit with early stopping on the validation metric, then test the best checkpoint."""
-    _, (train_data, valid_data, test_data), model, trainer = build_run(config)
+class _EpochRecord:
+    """Trainer mixin: time each training epoch and remember the epoch of the best validation score."""
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        start = time.time()
+        loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        self.epoch_times.append(time.time() - start)
+        if self.epoch_report is not None:
+            shown = sum(loss) if isinstance(loss, tuple) else loss
+            self.epoch_report(f"epoch {epoch_idx + 1}/{self.epochs}: train {self.epoch_times[-1]:.1f}s, loss {shown:.4f}")
+        return loss
+
+
+def _recorded(trainer_class_, wrapper=None):
+    cls = type(trainer_class_.__name__, (_EpochRecord, trainer_class_), {"epoch_times": None, "epoch_report": None})
+    return wrapper(cls) if wrapper else cls
+
+
+def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_seed=None, trainer_wrapper=None,
+                   report=None):
+    """Fit with early stopping on the validation metric, then test the best checkpoint.
+
+    Returns RecBole's result dict plus ``best_epoch``, ``epochs_run``, ``epoch_time_s`` (mean),
+    ``n_params``, ``model_file`` (the best checkpoint) and ``cold_users``; ``report(message)`` receives
+    progress lines.
+    """
+    _, (train_data, valid_data, test_data), model, trainer = build_run(
+        config, split_seed, lambda cls: _recorded(cls, trainer_wrapper))
+    trainer.epoch_times, trainer.epoch_report = [], report
+    best = {"epoch": None}
+
+    def on_valid(epoch_idx, valid_score):
+        improved = trainer.cur_step == 0  # RecBole's early_stopping resets cur_step on a new best
+        if improved:
+            best["epoch"] = epoch_idx + 1
+        if report is not None:
+            report(f"epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f}" + (" (best)" if improved else ""))
+        if callback_fn is not None:
+            callback_fn(epoch_idx, valid_score)
+
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved,
-        show_progress=config["show_progress"], callback_fn=callback_fn,
+        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"], callback_fn=on_valid,
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger = getLogger()
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    epoch_times = trainer.epoch_times
     result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "best_epoch": best["epoch"] if best["epoch"] is not None else len(epoch_times),
+        "epochs_run": len(epoch_times),
+        "epoch_time_s": sum(epoch_times) / len(epoch_times) if epoch_times else 0.0,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "model_file": trainer.saved_model_file if saved else None,
+        # test users with at most cold_start_threshold training interactions (None without the setting)
+        "cold_users": getattr(trainer.evaluator, "last_cold_users", None),
     }
     return result, model, trainer
 
 
 def run_recbole_spectral(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
                          cmd_config_dict=None):
-    """Train and test ``model`` on ``dataset``; returns the same dict as RecBole's ``run_recbole``."""
+    """Train and test ``model`` on ``dataset``; returns RecBole's ``run_recbole`` dict (and run facts)."""
     config = SpectralConfig(model, dataset, config_file_list, config_dict, cmd_config_dict)
-    ensure_dataset_files(config)  # a missing dataset fails before the log is opened
-    init_logging(config)
-    getLogger().info(config)
+    start_run(config)
     result, _, _ = train_and_test(config, saved=saved)
     return result
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """Objective for ``recbole.trainer.HyperTuning``: one run, result dict including ``model``."""
+def objective_function(config_dict=None, config_file_list=None, saved=True, callback_fn=None):
+    """Objective for ``recbole.trainer.HyperTuning`` (and the plugin's tuning trials): one quiet run,
+    its result dict including ``model``."""
     config = SpectralConfig(config_dict=config_dict, config_file_list=config_file_list)
-    init_logging(config)
-    logging.getLogger().setLevel(logging.ERROR)
-    result, _, _ = train_and_test(config, saved=saved, verbose=False)
+    start_run(config, log_level=logging.ERROR)
+    result, _, _ = train_and_test(config, saved=saved, verbose=False, callback_fn=callback_fn)
     return {"model": config["model"], **result}
 
 
@@ -86,12 +164,8 @@ def load_data_and_model(model_file):
     checkpoint = load_checkpoint(model_file)
     saved = checkpoint["config"]
     config = SpectralConfig(saved["model"], saved["dataset"], config_dict=saved["settings"])
-    init_seed(config["seed"], config["reproducibility"])
-    init_logging(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
+    start_run(config)
+    dataset, (train_data, valid_data, test_data), model, _ = build_run(config)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

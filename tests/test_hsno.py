@@ -1,5 +1,4 @@
 """G-HSNO operator and band masking (recbole_spectral.layers.multimodal.hsno)."""
-import pytest
 import torch
 
 from recbole_spectral.layers.multimodal.hsno import GHSNO, band_keep_mask

@@ -1,7 +1,6 @@
 """Item-item cosine kNN graphs (recbole_spectral.layers.knn): exact small cases, blockwise = brute force,
 isolated zero rows, on-disk cache keyed by features and k."""
 import numpy as np
-import pytest
 import torch
 
 from recbole_spectral.layers import knn

@@ -184,7 +184,8 @@ def test_converter_rejects_feature_file_shorter_than_item_ids(workdir):
 
 # -- shipped datasets ----------------------------------------------------------------------------------
 def test_ml100k_mm_is_deterministic_real_content(tmp_path):
-    first, second = build_ml100k_mm(str(tmp_path / "a")), build_ml100k_mm(str(tmp_path / "b"))
+    first = build_ml100k_mm(str(tmp_path / "a"))
+    build_ml100k_mm(str(tmp_path / "b"))
     for file in sorted(os.listdir(first)):
         if file != "README.txt":
             assert (tmp_path / "a" / "ml-100k-mm" / file).read_bytes() == (tmp_path / "b" / "ml-100k-mm" / file).read_bytes(), file
@@ -213,7 +214,7 @@ def test_lightgcn_runs_on_ml100k_mm_from_the_command_line(workdir, capsys):
 
 @pytest.mark.parametrize("name", ["amazon-sports", "amazon-baby", "amazon-clothing"])
 def test_amazon_datasets_explain_where_to_get_them(workdir, capsys, name):
-    assert cli.main([f"--model=BPR", f"--dataset={name}"]) == 2
+    assert cli.main(["--model=BPR", f"--dataset={name}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert "https://github.com/enoche/MMRec" in err and "drive.google.com" in err

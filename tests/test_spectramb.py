@@ -1,6 +1,5 @@
 """SpectraMB on a tiny multi-behavior dataset object that implements the dataset contract
 (behaviors, target_behavior, behavior_matrix, all_behaviors_matrix), then end to end on ml-100k-mb."""
-import copy
 import io
 
 import numpy as np

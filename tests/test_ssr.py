@@ -15,7 +15,6 @@ from recbole_spectral.cli import main as cli_main
 from recbole_spectral.layers.graph import propagate
 from recbole_spectral.data.multimodal import ItemStructures
 from recbole_spectral.model.multimodal.ssr import SSR
-from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS = 150, 100  # RecBole counts include the padding id 0

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import ROOT
 from recbole_spectral.errors import ConfigError
-from recbole_spectral.tuning import check_algo, grid_size, parse_params_file, plain_params
+from recbole_spectral.tuning.space import check_algo, grid_size, parse_params_file, plain_params
 
 FIXED = ["--epochs=1", "--eval_batch_size=100000", "--train_batch_size=8192", "--use_gpu=False"]
 

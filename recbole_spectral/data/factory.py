@@ -88,8 +88,8 @@ def data_preparation(config, dataset):
 
 
 def create_dataset(config):
-    """Build the Dataset for ``config`` (kind chosen from the dataset's properties)."""
-    ensure_dataset_files(config)
+    """Build the Dataset for ``config`` (kind chosen from the dataset's properties); the run path has
+    checked its files with :func:`ensure_dataset_files` before."""
     cls = dataset_class(config)
     try:
         return cls(config)
