@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("RECBOLE_SPECTRAL_SHARED", ROOT.parent / "shared" / "datasets"))
+from tests.helpers import ROOT
 
-# small, fast settings for end-to-end runs on CPU
-FAST = {"epochs": 1, "use_gpu": False, "show_progress": False, "eval_batch_size": 100000, "state": "WARNING"}
+SHARED_DATASETS = Path(os.environ.get("RECBOLE_SPECTRAL_SHARED", ROOT.parent / "shared" / "datasets"))
 
 
 @pytest.fixture

@@ -8,14 +8,7 @@ from recbole.data.interaction import Interaction
 from recbole_spectral import registry
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.quick_start import load_data_and_model, run_recbole_spectral
-from tests.conftest import FAST
-
-# the shipped dataset each kind of model runs on by default (built on demand, nothing downloaded)
-DEFAULT_DATASET = {"any": "ml-100k", "multibehavior": "ml-100k-mb", "multimodal": "ml-100k-mm"}
-
-
-def default_dataset(name):
-    return DEFAULT_DATASET[getattr(registry.get_model(name), "dataset_kind", "any")]
+from tests.helpers import FAST, default_dataset
 
 
 @pytest.mark.parametrize("name", sorted(registry.PLUGIN_MODELS))

@@ -7,8 +7,8 @@ import sys
 import pytest
 from recbole.model.general_recommender.bpr import BPR
 
-from conftest import FAST, ROOT
 from recbole_spectral.compare import compare_models
+from tests.helpers import FAST, ROOT
 
 SETTINGS = {**FAST, "train_batch_size": 8192}
 
@@ -162,3 +162,33 @@ def test_cold_start_threshold_must_be_a_count(workdir):
 
     with pytest.raises(ConfigError, match="cold_start_threshold"):
         build_run(SpectralConfig("Pop", "ml-100k", config_dict={**SETTINGS, "cold_start_threshold": -1}))
+
+
+def test_rows_are_written_as_runs_end_and_resume_skips_finished_runs(workdir, capsys):
+    out = workdir / "resumable"
+
+    class StopAfterFirstRun(BPR):
+        def calculate_loss(self, interaction):
+            if (out / "runs.csv").is_file():  # the first run's row is already on disk
+                raise KeyboardInterrupt
+            return super().calculate_loss(interaction)
+
+    with pytest.raises(KeyboardInterrupt):  # an interrupted comparison keeps what finished
+        compare_models([StopAfterFirstRun], "ml-100k", seeds=[2020, 2021], config_dict=SETTINGS, out_dir=str(out),
+                       per_model_config={"StopAfterFirstRun": {"embedding_size": 64}})
+    first = read_csv(out / "runs.csv")
+    assert [(r["model"], r["seed"], r["status"]) for r in first] == [("StopAfterFirstRun", "2020", "ok")]
+    assert first[0]["model_file"].endswith(".pth") and len(first[0]["settings_key"]) == 12
+
+    capsys.readouterr()
+    rows = compare_models(["BPR"], "ml-100k", seeds=[2020], config_dict=SETTINGS, out_dir=str(out))
+    assert [r["model"] for r in read_csv(out / "runs.csv")] == ["BPR"]  # without resume: a new table
+    again = compare_models(["BPR"], "ml-100k", seeds=[2020, 2021], config_dict=SETTINGS, out_dir=str(out), resume=True)
+    progress = capsys.readouterr().out
+    assert "[1/2] BPR seed=2020: finished earlier with these settings (resume)" in progress
+    assert "[2/2] BPR seed=2021 started" in progress
+    assert again[0]["test_ndcg@10"] == pytest.approx(rows[0]["test_ndcg@10"])
+    changed = compare_models(["BPR"], "ml-100k", seeds=[2020], config_dict={**SETTINGS, "learning_rate": 0.01},
+                             out_dir=str(out), resume=True)
+    assert "BPR seed=2020 started" in capsys.readouterr().out  # other settings: run again
+    assert changed[0]["settings_key"] != again[0]["settings_key"]

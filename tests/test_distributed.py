@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from conftest import FAST
+from recbole_spectral.checkpoint import load_checkpoint
 from recbole_spectral.distributed import free_port, run_distributed
 from recbole_spectral.errors import SpectralError
 from recbole_spectral.quick_start import load_data_and_model
-from recbole_spectral.checkpoint import load_checkpoint
 from recbole_spectral.trainer import trainer_class
+from tests.helpers import FAST
 
 
 def test_two_process_gloo_bpr_tests_like_a_single_process(workdir):

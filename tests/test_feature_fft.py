@@ -4,8 +4,13 @@ import math
 import pytest
 import torch
 
+from recbole_spectral.layers.feature_fft import (
+    ContextSpectralFilter,
+    SpectralFilter,
+    n_frequencies,
+    spectral_filter,
+)
 from recbole_spectral.layers.multibehavior.fusion import GlobalContextAttention
-from recbole_spectral.layers.feature_fft import ContextSpectralFilter, SpectralFilter, n_frequencies, spectral_filter
 
 D = 8  # d/2 + 1 = 5 frequencies
 

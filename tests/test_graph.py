@@ -3,7 +3,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_spectral.layers.graph import bipartite_adjacency, normalized_bipartite_graph, propagate, sym_normalize
+from recbole_spectral.layers.graph import (
+    bipartite_adjacency,
+    normalized_bipartite_graph,
+    propagate,
+    sym_normalize,
+)
 
 # 2 users x 3 items: u0-{i0,i1}, u1-{i1}; the duplicate (0, 1) collapses
 R = sp.coo_matrix((np.ones(4), ([0, 0, 1, 0], [0, 1, 1, 1])), shape=(2, 3))

@@ -2,18 +2,19 @@
 ml-100k-mm built on demand, amazon-* help, and the real tiktok data (skipped when ../shared is absent)."""
 import logging
 import os
+
 import numpy as np
 import pytest
 import yaml
 from recbole.data import data_preparation
 
-from conftest import FAST
 from recbole_spectral import cli
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
 from recbole_spectral.data.builders.ml100k_mm import build as build_ml100k_mm
 from recbole_spectral.data.converters.mmrec import convert
 from recbole_spectral.errors import DataError
+from tests.helpers import FAST
 
 # toy MMRec data: 4 users, items 0..7; item 7 has feature rows but no interaction.
 # The first interaction is item 5, so RecBole's internal ids differ from the MMRec itemIDs.

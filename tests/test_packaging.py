@@ -3,7 +3,7 @@ import subprocess
 import sys
 import zipfile
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_wheel_ships_properties_and_finds_them(tmp_path):

@@ -1,22 +1,17 @@
 """The plugin skeleton: model resolution, config layering, CLI errors, safe checkpoints, tuning."""
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import FAST, ROOT
 from recbole_spectral import registry
 from recbole_spectral.config import SpectralConfig, parse_cli_value
 from recbole_spectral.errors import ConfigError, DataError, SpectralError
-from recbole_spectral.quick_start import load_data_and_model, objective_function, run_recbole_spectral
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run_recbole_spectral.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=600,
-    )
+from recbole_spectral.quick_start import (
+    load_data_and_model,
+    objective_function,
+    run_recbole_spectral,
+)
+from tests.helpers import FAST, run_cli
 
 
 def test_unknown_model_is_one_line_listing_models():

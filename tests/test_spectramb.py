@@ -2,53 +2,18 @@
 (behaviors, target_behavior, behavior_matrix, all_behaviors_matrix), then end to end on ml-100k-mb."""
 import io
 
-import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
-import yaml
 
-from recbole_spectral import paths
 from recbole_spectral.errors import ConfigError
 from recbole_spectral.model.multibehavior.spectramb import SpectraMB
+from tests.helpers import TinyMultiBehaviorDataset, model_config, run_cli
 
-N_USERS, N_ITEMS = 7, 9  # id 0 is RecBole's padding row
-
-
-class TinyMultiBehaviorDataset:
-    """view / cart / buy on 6 users x 8 items (+ padding), buy = training target."""
-
-    behaviors = ["view", "cart", "buy"]
-    target_behavior = "buy"
-    auxiliary_behaviors = ["view", "cart"]
-
-    def __init__(self):
-        rng = np.random.default_rng(0)
-        self.matrices = {}
-        for behavior, density in (("view", 0.6), ("cart", 0.3), ("buy", 0.2)):
-            dense = (rng.random((N_USERS, N_ITEMS)) < density).astype(np.float32)
-            dense[0, :] = dense[:, 0] = 0
-            self.matrices[behavior] = sp.csr_matrix(dense)
-
-    def num(self, field):
-        return N_USERS if field == "user_id" else N_ITEMS
-
-    def behavior_matrix(self, behavior):
-        return self.matrices[behavior]
-
-    def all_behaviors_matrix(self):
-        union = sum(self.matrices.values()).tocsr()
-        union.data[:] = 1
-        return union
+N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_items
 
 
 def make_config(**overrides):
-    with open(paths.model_properties_file("SpectraMB")) as f:
-        config = yaml.safe_load(f)
-    config.update({"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
-                   "device": torch.device("cpu"), "dataset": "tiny", "embedding_size": 8, "attention_size": 4})
-    config.update(overrides)
-    return config
+    return model_config("SpectraMB", **{"embedding_size": 8, "attention_size": 4, **overrides})
 
 
 def make_model(**overrides):
@@ -164,16 +129,6 @@ def test_symmetric_propagation_matches_plain_propagation_and_its_gradients():
 
 
 # -- end to end on the shipped ml-100k-mb (built on demand from RecBole's bundled ml-100k) -------------
-def run_cli(*args, cwd):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    return subprocess.run([sys.executable, str(ROOT / "run_recbole_spectral.py"), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
 def test_one_epoch_on_ml_100k_mb_through_the_cli_and_the_checkpoint_reloads(workdir):
     proc = run_cli("--model=SpectraMB", "--dataset=ml-100k-mb", "--epochs=1", "--state=INFO",
                    "--eval_batch_size=1000000", "--train_batch_size=8192", cwd=workdir)

@@ -1,68 +1,26 @@
 """SSR (recbole_spectral.model.multimodal.ssr): the model on a tiny in-test multimodal dataset implementing the
 MultiModalDataset contract, checkpoint round trip, and a one-epoch CLI run on ml-100k-mm."""
 import io
-import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
-import yaml
 from recbole.data.interaction import Interaction
 
 from recbole_spectral.cli import main as cli_main
 from recbole_spectral.layers.graph import propagate
-from recbole_spectral.data.multimodal import ItemStructures
 from recbole_spectral.model.multimodal.ssr import SSR
+from tests.helpers import TinyMultiModalDataset, model_config, pairwise_batch
 
-ROOT = Path(__file__).resolve().parents[1]
-N_USERS, N_ITEMS = 150, 100  # RecBole counts include the padding id 0
-
-
-class TinyMultiModalDataset(ItemStructures):
-    """The contract SSR relies on: num(), inter_matrix(), modalities, item_features() and the
-    MultiModalDataset's item structures (SVD coordinates, kNN graphs, mixed item graph; no disk cache)."""
-
-    logger = logging.getLogger(__name__)
-
-    def __init__(self, modalities=("image", "text")):
-        self._reduced, self._knn_graphs = {}, {}
-        rng = np.random.default_rng(0)
-        users = np.repeat(np.arange(1, N_USERS), 6)
-        items = rng.integers(1, N_ITEMS, len(users))
-        self.matrix = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(N_USERS, N_ITEMS))
-        self.modalities = list(modalities)
-        self.features = {m: rng.normal(size=(N_ITEMS, 8 + 4 * j)).astype(np.float32) for j, m in enumerate(modalities)}
-
-    def num(self, field):
-        return N_USERS if field == "user_id" else N_ITEMS
-
-    def inter_matrix(self, form="csr"):
-        return self.matrix.asformat(form)
-
-    def item_features(self, modality):
-        return self.features[modality]
-
-    def knn_cache_file(self, modality, k, rank=0):
-        return None
+N_USERS, N_ITEMS = TinyMultiModalDataset.n_users, TinyMultiModalDataset.n_items
 
 
 def ssr_config(**overrides):
-    config = yaml.safe_load((ROOT / "properties" / "model" / "SSR.yaml").read_text())
-    config.update({"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
-                   "device": torch.device("cpu"), "dataset": "tiny", "embedding_size": 8, "knn_k": 3})
-    config.update(overrides)
-    return config
+    return model_config("SSR", **{"embedding_size": 8, "knn_k": 3, **overrides})
 
 
 def batch(n=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return Interaction({
-        "user_id": torch.randint(1, N_USERS, (n,), generator=g),
-        "item_id": torch.randint(1, N_ITEMS, (n,), generator=g),
-        "neg_item_id": torch.randint(1, N_ITEMS, (n,), generator=g),
-    })
+    return pairwise_batch(N_USERS, N_ITEMS, n, seed)
 
 
 @pytest.mark.parametrize("exact_max_nodes", [0, 10_000])

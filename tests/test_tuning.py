@@ -8,16 +8,16 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
 from recbole_spectral.errors import ConfigError
-from recbole_spectral.tuning.space import check_algo, grid_size, parse_params_file, plain_params
+from recbole_spectral.tuning.space import (
+    check_algo,
+    grid_size,
+    parse_params_file,
+    plain_params,
+)
+from tests.helpers import ROOT, run_cli
 
 FIXED = ["--epochs=1", "--eval_batch_size=100000", "--train_batch_size=8192", "--use_gpu=False"]
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "run_recbole_spectral.py"), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_params_file_in_recboles_format(tmp_path):
@@ -114,7 +114,6 @@ def test_bad_tune_input_is_one_line(workdir, capsys):
     assert "params file 'missing.hyper' does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_two_trial_ray_tune_search_on_cpu(workdir):
     pytest.importorskip("ray")
     (workdir / "space.hyper").write_text("learning_rate loguniform -4.7,-4.5\nembedding_size choice [16,32]\n")
