@@ -144,16 +144,21 @@ class SpectralConfig(Config):
 
     # -- validation ----------------------------------------------------------------------------
     def _check_values(self):
+        declared = getattr(self.model_class, "hyperparameters", None) or {}
         for key, value in self.external_config_dict.items():
+            if key in declared:
+                continue  # the declaration says precisely what is allowed (below)
             problem = _type_problem(key, value, self.internal_config_dict.get(key))
             if problem:
                 raise ConfigError(problem)
         for key in _POSITIVE_KEYS:
+            if key in declared:
+                continue
             value = self.final_config_dict.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 raise ConfigError(f"config key '{key}': expected a positive number, got {value!r}")
-        # a plugin model's declared hyperparameters (recbole_spectral.hyperparameters)
-        hyperparameters.check(getattr(self.model_class, "hyperparameters", {}), self.final_config_dict)
+        # a plugin model's declared hyperparameters and constraints between them (recbole_spectral.hyperparameters)
+        hyperparameters.check_model(self.model_class, self.final_config_dict)
 
     def external_values(self):
         """The user's own settings (files, dict, command line), as plain values."""

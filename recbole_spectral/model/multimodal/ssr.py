@@ -85,6 +85,19 @@ class SSR(EmbeddingRecommender):
         "feature_rank": Int(low=0),
     }
 
+    @classmethod
+    def check_hyperparameters(cls, values):
+        """``band_method: fixed`` needs ``n_bands - 1`` increasing borders strictly inside (0, 2)."""
+        if values.get("band_method") != "fixed":
+            return None
+        n_bands, borders = values.get("n_bands"), values.get("fixed_band_borders")
+        inside = borders is not None and all(0.0 < b < 2.0 for b in borders)
+        increasing = borders is not None and all(a < b for a, b in zip(borders, borders[1:]))
+        if borders is None or len(borders) != n_bands - 1 or not inside or not increasing:
+            return ("fixed_band_borders",
+                    f"{n_bands - 1} increasing values strictly inside (0, 2) (band_method: fixed, n_bands: {n_bands})")
+        return None
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.logger = getLogger()
