@@ -155,7 +155,11 @@ class Choice(Param):
         return None if value in self.choices and type(value) in {type(c) for c in self.choices} else self.describe()
 
     def bad_values(self):
-        return ["no-such-choice" if all(isinstance(c, str) for c in self.choices) else 3.5]
+        if all(isinstance(c, str) for c in self.choices):
+            return [3.5, "no-such-choice"]
+        if all(_is_number(c) for c in self.choices):
+            return ["abc", max(self.choices) + 1]
+        return ["no-such-choice"]
 
 
 class List(Param):
