@@ -124,9 +124,9 @@ def evaluate_checkpoint(args, path, logfile, settings):
     (the trainer saves one whenever validation Recall@20 improves); epoch times from its RecBole log."""
     import re
 
-    from recbole_spectral.trainer import load_checkpoint
+    from recbole_spectral.checkpoint import read_checkpoint
 
-    checkpoint = load_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     saved = checkpoint["config"]
     config = SpectralConfig(saved["model"], saved["dataset"], config_dict=saved["settings"])
     init_logging(config)

@@ -14,3 +14,7 @@ class ConfigError(SpectralError):
 
 class DataError(SpectralError):
     """A data file is missing, malformed or inconsistent with the dataset's properties."""
+
+
+class CheckpointError(SpectralError):
+    """A checkpoint file is missing, truncated, not a plugin checkpoint, or of another model/dataset."""
