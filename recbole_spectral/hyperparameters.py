@@ -84,7 +84,7 @@ class _Number(Param):
         return _is_number(value)
 
     def _problem(self, value):
-        if not self._type_ok(value) or (isinstance(value, float) and math.isnan(value)):
+        if not self._type_ok(value) or (isinstance(value, float) and not math.isfinite(value)):  # NaN, ±inf
             return self.describe()
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             return self.describe()

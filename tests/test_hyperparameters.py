@@ -143,6 +143,15 @@ def test_ssr_fixed_borders_that_fit_are_accepted_and_ignored_by_the_energy_metho
     SpectralConfig("SSR", "ml-100k-mm", config_dict={"band_method": "energy", "n_bands": 4})  # borders unused
 
 
+def test_ssr_modality_weights_must_not_all_be_zero(workdir):
+    with pytest.raises(ConfigError) as err:
+        SpectralConfig("SSR", "ml-100k-mm", config_dict={"modality_weights": {"text": 0.0, "genre_year": 0}})
+    assert str(err.value) == ("config key 'modality_weights': expected weights with a positive sum over the "
+                              "dataset's modalities ['text', 'genre_year'], got {'text': 0.0, 'genre_year': 0}")
+    SpectralConfig("SSR", "ml-100k-mm", config_dict={"modality_weights": {"text": 0.0, "genre_year": 1}})
+    SpectralConfig("SSR", "ml-100k-mm", config_dict={"modality_weights": {"image": 0.0}})  # equal weights then
+
+
 def test_recbole_models_keep_the_generic_type_checks(workdir):
     with pytest.raises(ConfigError, match=r"^config key 'embedding_size': expected an integer \(default 64\), got 'abc'$"):
         SpectralConfig("BPR", "ml-100k", config_dict={"embedding_size": "abc"})
@@ -157,7 +166,7 @@ PARAMS = [
     (Int(low=2, even=True), [2, 64], [0, 63, 3, 2.0, False], "an even integer >= 2"),
     (Int(low=0, high=3), [0, 3], [-1, 4], "an integer >= 0 and <= 3"),
     (Int(nullable=True), [None, -5, 0], [1.5, "x"], "an integer or ~"),
-    (Float(), [0, -2, 1.5, 1e30], ["abc", True, None, math.nan, [1.0]], "a number"),
+    (Float(), [0, -2, 1.5, 1e30], ["abc", True, None, math.nan, math.inf, -math.inf, [1.0]], "a number"),
     (Float(low=0.0, high=1.0, high_open=True), [0, 0.0, 0.5, 0.999], [1.0, 1, -0.1, math.nan], "a number >= 0.0 and < 1.0"),
     (Float(low=0.0, low_open=True), [1e-9, 3], [0.0, 0, -1.0], "a number > 0.0"),
     (Bool(), [True, False], [1, 0, "yes", "true", None], "true or false"),
