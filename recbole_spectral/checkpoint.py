@@ -5,6 +5,10 @@ which torch >= 2.6 refuses. Here checkpoints hold only tensors and plain Python 
 stored as the model/dataset names and the user's own settings), are written atomically under a unique
 name, and are always loaded with ``weights_only=True``. :class:`SafeCheckpointMixin` is mixed into
 whichever trainer a model gets (``recbole_spectral.trainer``), so RecBole baselines get it too.
+
+Every reader goes through :func:`read_checkpoint`, which refuses a missing, truncated or non-checkpoint
+file, and a checkpoint of another model or dataset when the caller says what it expects, with one
+:class:`~recbole_spectral.errors.CheckpointError` line naming the file and what it is not.
 """
 import enum
 import os
@@ -87,10 +91,12 @@ def read_checkpoint(path, model=None, dataset=None, map_location="cpu"):
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f"it pickles {found.group(1)}" if found else "it pickles Python objects"
+        if found is None:
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt: its pickled data does not read "
+                                  "as plain tensors and values") from err
         raise CheckpointError(
-            f"{path} is not a recbole-spectral checkpoint: {what}, which weights-only loading refuses "
-            "(a RecBole-native checkpoint? retrain or re-save it with this plugin)") from err
+            f"{path} is not a recbole-spectral checkpoint: it pickles {found.group(1)}, which weights-only loading "
+            "refuses (a RecBole-native checkpoint? retrain or re-save it with this plugin)") from err
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {reason}") from err
