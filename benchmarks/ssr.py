@@ -87,10 +87,10 @@ def evaluate_checkpoint(args, path, logfile, settings):
     checkpoint (the trainer saves one whenever validation Recall@20 improves); epoch times from its log."""
     import re
 
-    from recbole_spectral.checkpoint import load_checkpoint
+    from recbole_spectral.checkpoint import read_checkpoint
     from recbole_spectral.trainer import trainer_class
 
-    checkpoint = load_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     config, model, _, train_data, _, test_data = load_data_and_model(path)
     config["cold_start_threshold"] = args.cold_threshold
     trainer = trainer_class(config)(config, model)

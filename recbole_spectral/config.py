@@ -151,22 +151,28 @@ class SpectralConfig(Config):
             self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
 
     def _set_default_parameters(self):
+        # the model's declared hyperparameters and the constraints between them
+        # (recbole_spectral.hyperparameters), checked on the merged settings before RecBole interprets any
+        hyperparameters.check_model(self.model_class, self.final_config_dict)
         if "data_path" not in self.external_config_dict and self.dataset != "ml-100k":
             self.final_config_dict["data_path"] = str(paths.default_data_dir())
         super()._set_default_parameters()
 
     # -- validation ----------------------------------------------------------------------------
     def _check_values(self):
+        declared = getattr(self.model_class, "hyperparameters", None) or {}
         for key, value in self.external_config_dict.items():
+            if key in declared:
+                continue  # checked against its declaration already (_set_default_parameters)
             problem = _type_problem(key, value, self.internal_config_dict.get(key))
             if problem:
                 raise ConfigError(problem)
         for key in _POSITIVE_KEYS:
+            if key in declared:
+                continue
             value = self.final_config_dict.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 raise ConfigError(f"config key '{key}': expected a positive number, got {value!r}")
-        # a plugin model's declared hyperparameters (recbole_spectral.hyperparameters)
-        hyperparameters.check(getattr(self.model_class, "hyperparameters", {}), self.final_config_dict)
 
     def external_values(self):
         """The user's own settings (files, dict, command line), as plain values."""

@@ -16,6 +16,10 @@ class DataError(SpectralError):
     """A data file is missing, malformed or inconsistent with the dataset's properties."""
 
 
+class CheckpointError(SpectralError):
+    """A checkpoint file is missing, truncated, not a plugin checkpoint, or of another model/dataset."""
+
+
 def one_line(err):
     """``Type: first line of the message`` — how a failed run or trial is recorded."""
     text = str(err).strip().splitlines()

@@ -12,7 +12,16 @@ A model class lists its keys in ``hyperparameters`` (defaults stay in ``properti
 
 :class:`recbole_spectral.config.SpectralConfig` checks a run's final settings against the declaration
 before RecBole logs the configuration or loads data, and refuses a bad value with one line naming the
-key, the value and what is allowed. ``example_bad_values`` gives, per declaration, a value of the wrong
+key, the value and what is allowed.
+
+Constraints between keys (e.g. SSR's ``fixed_band_borders`` must hold ``n_bands - 1`` borders when
+``band_method: fixed``) go in one optional classmethod on the model, checked right after the
+declarations with the same one-line format::
+
+    @classmethod
+    def check_hyperparameters(cls, values):
+        # None when the settings fit together, else (key, what is expected for that key)
+ ``example_bad_values`` gives, per declaration, a value of the wrong
 type and one out of range (the generated test in ``tests/test_hyperparameters.py`` uses them).
 """
 import math
@@ -75,7 +84,7 @@ class _Number(Param):
         return _is_number(value)
 
     def _problem(self, value):
-        if not self._type_ok(value) or (isinstance(value, float) and math.isnan(value)):
+        if not self._type_ok(value) or (isinstance(value, float) and not math.isfinite(value)):  # NaN, ±inf
             return self.describe()
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             return self.describe()
@@ -146,7 +155,11 @@ class Choice(Param):
         return None if value in self.choices and type(value) in {type(c) for c in self.choices} else self.describe()
 
     def bad_values(self):
-        return ["no-such-choice" if all(isinstance(c, str) for c in self.choices) else 3.5]
+        if all(isinstance(c, str) for c in self.choices):
+            return [3.5, "no-such-choice"]
+        if all(_is_number(c) for c in self.choices):
+            return ["abc", max(self.choices) + 1]
+        return ["no-such-choice"]
 
 
 class List(Param):
@@ -202,6 +215,17 @@ def check(declarations, values, where=""):
         problem = param.problem(values[key])
         if problem is not None:
             raise ConfigError(f"config key '{key}'{where}: expected {problem}, got {values[key]!r}")
+
+
+def check_model(model_class, values):
+    """Check ``values`` against ``model_class``'s declarations, then its ``check_hyperparameters``
+    (constraints between keys); a model without either (RecBole's) passes."""
+    check(getattr(model_class, "hyperparameters", None) or {}, values)
+    cross = getattr(model_class, "check_hyperparameters", None)
+    problem = cross(values) if cross is not None else None
+    if problem is not None:
+        key, expected = problem
+        raise ConfigError(f"config key '{key}': expected {expected}, got {values.get(key)!r}")
 
 
 def example_bad_values(param):

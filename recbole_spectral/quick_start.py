@@ -12,7 +12,7 @@ from logging import getLogger
 
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_spectral.checkpoint import load_checkpoint
+from recbole_spectral.checkpoint import read_checkpoint
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
 from recbole_spectral.trainer import trainer_class
@@ -161,7 +161,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, call
 
 def load_data_and_model(model_file):
     """Rebuild config, model (with the saved weights), dataset and dataloaders from a checkpoint."""
-    checkpoint = load_checkpoint(model_file)
+    checkpoint = read_checkpoint(model_file)  # CheckpointError: one line naming the file and what it is not
     saved = checkpoint["config"]
     config = SpectralConfig(saved["model"], saved["dataset"], config_dict=saved["settings"])
     start_run(config)

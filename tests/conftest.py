@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from recbole_spectral.data.converters.mmrec import convert
+from tests.helpers import ROOT, write_mmrec
 
 SHARED_DATASETS = Path(os.environ.get("RECBOLE_SPECTRAL_SHARED", ROOT.parent / "shared" / "datasets"))
 
@@ -25,3 +26,11 @@ def shared_datasets():
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real benchmark data not present at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def toy(workdir):
+    """The toy MMRec folder converted into the test's data folder; returns (atomic folder, source rows)."""
+    source = write_mmrec(workdir / "mmrec" / "toy")
+    convert(str(workdir / "mmrec" / "toy"), "toy", log=lambda line: None)
+    return workdir / "dataset_atomic" / "toy", source

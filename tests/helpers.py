@@ -116,3 +116,27 @@ class TinyMultiModalDataset(ItemStructures):
 
     def knn_cache_file(self, modality, k, rank=0):
         return None
+
+
+# toy MMRec data: 4 users, items 0..7; item 7 has feature rows but no interaction.
+# The first interaction is item 5, so RecBole's internal ids differ from the MMRec itemIDs.
+TOY_INTER = [  # userID, itemID, x_label
+    (0, 5, 0), (0, 1, 0), (0, 2, 0), (0, 3, 1), (0, 0, 2),
+    (1, 2, 0), (1, 4, 0), (1, 6, 0), (1, 5, 1), (1, 1, 2),
+    (2, 0, 0), (2, 3, 0), (2, 6, 0), (2, 4, 1), (2, 2, 2),
+    (3, 1, 0), (3, 4, 0), (3, 0, 0), (3, 2, 1), (3, 6, 2),
+]
+TOY_ITEMS = 8
+
+
+def write_mmrec(folder, name="toy", inter=TOY_INTER, seed=0):
+    """An MMRec folder: <name>.inter + image_feat.npy (float16, 4-d) + text_feat.npy (float64, 3-d)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["userID\titemID\trating\ttimestamp\tx_label"] + [f"{u}\t{i}\t1\t{t}\t{x}" for t, (u, i, x) in enumerate(inter)]
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    rng = np.random.default_rng(seed)
+    image = rng.normal(size=(TOY_ITEMS, 4)).astype(np.float16)
+    text = rng.normal(size=(TOY_ITEMS, 3)).astype(np.float64)
+    np.save(folder / "image_feat.npy", image)
+    np.save(folder / "text_feat.npy", text)
+    return {"image": image.astype(np.float32), "text": text.astype(np.float32)}

@@ -41,24 +41,74 @@ def read_sidecar(path):
     return tokens
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_KNOWN_STARTS = (  # what a file that is not a .npy array often is
+    (b"PK\x03\x04", "a zip archive, e.g. an .npz or a torch file"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x80", "a Python pickle"),
+    (b"\x89HDF", "an HDF5 file"),
+)
+_DTYPE_KINDS = {"U": "text", "S": "bytes", "c": "complex numbers", "M": "dates", "m": "time spans",
+                "V": "structured records", "O": "Python objects"}
+
+
+def _not_npy_reason(head):
+    if not head:
+        return "it is empty"
+    for magic, what in _KNOWN_STARTS:
+        if head.startswith(magic):
+            return f"it is {what}, starts with {magic!r}"
+    return f"starts with {head[:16]!r}"
+
+
+def _read_npy_header(handle):
+    """(shape, fortran_order, dtype) of the .npy file open at its start (after the magic check)."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(handle)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(handle)
+    return np.lib.format._read_array_header(handle, version)  # 3.0 (utf-8 field names): no public reader
+
+
 def load_feature_matrix(path):
-    """A 2-d finite numeric matrix from ``path`` (memory-mapped, never unpickled); DataError otherwise."""
+    """A 2-d finite numeric matrix from ``path`` (memory-mapped, never unpickled); DataError otherwise,
+    saying what the file really is: not a .npy file at all, an object/pickled array, truncated, of a
+    non-numeric dtype or of the wrong shape."""
     if not os.path.isfile(path):
         raise DataError(f"missing feature file {path}")
+    expected = "expected a 2-d float array written by numpy.save"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+            if not head.startswith(_NPY_MAGIC):
+                raise DataError(f"{path} is not a .npy file ({_not_npy_reason(head)}): {expected}")
+            handle.seek(0)
+            try:
+                shape, _, dtype = _read_npy_header(handle)
+            except (ValueError, SyntaxError, EOFError) as err:
+                reason = (str(err).splitlines() or [type(err).__name__])[0]
+                raise DataError(f"{path} is a .npy file with an unreadable header ({reason}): {expected}") from err
+            offset = handle.tell()
+    except OSError as err:
+        raise DataError(f"{path} cannot be read: {err.strerror or err}") from err
+    if dtype.hasobject:
+        raise DataError(f"{path} holds an object/pickled array (dtype {dtype}): {expected}")
+    data_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    present = os.path.getsize(path) - offset
+    if present < data_bytes:
+        raise DataError(f"{path} is truncated: its header says shape {shape} of {dtype} ({data_bytes} bytes) "
+                        f"but it holds {present} bytes of data")
+    if dtype.kind not in _NUMERIC_KINDS:
+        kind = _DTYPE_KINDS.get(dtype.kind, "not numbers")
+        raise DataError(f"{path} has dtype {dtype} ({kind}): {expected}")
+    if len(shape) != 2:
+        raise DataError(f"{path} has shape {shape}: expected a 2-d array (items x dim)")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        if any(hint in str(err) for hint in ("allow_pickle", "Object arrays", "Python objects")):
-            raise DataError(f"{path} holds an object/pickled array: expected a 2-d float array") from err
-        raise DataError(f"{path} is not a readable .npy array: {err}") from err
-    except OSError as err:
-        raise DataError(f"{path} is not a readable .npy file: {err}") from err
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path} is not a single .npy array: expected a 2-d float array")
-    if array.dtype.kind not in _NUMERIC_KINDS:
-        raise DataError(f"{path} has dtype {array.dtype}: expected a 2-d float array")
-    if array.ndim != 2:
-        raise DataError(f"{path} has shape {array.shape}: expected a 2-d array (items x dim)")
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path} is not a readable .npy array: {(str(err).splitlines() or [''])[0]}") from err
     return array
 
 

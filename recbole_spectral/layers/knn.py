@@ -12,13 +12,17 @@ so its entries equal 1/k_eff, as in FREEDOM.
 
 The similarity is computed in block_rows x block_rows tiles of its upper triangle (never the dense n x n
 matrix) with a running top-k per row, on the device of ``features`` when it is a torch tensor.
-``cache_file`` (.npz, loaded with ``allow_pickle=False``) stores the edges together with n, k and a hash
-of the features, so a cache built from other features or another k is rebuilt, never reused.
+``cache_file`` (.npz, loaded with ``allow_pickle=False``) stores the edges together with n, k, a hash
+of the features and a checksum of the key and the edges, so a cache built from other features or another
+k, or whose arrays were edited or damaged after it was written, is rebuilt (with a log line), never reused.
+It is written under a unique temporary name and renamed into place, so processes building the same cache
+at once leave one complete file.
 """
 import hashlib
 import math
 import os
 import tempfile
+import zipfile
 from logging import getLogger
 
 import numpy as np
@@ -108,27 +112,52 @@ def _to_sparse(rows, cols, values, n, device):
     return torch.sparse_coo_tensor(indices, values, (n, n), check_invariants=True).coalesce().to(device)
 
 
+_CACHE_KEYS = ("n", "k", "fingerprint", "rows", "cols", "values", "checksum")
+
+
+def cache_checksum(n, k, fingerprint, rows, cols, values):
+    """Hash of a cache's key and edge arrays (as stored: int32 edges, float32 weights)."""
+    digest = hashlib.blake2b(f"{int(n)}|{int(k)}|{fingerprint}".encode(), digest_size=16)
+    for array, dtype in ((rows, np.int32), (cols, np.int32), (values, np.float32)):
+        array = np.ascontiguousarray(array, dtype=dtype)
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _load_cache(cache_file, n, k, fingerprint):
+    """The cached (rows, cols, values), or None (with a log line saying why) when it cannot be trusted."""
+    logger = getLogger()
     try:
         with np.load(cache_file, allow_pickle=False) as stored:
-            if (int(stored["n"]) == n and int(stored["k"]) == k and str(stored["fingerprint"]) == fingerprint):
-                return stored["rows"], stored["cols"], stored["values"]
-    except (OSError, ValueError, KeyError) as err:
-        getLogger().warning(f"kNN cache {cache_file} unreadable ({err}); rebuilding it")
+            missing = [key for key in _CACHE_KEYS if key not in stored.files]
+            if missing:
+                logger.warning(f"kNN cache {cache_file} has no {', '.join(missing)} (an older or foreign file); rebuilding it")
+                return None
+            if not (int(stored["n"]) == n and int(stored["k"]) == k and str(stored["fingerprint"]) == fingerprint):
+                logger.info(f"kNN cache {cache_file} was built from other features or k; rebuilding it")
+                return None
+            rows, cols, values, checksum = stored["rows"], stored["cols"], stored["values"], str(stored["checksum"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        logger.warning(f"kNN cache {cache_file} unreadable ({err}); rebuilding it")
         return None
-    getLogger().info(f"kNN cache {cache_file} was built from other features or k; rebuilding it")
-    return None
+    if cache_checksum(n, k, fingerprint, rows, cols, values) != checksum:
+        logger.warning(f"kNN cache {cache_file} does not match its checksum (edited or damaged); rebuilding it")
+        return None
+    return rows, cols, values
 
 
 def _save_cache(cache_file, n, k, fingerprint, rows, cols, values):
     folder = os.path.dirname(os.path.abspath(cache_file))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+    rows, cols, values = rows.astype(np.int32), cols.astype(np.int32), values.astype(np.float32)
+    checksum = cache_checksum(n, k, fingerprint, rows, cols, values)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(cache_file) + ".", suffix=".tmp")
     os.close(handle)
     try:
         with open(tmp, "wb") as out:
             np.savez(out, n=np.int64(n), k=np.int64(k), fingerprint=np.str_(fingerprint),
-                     rows=rows.astype(np.int32), cols=cols.astype(np.int32), values=values.astype(np.float32))
+                     rows=rows, cols=cols, values=values, checksum=np.str_(checksum))
         os.replace(tmp, cache_file)  # atomic: a reader never sees a half-written cache
     finally:
         if os.path.exists(tmp):

@@ -85,6 +85,23 @@ class SSR(EmbeddingRecommender):
         "feature_rank": Int(low=0),
     }
 
+    @classmethod
+    def check_hyperparameters(cls, values):
+        """Constraints between keys (after each key passed its declaration): ``band_method: fixed`` needs
+        ``n_bands - 1`` increasing borders strictly inside (0, 2); ``modality_weights`` naming every
+        modality of the dataset must not all be 0 (the mixed item graph would be empty)."""
+        if values.get("band_method") == "fixed":
+            n_bands, borders = values.get("n_bands"), values.get("fixed_band_borders")
+            inside = borders is not None and all(0.0 < b < 2.0 for b in borders)
+            increasing = borders is not None and all(a < b for a, b in zip(borders, borders[1:]))
+            if borders is None or len(borders) != n_bands - 1 or not inside or not increasing:
+                return ("fixed_band_borders",
+                        f"{n_bands - 1} increasing values strictly inside (0, 2) (band_method: fixed, n_bands: {n_bands})")
+        weights, modalities = values.get("modality_weights"), values.get("modalities") or []
+        if weights and modalities and all(m in weights for m in modalities) and sum(weights[m] for m in modalities) <= 0:
+            return "modality_weights", f"weights with a positive sum over the dataset's modalities {list(modalities)}"
+        return None
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.logger = getLogger()

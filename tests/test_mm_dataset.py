@@ -1,86 +1,24 @@
-"""Multimodal data: MMRec conversion, features aligned to RecBole's internal item ids, fills, bad input,
-ml-100k-mm built on demand, amazon-* help, and the real tiktok data (skipped when ../shared is absent)."""
+"""MultiModalDataset: features aligned to RecBole's internal item ids, fills, kNN caching, bad feature
+files, the shipped ml-100k-mm and the amazon-* help."""
 import logging
 import os
 
 import numpy as np
 import pytest
-import yaml
 from recbole.data import data_preparation
 
 from recbole_spectral import cli
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
 from recbole_spectral.data.builders.ml100k_mm import build as build_ml100k_mm
-from recbole_spectral.data.converters.mmrec import convert
 from recbole_spectral.errors import DataError
-from tests.helpers import FAST
-
-# toy MMRec data: 4 users, items 0..7; item 7 has feature rows but no interaction.
-# The first interaction is item 5, so RecBole's internal ids differ from the MMRec itemIDs.
-TOY_INTER = [  # userID, itemID, x_label
-    (0, 5, 0), (0, 1, 0), (0, 2, 0), (0, 3, 1), (0, 0, 2),
-    (1, 2, 0), (1, 4, 0), (1, 6, 0), (1, 5, 1), (1, 1, 2),
-    (2, 0, 0), (2, 3, 0), (2, 6, 0), (2, 4, 1), (2, 2, 2),
-    (3, 1, 0), (3, 4, 0), (3, 0, 0), (3, 2, 1), (3, 6, 2),
-]
-TOY_ITEMS = 8
-
-
-def write_mmrec(folder, name="toy", inter=TOY_INTER, seed=0):
-    """An MMRec folder: <name>.inter + image_feat.npy (float16, 4-d) + text_feat.npy (float64, 3-d)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["userID\titemID\trating\ttimestamp\tx_label"] + [f"{u}\t{i}\t1\t{t}\t{x}" for t, (u, i, x) in enumerate(inter)]
-    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
-    rng = np.random.default_rng(seed)
-    image = rng.normal(size=(TOY_ITEMS, 4)).astype(np.float16)
-    text = rng.normal(size=(TOY_ITEMS, 3)).astype(np.float64)
-    np.save(folder / "image_feat.npy", image)
-    np.save(folder / "text_feat.npy", text)
-    return {"image": image.astype(np.float32), "text": text.astype(np.float32)}
+from tests.helpers import FAST, TOY_ITEMS
 
 
 def load(name, model="BPR", **settings):
     config = SpectralConfig(model, name, config_dict={**FAST, **settings})
     dataset = create_dataset(config)
     return config, dataset
-
-
-@pytest.fixture
-def toy(workdir):
-    """The toy MMRec folder converted into the test's data folder; returns (atomic folder, source rows)."""
-    source = write_mmrec(workdir / "mmrec" / "toy")
-    convert(str(workdir / "mmrec" / "toy"), "toy", log=lambda line: None)
-    return workdir / "dataset_atomic" / "toy", source
-
-
-# -- conversion -----------------------------------------------------------------------------------
-def test_converter_honours_x_label_and_writes_float32(toy):
-    folder, source = toy
-    for split, label in (("train", 0), ("valid", 1), ("test", 2)):
-        rows = (folder / f"toy.{split}.inter").read_text().splitlines()
-        assert rows[0] == "user_id:token\titem_id:token\trating:float\ttimestamp:float"
-        expected = [(u, i) for u, i, x in TOY_INTER if x == label]
-        assert [tuple(map(int, r.split("\t")[:2])) for r in rows[1:]] == expected
-    for modality, rows in source.items():
-        stored = np.load(folder / f"toy.{modality}.npy", allow_pickle=False)
-        assert stored.dtype == np.float32  # image was float16, text float64
-        np.testing.assert_array_equal(stored, rows)
-    assert (folder / "toy.feature_items.txt").read_text().split() == [str(i) for i in range(TOY_ITEMS)]
-    properties = yaml.safe_load((folder / "toy.yaml").read_text())
-    assert properties["modalities"] == ["image", "text"]
-    assert properties["benchmark_filename"] == ["train", "valid", "test"]
-
-
-def test_prepare_command_converts_and_refuses_to_overwrite(workdir, capsys):
-    write_mmrec(workdir / "src" / "clips")
-    argv = ["prepare", "mmrec", "--src", str(workdir / "src" / "clips"), "--name", "clips", "--out", str(workdir / "out")]
-    assert cli.main(argv) == 0
-    assert "train 12 / valid 4 / test 4" in capsys.readouterr().out
-    assert (workdir / "out" / "clips" / "clips.train.inter").is_file()
-    assert cli.main(argv) == 2
-    assert "already exists: pass --force" in capsys.readouterr().err
-    assert cli.main(argv + ["--force"]) == 0
 
 
 # -- alignment --------------------------------------------------------------------------------------
@@ -167,22 +105,6 @@ def test_bad_feature_files_are_one_line_errors(toy, case):
     assert message in text and "toy.image.npy" in text and "\n" not in text
 
 
-def test_converter_rejects_x_label_outside_0_1_2(workdir):
-    bad = list(TOY_INTER)
-    bad[6] = (1, 4, 3)
-    write_mmrec(workdir / "bad", name="bad", inter=bad)
-    with pytest.raises(DataError) as err:
-        convert(str(workdir / "bad"), "bad", log=lambda line: None)
-    assert str(err.value).endswith("bad.inter line 8: x_label 3 is outside 0/1/2 (train/valid/test)")
-
-
-def test_converter_rejects_feature_file_shorter_than_item_ids(workdir):
-    write_mmrec(workdir / "short", name="short")
-    np.save(workdir / "short" / "text_feat.npy", np.zeros((5, 3)))
-    with pytest.raises(DataError, match=r"text_feat.npy has 5 rows but short.inter uses itemID 6"):
-        convert(str(workdir / "short"), "short", log=lambda line: None)
-
-
 # -- shipped datasets ----------------------------------------------------------------------------------
 def test_ml100k_mm_is_deterministic_real_content(tmp_path):
     first = build_ml100k_mm(str(tmp_path / "a"))
@@ -220,27 +142,6 @@ def test_amazon_datasets_explain_where_to_get_them(workdir, capsys, name):
     assert "\n" not in err and "Traceback" not in err
     assert "https://github.com/enoche/MMRec" in err and "drive.google.com" in err
     assert f"python run_recbole_spectral.py prepare mmrec --src <download>/{name.split('-')[1]} --name {name}" in err
-
-
-# -- real data -------------------------------------------------------------------------------------------
-def test_tiktok_converts_to_the_published_split_and_trains(workdir, shared_datasets, capsys):
-    src = shared_datasets / "multimodal" / "tiktok"
-    summary = convert(str(src), "tiktok", log=lambda line: None)
-    assert summary["modalities"] == {"image": (6710, 128), "audio": (6710, 128)}
-    config, dataset = load("tiktok")
-    assert (dataset.user_num - 1, dataset.item_num - 1) == (9308, 6710)
-    assert dataset.file_size_list == [59541, 3051, 6130]
-    assert dataset.modalities == ["image", "audio"]
-    tokens = dataset.field2id_token[dataset.iid_field][1:].astype(np.int64)
-    for modality in ("image", "audio"):
-        rows = np.load(src / f"{modality}_feat.npy").astype(np.float32)
-        np.testing.assert_array_equal(dataset.item_features(modality)[1:], rows[tokens])
-
-    for model in ("BPR", "LightGCN"):
-        code = cli.main([f"--model={model}", "--dataset=tiktok", "--epochs=1", "--state=WARNING",
-                         "--eval_batch_size=1000000", "--train_batch_size=65536"])
-        assert code == 0, capsys.readouterr().err[-2000:]
-        assert "test result: recall@10" in capsys.readouterr().out
 
 
 def test_a_subset_of_modalities_can_be_chosen_from_the_config(toy):
