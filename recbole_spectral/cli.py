@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "prepare": "recbole_spectral.prepare:main",
     "compare": "recbole_spectral.compare:main",
     "tune": "recbole_spectral.tuning:main",
+    "diagnose": "recbole_spectral.diagnose:main",
 }
 
 

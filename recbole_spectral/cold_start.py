@@ -22,7 +22,9 @@ class ColdStartEvaluator(Evaluator):
     """RecBole's Evaluator that also reports ``cold_<metric>`` over the cold users' rows.
 
     ``row_users`` (set by the trainer for one evaluation) is the user id of every collected row;
-    ``user_counts[u]`` is user u's number of training interactions.
+    ``user_counts[u]`` is user u's number of training interactions. The last evaluation's rows are kept
+    (``last_users``), so :meth:`metrics_for` recomputes the metrics over any group of those users from
+    the same ranked lists; with ``threshold`` None nothing is added to the result (recording only).
     """
 
     def __init__(self, config, threshold):
@@ -31,12 +33,23 @@ class ColdStartEvaluator(Evaluator):
         self.row_users = None
         self.user_counts = None
         self.last_cold_users = None  # cold users in the last evaluation with cold metrics
+        self.last_users, self._last_data = None, None
+
+    def metrics_for(self, rows):
+        """RecBole's metrics over the rows of the last evaluation selected by the boolean mask ``rows``."""
+        subset = DataStruct()
+        for key, value in self._last_data._data_dict.items():
+            subset.set(key, value[rows] if key in _USER_ROW_KEYS else value)
+        return super().evaluate(subset)
 
     def evaluate(self, dataobject):
         result = super().evaluate(dataobject)
         if self.row_users is None:
             return result
         users = torch.cat(self.row_users) if self.row_users else torch.zeros(0, dtype=torch.long)
+        self.last_users, self._last_data = users, dataobject
+        if self.threshold is None:
+            return result
         cold = self.user_counts[users] <= self.threshold
         self.last_cold_users = int(cold.sum())
         getLogger().info(
@@ -44,10 +57,7 @@ class ColdStartEvaluator(Evaluator):
         )
         if not cold.any():
             return OrderedDict([*result.items(), *((f"cold_{k}", float("nan")) for k in result)])
-        subset = DataStruct()
-        for key, value in dataobject._data_dict.items():
-            subset.set(key, value[cold] if key in _USER_ROW_KEYS else value)
-        cold_result = super().evaluate(subset)
+        cold_result = self.metrics_for(cold)
         return OrderedDict([*result.items(), *((f"cold_{k}", v) for k, v in cold_result.items())])
 
 

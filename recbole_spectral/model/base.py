@@ -8,6 +8,11 @@ A plugin model is a RecBole ``GeneralRecommender`` subclass of :class:`SpectralR
 - ``on_train_epoch_start(epoch_idx, train_data)`` (optional): a per-epoch step (re-sampling a graph,
   recalibrating bands, a warm-up stage), called by the plugin's trainer before every training epoch.
 
+For ``diagnose`` (``recbole_spectral.diagnose``) a model may also offer ``diagnostics()`` — a list of
+figure specs ``{"name", "kind": lines|bars|heatmap|box, "title", "data", "sentence", ...}`` of what it
+learned — and ``inference_ablations()`` — ``{name: context manager factory}`` that removes one part (a
+behavior view, a band) at inference while the context is open.
+
 Graph models whose scores are ⟨user embedding, item embedding⟩ subclass :class:`EmbeddingRecommender`
 and implement ``compute_embeddings()``; the base caches the final embeddings for evaluation and drops
 the cache whenever the weights may have changed (``train()``, ``load_state_dict``, and after every
