@@ -167,7 +167,9 @@ class SSR(EmbeddingRecommender):
 
         # dataset facts
         self.modalities = list(dataset.modalities)
-        self.interactions = sp.csr_matrix(dataset.inter_matrix(form="csr"), dtype=np.float32)
+        self.interactions = sp.csr_matrix(dataset.inter_matrix(form="csr"), dtype=np.float32, copy=True)
+        self.interactions.sum_duplicates()
+        self.interactions.data[:] = 1.0  # binary: a user's mean is over distinct items
         self.n_nodes = self.n_users + self.n_items
 
         # hyperparameters
@@ -234,6 +236,7 @@ class SSR(EmbeddingRecommender):
         self.register_buffer("band_borders", torch.zeros(max(self.n_bands - 1, 0), dtype=torch.float64))
 
         # the fixed (feature) signal, propagated once: [U_m ; item rows] → g(Â) → late item graph
+        self.fixed_signal_input = features  # [F_m, 1] item rows (padding row 0 = zeros)
         self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
         self.fixed_bands = {}
         self._cached_borders = None
