@@ -182,7 +182,7 @@ def test_mlp_encoder_acts_per_band_and_trains():
     assert bands.shape == (4, model.n_bands, 3 * 8)
     for j, m in enumerate(model.modalities):
         for b in range(model.n_bands):
-            expected = model.projection[m](model.fixed_bands[m][b][rows])
+            expected = model.projection[m](model.fixed_bands[m][rows, b])
             assert torch.allclose(bands[:, b, 8 * (j + 1): 8 * (j + 2)], expected, atol=1e-6)
     model.calculate_loss(batch()).backward()
     for m in model.modalities:
@@ -213,8 +213,8 @@ def test_mask_semantics(semantics, monkeypatch):
         rows = torch.cat([batch()["user_id"], batch()["item_id"] + N_USERS, batch()["neg_item_id"] + N_USERS])
         nodes = torch.unique(rows)
         bands = model.node_bands(nodes)
-        is_user = nodes < N_USERS
-        full, masked = model.fuse(bands, None, is_user), model.fuse(bands, keep["mask"], is_user)
+        n_user_rows = int((nodes < N_USERS).sum())
+        full, masked = model.fuse(bands, None, n_user_rows), model.fuse(bands, keep["mask"], n_user_rows)
     expected = F.mse_loss(masked, full) if semantics == "released" else (masked - full).pow(2).sum(1).mean()
     assert float(model.calculate_loss(batch())) == pytest.approx(base + float(expected), rel=1e-5)
 
@@ -229,8 +229,16 @@ def test_released_operator_stays_near_the_identity():
     gains = op.gains()
     assert float(gains.min()) >= np.exp(-0.1) - 1e-6 and float(gains.max()) <= np.exp(0.1) + 1e-6
     assert torch.allclose(op.kernel().sum(0), torch.ones(3), atol=1e-6)  # columns sum to one
-    mixed = torch.einsum("mk,nkd->nmd", op.kernel(), bands) * gains * op.scale_mlp(bands.sum(1)).unsqueeze(1)
-    assert torch.allclose(out.norm(dim=1), mixed.sum(1).norm(dim=1), rtol=1e-4)
+    # the released computation, materialising the mixed bands, with and without a mask
+    keep = (torch.rand(20, 3) > 0.3).float()
+    for mask in (None, keep):
+        masked = bands if mask is None else bands * mask.unsqueeze(-1)
+        mixed = torch.einsum("mk,nkd->nmd", op.kernel(), masked) * gains * op.scale_mlp(bands.sum(1)).unsqueeze(1)
+        w = 1.0 + op.weight_range * torch.tanh(op.weight_mlp(torch.cat([bands.sum(1), mixed.mean(1)], -1)))
+        weighted = (mixed * w.unsqueeze(-1)).sum(1)
+        expected = weighted * (mixed.sum(1).norm(dim=1, keepdim=True) + 1e-6) / (weighted.norm(dim=1, keepdim=True) + 1e-6)
+        assert torch.allclose(op(bands, mask)[0], expected, atol=1e-5)
+        assert torch.allclose(op(bands, mask)[0].norm(dim=1), mixed.sum(1).norm(dim=1), rtol=1e-4)  # norm kept
 
 
 @pytest.mark.parametrize("overrides", [

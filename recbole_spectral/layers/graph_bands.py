@@ -399,6 +399,17 @@ class SpectralBands:
             return [(op if rows is None else op[rows]) @ basis[0] for op in ops]
         return combine(basis, self.filter_coefficients, rows)
 
+    def stacked_bands(self, x, rows=None, laplacian=None):
+        """The bands as one (n, M, D) tensor (rows of ``rows`` if given): the gathered basis terms times
+        the (M × (K+1)) coefficient matrix in one product (the same values as :meth:`bands`)."""
+        basis = self.basis(x, laplacian)
+        if self.exact:
+            return torch.stack(self.bands(x, rows, basis), 1)
+        k = self.filter_coefficients.shape[1]
+        terms = torch.stack([t if rows is None else t[rows] for t in basis[:k]], 1)  # (n, K+1, D)
+        coefficients = torch.as_tensor(self.filter_coefficients, dtype=terms.dtype, device=terms.device)
+        return torch.matmul(coefficients, terms)  # (M, K+1) @ (n, K+1, D) -> (n, M, D)
+
     def _ensure_exact(self):
         if self._eigen is None:
             evals, evecs = torch.linalg.eigh(self.laplacian.to_dense().double())

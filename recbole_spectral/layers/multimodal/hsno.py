@@ -121,16 +121,33 @@ class ReleasedHSNO(nn.Module):
 
     def forward(self, bands, keep=None):
         """``bands``: (n, M, D); ``keep``: optional (n, M) mask. Returns (n, D) and the band weights (n, M)."""
+        return self.forward_many(bands, [keep])[0]
+
+    def forward_many(self, bands, keeps):
+        """The operator on ``bands`` under each mask of ``keeps`` (None = unmasked), sharing the context
+        scale (it depends on the unmasked signal only). Never materialises the (n, M, D) mixed bands: the
+        columns of A sum to one and the gains and context scale s are the same for every band, so
+        Σ_m Y_m = s ⊙ Σ_k keep_k H_k and Σ_m β_m Y_m = s ⊙ Σ_k ((βA)_k keep_k) H_k."""
+        n, m, _ = bands.shape
         context = bands.sum(1)
-        if keep is not None:
-            bands = bands * keep.unsqueeze(-1)
-        mixed = torch.einsum("mk,nkd->nmd", self.kernel(), bands)
-        mixed = mixed * self.gains() * self.scale_mlp(context).unsqueeze(1)
-        logits = self.weight_mlp(torch.cat([context, mixed.mean(1)], -1))
-        weights = 1.0 + self.weight_range * torch.tanh(logits)
-        weighted = (mixed * weights.unsqueeze(-1)).sum(1)
-        scale = (mixed.sum(1).norm(dim=1, keepdim=True) + self.eps) / (weighted.norm(dim=1, keepdim=True) + self.eps)
-        return weighted * scale, weights
+        scale = self.gains() * self.scale_mlp(context)
+        kernel = self.kernel()
+        out = []
+        for keep in keeps:
+            if keep is None:
+                summed = context
+            else:
+                summed = torch.bmm(keep.unsqueeze(1), bands).squeeze(1)
+            pre = scale * summed  # Σ_m Y_m
+            logits = self.weight_mlp(torch.cat([context, pre / m], -1))
+            weights = 1.0 + self.weight_range * torch.tanh(logits)
+            coefficients = weights @ kernel  # (βA)_k
+            if keep is not None:
+                coefficients = coefficients * keep
+            weighted = scale * torch.bmm(coefficients.unsqueeze(1), bands).squeeze(1)
+            ratio = (pre.norm(dim=1, keepdim=True) + self.eps) / (weighted.norm(dim=1, keepdim=True) + self.eps)
+            out.append((weighted * ratio, weights))
+        return out
 
     def regularizer(self):
         return self.kernel_logits().pow(2).mean() + self.log_gain.pow(2).mean()

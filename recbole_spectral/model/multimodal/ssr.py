@@ -389,7 +389,7 @@ class SSR(EmbeddingRecommender):
 
     @torch.no_grad()
     def _rebuild_fixed_bands(self):
-        self.fixed_bands = {m: torch.stack(self.bands.bands(self.fixed_signal[m]), 0) for m in self.modalities}
+        self.fixed_bands = {m: self.bands.stacked_bands(self.fixed_signal[m]).contiguous() for m in self.modalities}
         self._cached_borders = self.band_borders.clone()
         self.clear_cache()
 
@@ -403,34 +403,32 @@ class SSR(EmbeddingRecommender):
         """Bands of X at node ``rows`` (all nodes if None): (n, M, (1+|mod|)d)."""
         self._sync_borders()
         graph, laplacian = self._graph()
-        learned = self.bands.bands(self.learned_signal(graph), rows, laplacian=laplacian)
+        learned = self.bands.stacked_bands(self.learned_signal(graph), rows, laplacian=laplacian)  # (n, M, w)
         d = self.embedding_size
-        fixed = {}
-        for m in self.modalities:  # M × n × (r+1) → encoder on every band at once
-            rows_m = self.fixed_bands[m] if rows is None else self.fixed_bands[m][:, rows]
-            fixed[m] = self.projection[m](rows_m)
-        out = []
-        for b, band in enumerate(learned):
-            parts = [band[:, :d]]
-            for j, m in enumerate(self.modalities):
-                part = fixed[m][b]
-                if self.user_modality == "free":
-                    part = part + band[:, d * (j + 1): d * (j + 2)]
-                parts.append(part)
-            out.append(torch.cat(parts, 1))
-        return torch.stack(out, 1)
+        parts = [learned[..., :d]]
+        for j, m in enumerate(self.modalities):  # (n, M, r+1) → encoder on every band at once
+            part = self.projection[m](self.fixed_bands[m] if rows is None else self.fixed_bands[m][rows])
+            if self.user_modality == "free":
+                part = part + learned[..., d * (j + 1): d * (j + 2)]
+            parts.append(part)
+        return torch.cat(parts, -1)
 
-    def fuse(self, bands, keep=None, is_user=None):
-        """Stage 3 on (n, M, D) bands; ``is_user`` (n,) marks user rows (released operators are per type)."""
+    def fuse(self, bands, keep=None, n_user_rows=0):
+        """Stage 3 on (n, M, D) bands whose first ``n_user_rows`` rows are users (the released operators
+        are per node type)."""
+        return self.fuse_many(bands, [keep], n_user_rows)[0]
+
+    def fuse_many(self, bands, keeps, n_user_rows=0):
+        """:meth:`fuse` under every mask of ``keeps`` (None = unmasked), sharing what does not depend on it."""
         if self.fusion == "sum":
-            return (bands if keep is None else bands * keep.unsqueeze(-1)).sum(1)
+            return [(bands if keep is None else bands * keep.unsqueeze(-1)).sum(1) for keep in keeps]
         if self.hsno is not None:
-            return self.hsno(bands, keep)[0]
-        out = bands.new_empty(bands.shape[0], bands.shape[2])
-        for op, rows in ((self.hsno_user, is_user), (self.hsno_item, ~is_user)):
-            if rows.any():
-                out[rows] = op(bands[rows], None if keep is None else keep[rows])[0]
-        return out
+            return [self.hsno(bands, keep)[0] for keep in keeps]
+        parts = []
+        for op, rows in ((self.hsno_user, slice(0, n_user_rows)), (self.hsno_item, slice(n_user_rows, None))):
+            if bands[rows].shape[0]:
+                parts.append([z for z, _ in op.forward_many(bands[rows], [k if k is None else k[rows] for k in keeps])])
+        return [torch.cat([p[i] for p in parts], 0) for i in range(len(keeps))]
 
     def fusion_regularizer(self):
         if self.fusion != "hsno":
@@ -480,20 +478,22 @@ class SSR(EmbeddingRecommender):
         rows = torch.cat([user, pos + self.n_users, neg + self.n_users])
         nodes, where = torch.unique(rows, return_inverse=True)  # each node of the batch once
         bands = self.node_bands(nodes)
-        is_user = nodes < self.n_users
+        n_user_rows = int((nodes < self.n_users).sum())  # torch.unique sorts: users first
 
         masking = self.band_drop_prob > 0 and self.n_bands > 1
         keep = band_keep_mask(bands.shape[0], self.n_bands, self.band_drop_prob, device=bands.device) if masking else None
         consistency = None
         if self.mask_semantics == "released":
-            z = self.fuse(bands, None, is_user)
             if masking and self.lambda_mask > 0:
-                consistency = F.mse_loss(self.fuse(bands, keep, is_user), z.detach())
+                z, masked = self.fuse_many(bands, [None, keep], n_user_rows)
+                consistency = F.mse_loss(masked, z.detach())
+            else:
+                z = self.fuse(bands, None, n_user_rows)
         else:
-            z = self.fuse(bands, keep, is_user)
+            z = self.fuse(bands, keep, n_user_rows)
             if masking and self.lambda_mask > 0:
                 with torch.no_grad():
-                    full = self.fuse(bands.detach(), None, is_user)
+                    full = self.fuse(bands.detach(), None, n_user_rows)
                 consistency = (z - full).pow(2).sum(1).mean()
 
         u, p, q = z[where[:n]], z[where[n:2 * n]], z[where[2 * n:]]
@@ -523,7 +523,5 @@ class SSR(EmbeddingRecommender):
     # prediction
     # ------------------------------------------------------------------------------------------
     def compute_embeddings(self):
-        bands = self.node_bands()
-        is_user = torch.arange(self.n_nodes, device=bands.device) < self.n_users
-        z = self.fuse(bands, None, is_user)
+        z = self.fuse(self.node_bands(), None, self.n_users)
         return z[: self.n_users], z[self.n_users:]
