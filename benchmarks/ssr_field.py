@@ -115,19 +115,19 @@ def finished_rows(out_dir):
     return [r for r in read_rows(out_dir) if r.get("status") == "ok"]
 
 
-def mean_std(values):
+def mean_std(values, digits=4):
     values = [float(v) for v in values]
     if not values:
         return "—"
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def report(args):
     lines = ["# SSR at the level of the field: default selection and ablations (issue 14)", "",
              "Produced by `benchmarks/ssr_field.py` (every run through `compare_models(resume=True)`); settings "
-             f"{json.dumps(COMMON)}, at most {args.max_epochs} epochs. Raw rows: `{args.out_root}/<step>/<dataset>/<variant>/runs.csv`.", ""]
+             f"{json.dumps(COMMON)}, at most {1 if args.smoke else args.max_epochs} epochs. Raw rows: `{args.out_root}/<step>/<dataset>/<variant>/runs.csv`.", ""]
     for dataset in args.grid_datasets:
         grid = variants("grid", dataset, args)
         lines += [f"## Default-selection grid on {dataset} (seed {args.grid_seed}; validation Recall@20, test for reference)", "",
@@ -159,8 +159,8 @@ def report(args):
         rows = finished_rows(os.path.join(args.out_root, "ablations", dataset, slug(label)))
         cells = [mean_std([r[f"test_{m}"] for r in rows if f"test_{m}" in r]) for m in METRICS]
         cold = mean_std([r["test_cold_recall@20"] for r in rows if "test_cold_recall@20" in r])
-        epochs = mean_std([r["best_epoch"] for r in rows if "best_epoch" in r])
-        speed = mean_std([r["epoch_time_s"] for r in rows if "epoch_time_s" in r])
+        epochs = mean_std([r["best_epoch"] for r in rows if "best_epoch" in r], 1)
+        speed = mean_std([r["epoch_time_s"] for r in rows if "epoch_time_s" in r], 1)
         lines.append(f"| {label} | `{json.dumps(overrides)}` | {len(rows)} | " + " | ".join(cells) +
                      f" | {cold} | {epochs} | {speed} |")
     lines += ["", "Epoch times are wall times on a shared machine: compare only runs made at the same time.", ""]

@@ -167,6 +167,9 @@ def test_model_prunes_per_epoch_renormalises_and_evaluates_on_the_full_graph():
     model.on_train_epoch_start(1, None)
     assert not torch.equal(first, model.train_adj.to_dense())  # redrawn every epoch
     assert model._graph()[0] is model.train_adj
+    for m in model.modalities:  # the feature part's user means and bands on the pruned graph
+        assert model.fixed_bands_train[m].shape == model.fixed_bands[m].shape
+        assert not torch.allclose(model.fixed_bands_train[m], model.fixed_bands[m])
     model.calculate_loss(batch()).backward()
     model.eval(), full.eval()
     assert model._graph()[0] is model.norm_adj

@@ -53,8 +53,9 @@ Backbone, branches β ∈ {id} ∪ modalities, each d wide:
                        early    Z_I ← (I + Σ_{t≤T} S^t) Z_I before the propagation (enters with weight 1/(L+1))
     Â_train: with ``edge_keep_ratio`` < 1, a degree-sensitive sample of the edges (∝ 1/sqrt(d_u d_i),
     :mod:`recbole_spectral.layers.multimodal.edge_pruning`), renormalised, redrawn every epoch in
-    ``on_train_epoch_start``; the learned part and its band filters use it in training; evaluation, band
-    calibration and the precomputed feature part use the full graph.
+    ``on_train_epoch_start``; in training the whole model uses it (the learned part, the feature part —
+    user means over the kept edges, so a positive's own features are often absent from its user's mean —
+    and the band filters); evaluation and band calibration use the full graph.
 Stage 1, bands (recbole_spectral.layers.graph_bands): B_b = f_b(L̃) X, b = 1..M, Σ_b B_b = X exactly.
     band_method: energy    damped Chebyshev (order K) interval indicators, borders at equal energy of X
                            (recalibrated every ``band_recalibrate_every`` epochs); exact eigen-projectors on
@@ -228,6 +229,7 @@ class SSR(EmbeddingRecommender):
             self.item_graph = graph.to_sparse_csr().to(self.device)
             self.item_graph_t = graph.t().coalesce().to_sparse_csr().to(self.device)
         self.train_adj = self.train_laplacian = None  # the pruned graph of the current epoch
+        self.fixed_bands_train = {}  # the feature part's bands on it
         self._prune_generator = torch.Generator().manual_seed(int(config["seed"] or 0) if "seed" in config else 0)
         self.bands = SpectralBands(
             self.norm_adj.to_sparse_coo(), self.n_bands, self.chebyshev_order, method=self.band_method,
@@ -295,38 +297,49 @@ class SSR(EmbeddingRecommender):
             out = out + current
         return out / (self.n_layers + 1)
 
-    def user_item_mean(self):
+    def user_item_mean(self, interactions=None):
         """D_u^{-1} R: each user's row averages the rows of the user's training items (users × items)."""
-        counts = np.asarray(self.interactions.sum(axis=1)).ravel()
+        interactions = self.interactions if interactions is None else interactions
+        counts = np.asarray(interactions.sum(axis=1)).ravel()
         inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-12), 0.0).astype(np.float32)
-        return to_torch_sparse(sp.diags(inv) @ self.interactions, self.device)
+        return to_torch_sparse(sp.diags(inv) @ interactions, self.device)
 
     @torch.no_grad()
-    def _fixed_signal(self, item_features):
-        """The fixed part of modality branch m before its encoder, on the full graph:
+    def _fixed_signal(self, item_features, interactions=None, graph=None):
+        """The fixed part of modality branch m before its encoder, by default on the full graph:
         g(Â)[U_m ; (I + ΣS^t) F] (early) or g(Â)[U_m ; F] + late item graph; U_m = 0 (free) or the mean of the
-        user's items' rows (item_mean)."""
+        user's items' rows (item_mean). ``interactions``/``graph``: a pruned training graph instead."""
         items = self._smooth_items_early(item_features)
         if self.user_modality == "item_mean":
-            users = torch.sparse.mm(self.user_item_mean(), items)
+            users = torch.sparse.mm(self.user_item_mean(interactions), items)
         else:
             users = torch.zeros(self.n_users, items.shape[1], device=self.device)
-        signal = self._propagate(torch.cat([users, items], 0), self.norm_adj)
+        signal = self._propagate(torch.cat([users, items], 0), self.norm_adj if graph is None else graph)
         return self._late_item_graph(signal)
 
     # ------------------------------------------------------------------------------------------
     # edge pruning (training graph)
     # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
     def resample_training_graph(self):
-        """Draw this epoch's pruned user–item graph (edge_keep_ratio < 1)."""
+        """Draw this epoch's pruned user–item graph (edge_keep_ratio < 1) and the feature part's bands on it
+        (user means over the kept edges, propagation and band filters on the pruned graph; current borders)."""
         kept = prune_edges(self.interactions, self.edge_keep_ratio, self._prune_generator)
         self.train_adj = normalized_bipartite_graph(kept, self.device).to_sparse_csr()
         self.train_laplacian = shifted_laplacian(self.train_adj.to_sparse_coo())
+        self._sync_borders()
+        self.fixed_bands_train = {
+            m: self.bands.stacked_bands(self._fixed_signal(self.fixed_signal_input[m], kept, self.train_adj),
+                                        laplacian=self.train_laplacian).contiguous()
+            for m in self.modalities}
         return kept
+
+    def _pruned(self):
+        return self.training and self.edge_keep_ratio < 1.0 and self.train_adj is not None
 
     def _graph(self):
         """(Â, L̃) for the learned part: the pruned graph while training (when drawn), else the full one."""
-        if self.training and self.edge_keep_ratio < 1.0 and self.train_adj is not None:
+        if self._pruned():
             return self.train_adj, self.train_laplacian
         return self.norm_adj, None  # None: the decomposition's own (full-graph) Laplacian
 
@@ -406,8 +419,9 @@ class SSR(EmbeddingRecommender):
         learned = self.bands.stacked_bands(self.learned_signal(graph), rows, laplacian=laplacian)  # (n, M, w)
         d = self.embedding_size
         parts = [learned[..., :d]]
+        fixed_bands = self.fixed_bands_train if self._pruned() else self.fixed_bands
         for j, m in enumerate(self.modalities):  # (n, M, r+1) → encoder on every band at once
-            part = self.projection[m](self.fixed_bands[m] if rows is None else self.fixed_bands[m][rows])
+            part = self.projection[m](fixed_bands[m] if rows is None else fixed_bands[m][rows])
             if self.user_modality == "free":
                 part = part + learned[..., d * (j + 1): d * (j + 2)]
             parts.append(part)
@@ -462,13 +476,13 @@ class SSR(EmbeddingRecommender):
         return torch.stack(losses).mean()
 
     def on_train_epoch_start(self, epoch_idx, train_data):
-        """Redraw the pruned training graph (edge_keep_ratio < 1) and recalibrate the band borders every
-        ``band_recalibrate_every`` epochs (energy split only: the other splits do not depend on the signal)."""
-        if self.edge_keep_ratio < 1.0:
-            self.resample_training_graph()
+        """Recalibrate the band borders every ``band_recalibrate_every`` epochs (energy split only: the other
+        splits do not depend on the signal), then redraw the pruned training graph (edge_keep_ratio < 1)."""
         every = self.band_recalibrate_every
         if self.band_method == "energy" and every and epoch_idx > 0 and epoch_idx % every == 0:
             self.calibrate_bands()
+        if self.edge_keep_ratio < 1.0:
+            self.resample_training_graph()
 
     def calculate_loss(self, interaction):
         user = interaction[self.USER_ID]
