@@ -14,7 +14,8 @@ Steps (``--steps``, default all):
 
 Every variant is one ``compare_models(["SSR"], dataset, seeds, ...)`` call with its own ``out_dir``
 (``<out-root>/<step>/<dataset>/<variant>/runs.csv``); ``resume=True`` skips runs that finished with the same
-settings, so an interrupted benchmark picks up where it stopped. The run settings (``COMMON``) are those of
+settings, so an interrupted benchmark picks up where it stopped (it does not see the YAML defaults: after
+changing properties/model/SSR.yaml use a fresh ``--out-root``). The run settings (``COMMON``) are those of
 benchmarks/mm_field.py (the comparison with VBPR / FREEDOM / LGMRec / SMORE / LightGCN): full ranking,
 Recall/NDCG @10/@20, valid metric Recall@20, batch size 2048, early stopping after ``stopping_step`` 10
 evaluations without improvement, at most ``--max-epochs`` epochs, the benchmark split of each dataset.
@@ -50,12 +51,17 @@ GRID = {
     "default": {},
     "lr 0.0005": {"learning_rate": 0.0005},
     "lr 0.002": {"learning_rate": 0.002},
+    "lr 0.005": {"learning_rate": 0.005},
     "item graph early": {"item_graph_mode": "early"},
-    "user modality free": {"user_modality": "free"},
-    "user modality free, unnormalised, no L2": {"user_modality": "free", "pref_normalize": False, "pref_reg_weight": 0.0},
+    "user modality item_mean": {"user_modality": "item_mean"},
+    "user modality item_mean, edge keep 0.5": {"user_modality": "item_mean", "edge_keep_ratio": 0.5},
+    "user modality item_mean, mlp encoder": {"user_modality": "item_mean", "feature_encoder": "mlp"},
+    "free P_m unnormalised, no L2": {"pref_normalize": False, "pref_reg_weight": 0.0},
+    "free P_m L2 0.001": {"pref_reg_weight": 0.001},
     "mlp encoder": {"feature_encoder": "mlp"},
     "edge keep 0.5": {"edge_keep_ratio": 0.5},
     "edge keep 0.2": {"edge_keep_ratio": 0.2},
+    "band method released": {"band_method": "released"},
     "mask semantics ours": {"mask_semantics": "ours"},
     "operator ours": {"hsno_mode": "ours"},
     "chebyshev order 5": {"chebyshev_order": 5},

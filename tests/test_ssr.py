@@ -70,11 +70,12 @@ def hand_signal(model, dataset):
 
 
 @pytest.mark.parametrize("overrides", [
-    {"item_graph_mode": "late"},
-    {"item_graph_mode": "early", "knn_layers": 2},
+    {"item_graph_mode": "late", "user_modality": "item_mean"},
+    {"item_graph_mode": "early", "knn_layers": 2, "user_modality": "item_mean"},
     {"user_modality": "free", "item_graph_mode": "late"},
-    {"item_graph_mode": "late", "exact_max_nodes": 10_000},
-    {"use_item_graph": False, "n_layers": 1},
+    {"user_modality": "free", "item_graph_mode": "early"},
+    {"item_graph_mode": "late", "exact_max_nodes": 10_000, "user_modality": "item_mean"},
+    {"use_item_graph": False, "n_layers": 1, "user_modality": "item_mean"},
 ])
 def test_sum_fusion_equals_the_hand_formula(overrides):
     """fusion 'sum': the bands add back to X; X matches late / early fusion and the user signals by hand."""
@@ -104,7 +105,7 @@ def test_late_fusion_adds_the_item_graph_at_full_weight():
 def test_item_mean_user_signal_is_the_mean_of_projected_item_features():
     torch.manual_seed(0)
     dataset = TinyMultiModalDataset()
-    model = SSR(ssr_config(fusion="sum", n_layers=0, use_item_graph=False), dataset)
+    model = SSR(ssr_config(fusion="sum", n_layers=0, use_item_graph=False, user_modality="item_mean"), dataset)
     assert len(model.user_preference) == 0  # no free per-user modality parameters
     model.eval()
     with torch.no_grad():
@@ -179,7 +180,7 @@ def test_model_prunes_per_epoch_renormalises_and_evaluates_on_the_full_graph():
 
 def test_mlp_encoder_acts_per_band_and_trains():
     torch.manual_seed(0)
-    model = SSR(ssr_config(feature_encoder="mlp", mlp_hidden=5), TinyMultiModalDataset())
+    model = SSR(ssr_config(feature_encoder="mlp", mlp_hidden=5, user_modality="item_mean"), TinyMultiModalDataset())
     rows = torch.tensor([0, 3, N_USERS + 2, N_USERS + 9])
     bands = model.node_bands(rows)
     assert bands.shape == (4, model.n_bands, 3 * 8)
@@ -245,7 +246,8 @@ def test_released_operator_stays_near_the_identity():
 
 
 @pytest.mark.parametrize("overrides", [
-    {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"user_modality": "free"}, {"band_method": "released"},
+    {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"user_modality": "item_mean"}, {"band_method": "released"},
+    {"feature_encoder": "mlp", "edge_keep_ratio": 0.5},
 ])
 def test_loss_backpropagates_to_every_part(overrides):
     torch.manual_seed(0)
@@ -258,7 +260,7 @@ def test_loss_backpropagates_to_every_part(overrides):
 
 
 def test_band_energies_are_balanced_at_calibration():
-    model = SSR(ssr_config(), TinyMultiModalDataset())
+    model = SSR(ssr_config(user_modality="item_mean"), TinyMultiModalDataset())
     assert model.bands.shares.sum() == pytest.approx(1.0, abs=1e-6)
     # In this tiny fixture the projections' bias column puts most of the signal energy on the single
     # eigenvalue λ = 0 (the degree-weighted constant); an atom holding more than 1/M cannot be split,
