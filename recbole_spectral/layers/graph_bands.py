@@ -29,8 +29,8 @@ Low-order polynomials cannot make sharp cut-offs: at K = 5 the scalable bands ar
 the exact ones (see tests/test_graph_bands.py for the
 measured gap, which shrinks as K grows).
 
-A fixed, hand-set split (borders given in λ, the same on every graph) is kept as an option for
-comparison with the released code.
+A fixed, hand-set split (borders given in λ, the same on every graph; ``fixed``) and the released code's
+fixed filters (``released``, see :func:`released_band_coefficients`) are kept as options for comparison.
 
 ``prefilter``: bands of g(L̃) X for a known polynomial g (e.g. LightGCN's propagation, a polynomial in
 Â = −L̃) are the polynomials f_b·g applied to X; their Chebyshev coefficients are products of series,
@@ -44,7 +44,7 @@ from numpy.polynomial import chebyshev as npcheb
 
 from recbole_spectral.layers.graph import symmetric_spmm
 
-BAND_METHODS = ("energy", "fixed")
+BAND_METHODS = ("energy", "fixed", "released")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,6 +94,41 @@ def band_coefficients(borders, order, damping=True):
     identity[0] = 1.0
     coeffs.append(identity - np.sum(coeffs, axis=0) if coeffs else identity)
     return np.stack(coeffs)
+
+
+def released_band_coefficients(n_bands, order):
+    """(M, deg+1) Chebyshev coefficients in L̃ of the released SSR code's fixed band filters (an MMRec-based
+    library, src/models/ssr.py, ``SpectralGraphSignalProcessor._cheb_mband_with_transformation``, the path
+    it takes on graphs with more than 5,000 nodes), trailing zero orders trimmed:
+
+    * M = 3: low = T_0 − 0.5 T_1, mid = 0.8 T_2 + 0.3 T_3 (orders above ``order`` dropped), high = residual;
+    * other M ≥ 2: low as above; the M − 2 middle bands share the orders 2..K round-robin
+      (band j gets orders 2+j, 2+j+(M−2), ...) with weights 0.8 · 0.375^i; last band the residual;
+    * M = 1: the identity.
+
+    These are not interval indicators: on λ ∈ [0, 2] (x = λ − 1) low(x) = 1 − x/2 goes from 1.5 to 0.5,
+    mid(0) = −0.8, and the residual high band is −1 at λ = 0; the three always sum to the identity."""
+    coeffs = np.zeros((n_bands, order + 1))
+    coeffs[0, 0] = 1.0
+    if n_bands == 1:
+        return coeffs[:, :1]
+    if order >= 1:
+        coeffs[0, 1] = -0.5
+    if n_bands == 3:
+        if order >= 2:
+            coeffs[1, 2] = 0.8
+        if order >= 3:
+            coeffs[1, 3] = 0.3
+    elif n_bands > 3:
+        n_mid = n_bands - 2
+        orders = list(range(2, order + 1))
+        for j in range(n_mid):
+            for i, k in enumerate(orders[j::n_mid]):
+                coeffs[1 + j, k] = 0.8 * 0.375 ** i
+    coeffs[-1] = -coeffs[:-1].sum(0)
+    coeffs[-1, 0] += 1.0
+    used = np.flatnonzero(np.abs(coeffs).sum(0) > 0)
+    return coeffs[:, : int(used.max()) + 1]
 
 
 def power_to_chebyshev_in_laplacian(adjacency_poly):
@@ -257,7 +292,9 @@ class SpectralBands:
         norm_adj: symmetric-normalised adjacency Â (torch sparse, N × N).
         n_bands: M.
         order: Chebyshev order K of the scalable path.
-        method: ``energy`` (energy-balanced borders) or ``fixed`` (``fixed_borders`` given in λ).
+        method: ``energy`` (energy-balanced borders), ``fixed`` (``fixed_borders`` given in λ) or
+            ``released`` (the released code's fixed Chebyshev filters, :func:`released_band_coefficients`;
+            always polynomial, no borders).
         exact_max_nodes: graphs with at most this many nodes use the exact eigendecomposition.
         prefilter: Chebyshev coefficients (in L̃) of a polynomial g applied before banding, or None.
     """
@@ -271,7 +308,7 @@ class SpectralBands:
         self.laplacian = shifted_laplacian(norm_adj)
         self.n_nodes = norm_adj.shape[0]
         self.n_bands, self.order, self.method, self.damping = n_bands, order, method, damping
-        self.exact = self.n_nodes <= exact_max_nodes
+        self.exact = self.n_nodes <= exact_max_nodes and method != "released"
         self.prefilter = None if prefilter is None else np.asarray(prefilter, dtype=float)
         if method == "fixed":
             if fixed_borders is None or len(fixed_borders) != n_bands - 1:
@@ -309,18 +346,21 @@ class SpectralBands:
                          for b in range(self.n_bands)]
             self.shares = np.array(fractions)
             return self.shares
-        basis = chebyshev_basis(self.laplacian, signal, self.order)
+        basis = chebyshev_basis(self.laplacian, signal, max(self.order, self.coefficients.shape[1] - 1))
         gram = gram_matrix(basis)
         if self.method == "energy":
             start = energy_quantiles(gram[0], self.n_bands)  # μ_k = ⟨X, T_k X⟩ = G_{0k}
             self.borders = balance_borders(gram, start, self.order, self.damping)
         self._refresh()
-        coefficients = band_coefficients(self.borders, self.order, self.damping)
+        coefficients = self.coefficients
         self.shares = band_shares(gram, coefficients) / max(gram[0, 0], 1e-30)
         return self.shares
 
     def _refresh(self):
-        self.coefficients = band_coefficients(self.borders, self.order, self.damping)
+        if self.method == "released":
+            self.coefficients = released_band_coefficients(self.n_bands, self.order)
+        else:
+            self.coefficients = band_coefficients(self.borders, self.order, self.damping)
         self.filter_coefficients = compose(self.coefficients, self.prefilter)
         self._operators = None
         if self.exact and self._eigen is not None:
@@ -341,21 +381,34 @@ class SpectralBands:
         """Sparse products needed per application (basis degree)."""
         return self.filter_coefficients.shape[1] - 1
 
-    def basis(self, x):
-        """What :meth:`bands` combines: the Chebyshev basis (scalable) or x itself (exact)."""
+    def basis(self, x, laplacian=None):
+        """What :meth:`bands` combines: the Chebyshev basis (scalable) or x itself (exact). ``laplacian``:
+        another shifted Laplacian on the same nodes (e.g. of a pruned training graph) for the scalable
+        path; the exact path always uses its own eigen-projectors."""
         if self.exact:
             if self._operators is None:
                 self._ensure_exact()
             return [x]
-        return chebyshev_basis(self.laplacian, x, self.degree)
+        return chebyshev_basis(self.laplacian if laplacian is None else laplacian, x, self.degree)
 
-    def bands(self, x, rows=None, basis=None):
+    def bands(self, x, rows=None, basis=None, laplacian=None):
         """The M bands of g(L̃)x (only ``rows`` if given); they sum to g(L̃)x exactly."""
-        basis = self.basis(x) if basis is None else basis
+        basis = self.basis(x, laplacian) if basis is None else basis
         if self.exact:
             ops = self._operators
             return [(op if rows is None else op[rows]) @ basis[0] for op in ops]
         return combine(basis, self.filter_coefficients, rows)
+
+    def stacked_bands(self, x, rows=None, laplacian=None):
+        """The bands as one (n, M, D) tensor (rows of ``rows`` if given): the gathered basis terms times
+        the (M × (K+1)) coefficient matrix in one product (the same values as :meth:`bands`)."""
+        basis = self.basis(x, laplacian)
+        if self.exact:
+            return torch.stack(self.bands(x, rows, basis), 1)
+        k = self.filter_coefficients.shape[1]
+        terms = torch.stack([t if rows is None else t[rows] for t in basis[:k]], 1)  # (n, K+1, D)
+        coefficients = torch.as_tensor(self.filter_coefficients, dtype=terms.dtype, device=terms.device)
+        return torch.matmul(coefficients, terms)  # (M, K+1) @ (n, K+1, D) -> (n, M, D)
 
     def _ensure_exact(self):
         if self._eigen is None:

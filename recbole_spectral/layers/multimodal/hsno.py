@@ -75,3 +75,79 @@ def band_keep_mask(n_rows, n_bands, drop_prob, generator=None, device=None):
         rescue = torch.randint(0, n_bands, (int(empty.sum()),), generator=generator, device=device)
         keep[empty.nonzero(as_tuple=True)[0], rescue] = 1.0
     return keep / (1.0 - drop_prob)
+
+
+class ReleasedHSNO(nn.Module):
+    """The released SSR code's Stage-3 operator for one node type (an MMRec-based library,
+    src/models/ssr.py: ``HyperSpectralOperator`` followed by ``GraphSpectWeightModule``; the released model
+    holds one for users and one for items). For a node with bands H_1..H_M ∈ R^D and context c ∈ R^D (the
+    node's un-banded signal Σ_b H_b, before masking):
+
+        A      = softmax_column(Q Kᵀ / √r)                 mixing, Σ_m A_{mn} = 1 (τ = 1, softmax over dim 0)
+        Y_m    = Σ_n A_{mn} H_n                              mixed bands
+        G      = Σ_ρ softmax(w)_ρ exp(0.1 · tanh(V_ρ))       bounded diagonal gains ∈ [e^−0.1, e^0.1] (r × D)
+        Y_m   ← sigmoid(MLP_s(c)) ⊙ G ⊙ Y_m                 context scale (D → D/4 → D, ReLU, sigmoid)
+        β      = 1 + γ · tanh(MLP_w([c, mean_m Y_m]))        band weights, γ learned from 0.1 (±10 % at start)
+        z      = (Σ_m β_m Y_m) · ‖Σ_m Y_m‖ / ‖Σ_m β_m Y_m‖   norm kept (the released "aggr" output)
+
+    Regulariser: mean((Q Kᵀ/√r)²) + mean(V²). The released class also builds an encoder, a frequency
+    gate, a rank router and an output projection that its forward never uses; they are left out here.
+    """
+
+    def __init__(self, n_bands, dim, rank=4, gain_bound=0.1, weight_range=0.1, eps=1e-6):
+        super().__init__()
+        self.n_bands, self.dim, self.rank, self.gain_bound, self.eps = n_bands, dim, rank, gain_bound, eps
+        self.query = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_bands, rank)))
+        self.key = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_bands, rank)))
+        self.log_gain = nn.Parameter(torch.randn(rank, dim))
+        self.rank_weight = nn.Parameter(torch.zeros(rank))
+        hidden = max(dim // 4, 1)
+        self.scale_mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.Sigmoid())
+        self.weight_mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, n_bands))
+        nn.init.normal_(self.weight_mlp[-1].weight, mean=0.0, std=1e-3)
+        nn.init.zeros_(self.weight_mlp[-1].bias)
+        self.weight_range = nn.Parameter(torch.tensor(float(weight_range)))
+
+    def kernel_logits(self):
+        return self.query @ self.key.T / math.sqrt(self.rank)
+
+    def kernel(self):
+        """A with columns summing to one (M × M)."""
+        return torch.softmax(self.kernel_logits(), dim=0)
+
+    def gains(self):
+        """Σ_ρ softmax(w)_ρ exp(0.1 tanh V_ρ) (D)."""
+        return torch.softmax(self.rank_weight, 0) @ torch.exp(self.gain_bound * torch.tanh(self.log_gain))
+
+    def forward(self, bands, keep=None):
+        """``bands``: (n, M, D); ``keep``: optional (n, M) mask. Returns (n, D) and the band weights (n, M)."""
+        return self.forward_many(bands, [keep])[0]
+
+    def forward_many(self, bands, keeps):
+        """The operator on ``bands`` under each mask of ``keeps`` (None = unmasked), sharing the context
+        scale (it depends on the unmasked signal only). Never materialises the (n, M, D) mixed bands: the
+        columns of A sum to one and the gains and context scale s are the same for every band, so
+        Σ_m Y_m = s ⊙ Σ_k keep_k H_k and Σ_m β_m Y_m = s ⊙ Σ_k ((βA)_k keep_k) H_k."""
+        n, m, _ = bands.shape
+        context = bands.sum(1)
+        scale = self.gains() * self.scale_mlp(context)
+        kernel = self.kernel()
+        out = []
+        for keep in keeps:
+            if keep is None:
+                summed = context
+            else:
+                summed = torch.bmm(keep.unsqueeze(1), bands).squeeze(1)
+            pre = scale * summed  # Σ_m Y_m
+            logits = self.weight_mlp(torch.cat([context, pre / m], -1))
+            weights = 1.0 + self.weight_range * torch.tanh(logits)
+            coefficients = weights @ kernel  # (βA)_k
+            if keep is not None:
+                coefficients = coefficients * keep
+            weighted = scale * torch.bmm(coefficients.unsqueeze(1), bands).squeeze(1)
+            ratio = (pre.norm(dim=1, keepdim=True) + self.eps) / (weighted.norm(dim=1, keepdim=True) + self.eps)
+            out.append((weighted * ratio, weights))
+        return out
+
+    def regularizer(self):
+        return self.kernel_logits().pow(2).mean() + self.log_gain.pow(2).mean()

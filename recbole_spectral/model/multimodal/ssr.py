@@ -1,61 +1,129 @@
 r"""SSR: Structured Spectral Reasoning for frequency-adaptive multimodal recommendation.
 
 Reference: "Structured Spectral Reasoning for Frequency-Adaptive Multimodal Recommendation",
-Wei Yang et al., arXiv 2512.01372 (2025). Where the paper is vague this follows its released code
-(an MMRec-based library, src/models/ssr.py); differences are stated below.
+Wei Yang et al., arXiv 2512.01372 (2025), and its released code (an MMRec-based library,
+Jinfeng-Xu/Multimodal-Recommendation-Library, src/models/ssr.py at 7fdf93c; config
+arkina3931/Frequency src/configs/model/SSR.yaml).
 
-What this class computes (N = |U| + |I| nodes, users first; Â the symmetric-normalised user–item
-graph, L̃ = −Â its shifted Laplacian; S = Σ_m w_m S_m the mixed item–item modality kNN graph):
+What the released code does (read from the source, not the paper)
+-----------------------------------------------------------------
+* Branches: one ``GCN`` per branch β ∈ {id, image, text}. Modality branch: x = normalize_rows([P_m ;
+  MLP(F_m)]) with P_m a free per-user parameter (n_users × 64) and MLP = Linear(raw → 256) → LeakyReLU →
+  Linear(256 → 64) on *trainable* features (``nn.Embedding.from_pretrained(feat, freeze=False)``); ID
+  branch x = normalize_rows([P_id ; E_I]) (``user_id_embedding`` is never used). Propagation over the
+  full user–item graph, layer *sum* (``num_layers: 2``). The edge-dropped graphs it builds are never used
+  in ``forward`` (no edge regularisation). Users: the three branch outputs scaled by per-user softmax
+  weights (``weight_u``) and concatenated; items: concatenated (192 columns).
+* Item–item graph (``forward``): S = 0.1 S_image + 0.9 S_text (kNN k = 10, D^{-1/2}AD^{-1/2}); after the
+  propagation item_new = S^n item_rep (``n_mm_layers: 1``), user_new = [P_id | P_image | P_text] (raw).
+  Bands are taken of [rep | new] and summed band by band, i.e. bands of (rep + new): the item graph enters
+  at full weight *after* the user–item propagation (like FREEDOM), and users get their raw P's again.
+* Bands (``SpectralGraphSignalProcessor._wavelet_band``): graphs with > 5,000 nodes (every real dataset)
+  use *fixed* Chebyshev filters in L̃ = L_sym − I: low = T_0 − 0.5 T_1, mid = 0.8 T_2 + 0.3 T_3, high =
+  the residual (``_cheb_mband_with_transformation``; ``band_method: released`` here); smaller graphs use
+  the full eigendecomposition with equal-energy cuts recomputed on every forward (``energy`` + exact here).
+* Stage 2 (``SpectralCalculateOperator.forward``, ``masked_consistency_mse``): the main BCE loss is computed
+  on the *unmasked* output; a band-masked copy (each band of each node dropped with p = 0.1, band 0 kept
+  when all drop, kept bands / (1 − p)) enters only ``F.mse_loss(masked, full.detach())`` (an element mean)
+  with weight ``ma_weight`` 0.001 (``mask_semantics: released``).
+* Stage 3: separate user and item operators (``HyperSpectralOperator`` + ``GraphSpectWeightModule``) that
+  stay near the identity: column-softmax band mixing, gains exp(0.1 tanh V) ∈ [0.90, 1.11], a sigmoid
+  context scale, band weights 1 + 0.1 tanh(·) (±10 %), norm kept (:class:`ReleasedHSNO`,
+  ``hsno_mode: released``); output ``aggr`` = sum of the bands (``out_mode: aggr``).
+* Stage 4 (``cl_contrast_loss``): InfoNCE between the image and text slices of every (node, band) row of
+  the un-fused bands, for the batch's users and positive items, τ = 0.2, weight 1e-4.
+* Loss: BCE-with-logits over positives and sampled negatives + 0.1 · reg + 0.001 · consistency + 1e-4 ·
+  InfoNCE; lr 1e-4.
 
-Backbone (branches β ∈ {id} ∪ modalities, each d wide):
-    Z_id = [E_U ; (I + Σ_{t=1..T} S^t) E_I]                  ID embeddings, items smoothed over S
-    Z_m  = [P_m ; (I + Σ_{t=1..T} S^t) [F_m, 1] W_m]           user preference P_m, item features F_m
-                                                               projected by W_m (linear, bias as a 1 column)
-    X_β  = g(Â) Z_β,  g(Â) = (1/(L+1)) Σ_{l=0..L} Â^l          LightGCN propagation (layer mean)
-    X    = [X_id | X_m1 | ...]                                  the node signal, branches side by side
-Stage 1, bands (recbole_spectral.layers.graph_bands): B_b = f_b(L̃) X, b = 1..M, Σ_b B_b = X exactly;
-    f_b damped Chebyshev approximations (order K) of interval indicators, borders placed so each band
-    carries 1/M of the energy of X (recalibrated every ``band_recalibrate_every`` epochs), last band the
-    residual; exact eigen-projectors on graphs with ≤ ``exact_max_nodes`` nodes; or a fixed split.
-Stage 2, band masking (training): keep_b ~ Bernoulli(1−p) per node of the batch and band, ≥ 1 kept,
-    kept bands scaled by 1/(1−p); L_mask = mean_n ‖z_n(masked) − stopgrad(z_n(full))‖².
-Stage 3, G-HSNO (recbole_spectral.layers.multimodal.hsno): z_n = GHSNO(B_1[n], ..., B_M[n]) with kernel
-    softmax(Q Kᵀ/(√r τ)), per-rank gains V, node-dependent norm-preserving gate; L_reg its regulariser.
-    (``fusion: sum`` replaces it by z_n = Σ_b B_b[n] = X[n].)
-Stage 4, alignment: for every pair of modalities and every band b, InfoNCE with temperature τ between
-    the same item's two modality slices of B_b; negatives = other items of the batch in band b and the
-    same item in the other bands. Skipped with one modality.
-Score ŷ_ui = ⟨z_u, z_i⟩; loss = BCE (or BPR) + λ_mask L_mask + λ_reg L_reg + λ_cl L_cl.
+What this class computes (N = |U| + |I| nodes, users first; Â the symmetric-normalised user–item graph,
+L̃ = −Â its shifted Laplacian; S = Σ_m w_m S_m the mixed item–item kNN graph, w_m by modality name;
+g(Â) = (1/(L+1)) Σ_{l≤L} Â^l LightGCN's layer mean):
 
-Cost. Every graph operator here is a polynomial in Â (and S on the item side), so it commutes with the
-learned projections, which act on the feature dimension. Hence:
-  * the fixed part [0; (I + ΣS^t)[F_m, 1]] is smoothed, propagated and split into bands once per
-    calibration (stored as M × N × (r_f+1)); a batch only gathers its rows and multiplies by W_m;
-  * the learned part (E_U, E_I, P_m) needs one Chebyshev basis of degree K + L per batch (f_b·g is one
-    polynomial), and bands are formed only for the batch's rows;
-  * item features wider than ``feature_rank`` are reduced once by a truncated SVD (the learned W_m acts
-    on the top-r_f singular coordinates; the captured energy is logged), and their kNN graph is built on
-    those coordinates (cosine top-k, cached; ~raw-dim/r_f times cheaper than on 4,096-d rows).
-    ``feature_rank: 0`` keeps every dimension and uses the dataset's kNN graph of the raw features.
-Difference from the summary of the released code: the item–item smoothing is applied to the item inputs
-(before the user–item propagation) so that the whole graph part stays one polynomial per batch, and the
-item-feature projection is linear (an MLP's non-linearity would not commute with the graph filters).
+Backbone, branches β ∈ {id} ∪ modalities, each d wide:
+    Z_id = [E_U ; E_I]
+    Z_m  = [U_m ; [F_m, 1]] ∘ enc_m                     item features F_m (SVD-reduced, centred, scaled, a bias
+                                                         column), enc_m linear W_m or an MLP (after banding)
+      user_modality: item_mean  U_m = D_u^{-1} R [F_m, 1]  (mean of the user's training items' rows; no free
+                                                           per-user parameters, as LGMRec and SMORE derive it)
+                     free       user rows of branch m are a free P_m (n_users × d) in the output space (not
+                                through enc_m), row-normalised when ``pref_normalize``, with an L2 term
+                                ``pref_reg_weight`` on the batch's rows (the released code's choice)
+    X = g(Â_train) Z, then the item graph:
+      item_graph_mode: late     X_I ← X_I + S^T X_I      (full weight after the propagation: released, FREEDOM)
+                       early    Z_I ← (I + Σ_{t≤T} S^t) Z_I before the propagation (enters with weight 1/(L+1))
+    Â_train: with ``edge_keep_ratio`` < 1, a degree-sensitive sample of the edges (∝ 1/sqrt(d_u d_i),
+    :mod:`recbole_spectral.layers.multimodal.edge_pruning`), renormalised, redrawn every epoch in
+    ``on_train_epoch_start``; in training the whole model uses it (the learned part, the feature part —
+    user means over the kept edges, so a positive's own features are often absent from its user's mean —
+    and the band filters); evaluation and band calibration use the full graph.
+Stage 1, bands (recbole_spectral.layers.graph_bands): B_b = f_b(L̃) X, b = 1..M, Σ_b B_b = X exactly.
+    band_method: energy    damped Chebyshev (order K) interval indicators, borders at equal energy of X
+                           (recalibrated every ``band_recalibrate_every`` epochs); exact eigen-projectors on
+                           graphs with ≤ ``exact_max_nodes`` nodes
+                 fixed     the same filters at hand-set borders ``fixed_band_borders`` (equal width by default)
+                 released  the released fixed filters above (degree 3 for M = 3)
+    The modality encoder acts per band: band b of branch m = enc_m(f_b(L̃) X_m^feat) — for the linear W_m
+    this equals f_b(L̃)(X_m^feat W_m) (filters commute with the feature map); an MLP does not commute, so it
+    is applied after banding, to the precomputed filtered feature bands.
+Stage 2, band masking (training): keep_b ~ Bernoulli(1−p) per node and band, ≥ 1 kept, kept / (1−p).
+    mask_semantics: released  score from the unmasked output; λ_mask · mean_elements (z_mask − sg(z))²
+                    ours      score from the masked output;   λ_mask · mean_nodes ‖z_mask − sg(z)‖²
+Stage 3: fusion: hsno with hsno_mode released (:class:`ReleasedHSNO`, one operator for users, one for
+    items) or ours (:class:`GHSNO`: softmax kernel, per-rank gains, softmax band gate, norm kept); or
+    ``fusion: sum`` (z = Σ_b B_b = X).
+Stage 4, alignment: for every ordered pair of modalities and every band, InfoNCE (τ) between the same item's
+    two modality slices of B_b; negatives = other items of the batch in that band and the same item in the
+    other bands. Skipped with one modality.
+Score ŷ_ui = ⟨z_u, z_i⟩; loss = BCE (or BPR) + λ_mask L_mask + λ_reg L_reg + λ_cl L_cl (+ pref L2).
+
+Cost (per batch). Only what is learned is banded per batch: the fixed feature part X_m^feat (smoothing,
+propagation, late item graph, bands) is computed once per calibration on the full graph and stored
+(M × N × (r_f+1) per modality); a batch gathers its rows and applies enc_m. The learned part is E_U, E_I
+(and P_m with ``user_modality: free``): L sparse products for g, T item-graph products (late), and a
+Chebyshev basis of degree deg f_b (K, or 3 for ``released``) on the training graph, forward and backward;
+with ``item_mean`` that is d = 64 columns instead of d(1 + |mod|). Wider item features are reduced once
+by a truncated SVD to ``feature_rank`` coordinates (energy logged) and their kNN graph built on them.
+
+Differences from the released code, on purpose: features stay frozen (SVD coordinates) so that the
+feature part can be precomputed; the per-user branch weights ``weight_u`` and the re-added raw P's are
+not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
+sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split).
 """
 from logging import getLogger
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_spectral.hyperparameters import Bool, Choice, Dict, Float, Int, List
-from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
-from recbole_spectral.layers.graph_bands import BAND_METHODS, SpectralBands, energy_imbalance, power_to_chebyshev_in_laplacian
-from recbole_spectral.layers.multimodal.hsno import GHSNO, band_keep_mask
+from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm, to_torch_sparse
+from recbole_spectral.layers.graph_bands import BAND_METHODS, SpectralBands, energy_imbalance, shifted_laplacian
+from recbole_spectral.layers.multimodal.edge_pruning import prune_edges
+from recbole_spectral.layers.multimodal.hsno import GHSNO, ReleasedHSNO, band_keep_mask
 from recbole_spectral.model.base import EmbeddingRecommender
 
 FUSIONS = ("hsno", "sum")
 LOSSES = ("BCE", "BPR")
+ITEM_GRAPH_MODES = ("late", "early")
+USER_MODALITY = ("item_mean", "free")
+FEATURE_ENCODERS = ("linear", "mlp")
+MASK_SEMANTICS = ("released", "ours")
+HSNO_MODES = ("released", "ours")
+
+
+class _SparseMM(torch.autograd.Function):
+    """S x with a precomputed transpose for the backward pass (torch.sparse.mm transposes on every call)."""
+
+    @staticmethod
+    def forward(ctx, graph, graph_t, dense):
+        ctx.graph_t = graph_t
+        return torch.sparse.mm(graph, dense)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, torch.sparse.mm(ctx.graph_t, grad)
 
 
 class SSR(EmbeddingRecommender):
@@ -72,17 +140,26 @@ class SSR(EmbeddingRecommender):
         "band_recalibrate_every": Int(low=0),
         "band_drop_prob": Float(low=0.0, high=1.0, high_open=True),
         "lambda_mask": Float(low=0.0),
+        "mask_semantics": Choice(*MASK_SEMANTICS),
         "fusion": Choice(*FUSIONS),
+        "hsno_mode": Choice(*HSNO_MODES),
         "hsno_rank": Int(low=1),
         "temperature": Float(low=0.0, low_open=True),
         "lambda_reg": Float(low=0.0),
         "lambda_cl": Float(low=0.0),
         "cl_max_items": Int(low=2),
         "use_item_graph": Bool(),
+        "item_graph_mode": Choice(*ITEM_GRAPH_MODES),
         "knn_k": Int(low=1),
         "knn_layers": Int(low=0),
         "modality_weights": Dict(Float(low=0.0), nullable=True),
         "feature_rank": Int(low=0),
+        "feature_encoder": Choice(*FEATURE_ENCODERS),
+        "mlp_hidden": Int(low=1),
+        "user_modality": Choice(*USER_MODALITY),
+        "pref_normalize": Bool(),
+        "pref_reg_weight": Float(low=0.0),
+        "edge_keep_ratio": Float(low=0.0, high=1.0, low_open=True),
     }
 
     @classmethod
@@ -108,59 +185,88 @@ class SSR(EmbeddingRecommender):
 
         # dataset facts
         self.modalities = list(dataset.modalities)
-        interactions = dataset.inter_matrix(form="csr").astype(np.float32)
+        self.interactions = sp.csr_matrix(dataset.inter_matrix(form="csr"), dtype=np.float32, copy=True)
+        self.interactions.sum_duplicates()
+        self.interactions.data[:] = 1.0  # binary: a user's mean is over distinct items
         self.n_nodes = self.n_users + self.n_items
 
         # hyperparameters
-        self.embedding_size = config["embedding_size"]
+        self.embedding_size = d = config["embedding_size"]
         self.n_layers = config["n_layers"]
         self.n_bands = config["n_bands"]
         self.chebyshev_order = config["chebyshev_order"]
         self.band_method = config["band_method"]
         self.band_drop_prob = config["band_drop_prob"]
+        self.mask_semantics = config["mask_semantics"]
         self.temperature = config["temperature"]
         self.rank = config["hsno_rank"]
         self.fusion = config["fusion"]
+        self.hsno_mode = config["hsno_mode"]
         self.loss_type = config["loss_type"]
         self.lambda_cl, self.lambda_mask, self.lambda_reg = config["lambda_cl"], config["lambda_mask"], config["lambda_reg"]
         self.use_item_graph = config["use_item_graph"]
+        self.item_graph_mode = config["item_graph_mode"]
         self.knn_k, self.knn_layers = config["knn_k"], config["knn_layers"]
         self.feature_rank = config["feature_rank"]
+        self.feature_encoder = config["feature_encoder"]
+        self.user_modality = config["user_modality"]
+        self.pref_normalize = config["pref_normalize"]
+        self.pref_reg_weight = config["pref_reg_weight"]
+        self.edge_keep_ratio = config["edge_keep_ratio"]
         self.cl_max_items = config["cl_max_items"]
         self.band_recalibrate_every = config["band_recalibrate_every"]
-        d = self.embedding_size
         self.signal_dim = d * (1 + len(self.modalities))
+        self.learned_dim = d * (1 + (len(self.modalities) if self.user_modality == "free" else 0))
 
         # layers
         self.user_embedding = nn.Embedding(self.n_users, d)
         self.item_embedding = nn.Embedding(self.n_items, d)
         self.user_preference = nn.ParameterDict(
-            {m: nn.Parameter(torch.empty(self.n_users, d)) for m in self.modalities})
-        rank = self.feature_rank
-        features = {m: self._projection_input(dataset.reduced_features(m, rank)[0]) for m in self.modalities}
-        self.projection = nn.ModuleDict(
-            {m: nn.Linear(features[m].shape[1], d, bias=False) for m in self.modalities})
-        self.hsno = GHSNO(self.n_bands, self.signal_dim, self.rank, self.temperature) if self.fusion == "hsno" else None
+            {m: nn.Parameter(torch.empty(self.n_users, d)) for m in self.modalities} if self.user_modality == "free" else {})
+        features = {m: self._projection_input(dataset.reduced_features(m, self.feature_rank)[0]) for m in self.modalities}
+        if self.feature_encoder == "linear":
+            self.projection = nn.ModuleDict({m: nn.Linear(features[m].shape[1], d, bias=False) for m in self.modalities})
+        else:  # no biases: an all-zero band row stays zero (the bias is the features' column of ones)
+            hidden = config["mlp_hidden"]
+            self.projection = nn.ModuleDict({m: nn.Sequential(
+                nn.Linear(features[m].shape[1], hidden, bias=False), nn.LeakyReLU(),
+                nn.Linear(hidden, d, bias=False)) for m in self.modalities})
+        self.hsno = self.hsno_user = self.hsno_item = None
+        if self.fusion == "hsno" and self.hsno_mode == "ours":
+            self.hsno = GHSNO(self.n_bands, self.signal_dim, self.rank, self.temperature)
+        elif self.fusion == "hsno":
+            self.hsno_user = ReleasedHSNO(self.n_bands, self.signal_dim, self.rank)
+            self.hsno_item = ReleasedHSNO(self.n_bands, self.signal_dim, self.rank)
 
-        # caches (plain tensors, never parameters; rebuilt from data and the band borders)
-        self.norm_adj = normalized_bipartite_graph(interactions, self.device)
-        self.item_graph = (dataset.item_graph(self.knn_k, config["modality_weights"], rank).to(self.device)
-                           if self.use_item_graph else None)
-        self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
-        prefilter = power_to_chebyshev_in_laplacian([1.0 / (self.n_layers + 1)] * (self.n_layers + 1))
+        # graphs (plain tensors, never parameters)
+        self.norm_adj = normalized_bipartite_graph(self.interactions, self.device).to_sparse_csr()
+        self.item_graph = self.item_graph_t = None
+        if self.use_item_graph:
+            graph = dataset.item_graph(self.knn_k, config["modality_weights"], self.feature_rank).coalesce()
+            self.item_graph = graph.to_sparse_csr().to(self.device)
+            self.item_graph_t = graph.t().coalesce().to_sparse_csr().to(self.device)
+        self.train_adj = self.train_laplacian = None  # the pruned graph of the current epoch
+        self.fixed_bands_train = {}  # the feature part's bands on it
+        self._prune_generator = torch.Generator().manual_seed(int(config["seed"] or 0) if "seed" in config else 0)
         self.bands = SpectralBands(
-            self.norm_adj, self.n_bands, self.chebyshev_order, method=self.band_method,
-            exact_max_nodes=config["exact_max_nodes"], fixed_borders=config["fixed_band_borders"], prefilter=prefilter,
+            self.norm_adj.to_sparse_coo(), self.n_bands, self.chebyshev_order, method=self.band_method,
+            exact_max_nodes=config["exact_max_nodes"], fixed_borders=config["fixed_band_borders"],
         )
         self.register_buffer("band_borders", torch.zeros(max(self.n_bands - 1, 0), dtype=torch.float64))
+
+        # the fixed (feature) signal, propagated once: [U_m ; item rows] → g(Â) → late item graph
+        self.fixed_signal_input = features  # [F_m, 1] item rows (padding row 0 = zeros)
+        self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
         self.fixed_bands = {}
         self._cached_borders = None
 
         # init
         for weight in (self.user_embedding.weight, self.item_embedding.weight, *self.user_preference.values()):
             nn.init.xavier_uniform_(weight)
-        for layer in self.projection.values():
-            nn.init.xavier_uniform_(layer.weight)
+        for module in self.projection.values():
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
         self.calibrate_bands()
 
     # ------------------------------------------------------------------------------------------
@@ -177,51 +283,143 @@ class SSR(EmbeddingRecommender):
         ones[0] = 0.0
         return torch.cat([x, ones], 1).to(self.device)
 
-    def _smooth_items(self, items):
-        """(I + Σ_{t=1..T} S^t) applied to item rows."""
-        if self.item_graph is None:
+    def _item_graph_mm(self, items):
+        return _SparseMM.apply(self.item_graph, self.item_graph_t, items)
+
+    def _smooth_items_early(self, items):
+        """(I + Σ_{t=1..T} S^t) applied to item rows (item_graph_mode: early)."""
+        if self.item_graph is None or self.item_graph_mode != "early":
             return items
         out, current = items, items
         for _ in range(self.knn_layers):
-            current = torch.sparse.mm(self.item_graph, current)
+            current = self._item_graph_mm(current)
             out = out + current
         return out
 
-    def _fixed_signal(self, item_features):
-        """[0; (I + ΣS^t)[F, 1]] on all nodes."""
-        users = torch.zeros(self.n_users, item_features.shape[1], device=self.device)
-        return torch.cat([users, self._smooth_items(item_features)], 0)
+    def _late_item_graph(self, signal):
+        """X_I ← X_I + S^T X_I on the item rows of a propagated signal (item_graph_mode: late)."""
+        if self.item_graph is None or self.item_graph_mode != "late" or self.knn_layers == 0:
+            return signal
+        items = signal[self.n_users:]
+        smoothed = items
+        for _ in range(self.knn_layers):
+            smoothed = self._item_graph_mm(smoothed)
+        return torch.cat([signal[: self.n_users], items + smoothed], 0)
+
+    def _propagate(self, signal, graph):
+        """g(Â)Z = (1/(L+1)) Σ_l Â^l Z (layer mean) on a symmetric graph."""
+        out, current = signal, signal
+        for _ in range(self.n_layers):
+            current = symmetric_spmm(graph, current)
+            out = out + current
+        return out / (self.n_layers + 1)
+
+    def user_item_mean(self, interactions=None):
+        """D_u^{-1} R: each user's row averages the rows of the user's training items (users × items)."""
+        interactions = self.interactions if interactions is None else interactions
+        counts = np.asarray(interactions.sum(axis=1)).ravel()
+        inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1e-12), 0.0).astype(np.float32)
+        return to_torch_sparse(sp.diags(inv) @ interactions, self.device)
+
+    @torch.no_grad()
+    def _fixed_signal(self, item_features, interactions=None, graph=None):
+        """The fixed part of modality branch m before its encoder, by default on the full graph:
+        g(Â)[U_m ; (I + ΣS^t) F] (early) or g(Â)[U_m ; F] + late item graph; U_m = 0 (free) or the mean of the
+        user's items' rows (item_mean). ``interactions``/``graph``: a pruned training graph instead."""
+        items = self._smooth_items_early(item_features)
+        if self.user_modality == "item_mean":
+            users = torch.sparse.mm(self.user_item_mean(interactions), items)
+        else:
+            users = torch.zeros(self.n_users, items.shape[1], device=self.device)
+        signal = self._propagate(torch.cat([users, items], 0), self.norm_adj if graph is None else graph)
+        return self._late_item_graph(signal)
+
+    # ------------------------------------------------------------------------------------------
+    # edge pruning (training graph)
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def resample_training_graph(self):
+        """Draw this epoch's pruned user–item graph (edge_keep_ratio < 1) and the feature part's bands on it
+        (user means over the kept edges, propagation and band filters on the pruned graph; current borders)."""
+        kept = prune_edges(self.interactions, self.edge_keep_ratio, self._prune_generator)
+        self.train_adj = normalized_bipartite_graph(kept, self.device).to_sparse_csr()
+        self.train_laplacian = shifted_laplacian(self.train_adj.to_sparse_coo())
+        self._sync_borders()
+        self.fixed_bands_train = {
+            m: self.bands.stacked_bands(self._fixed_signal(self.fixed_signal_input[m], kept, self.train_adj),
+                                        laplacian=self.train_laplacian).contiguous()
+            for m in self.modalities}
+        return kept
+
+    def _pruned(self):
+        return self.training and self.edge_keep_ratio < 1.0 and self.train_adj is not None
+
+    def _graph(self):
+        """(Â, L̃) for the learned part: the pruned graph while training (when drawn), else the full one."""
+        if self._pruned():
+            return self.train_adj, self.train_laplacian
+        return self.norm_adj, None  # None: the decomposition's own (full-graph) Laplacian
 
     # ------------------------------------------------------------------------------------------
     # signal and bands
     # ------------------------------------------------------------------------------------------
-    def learned_signal(self):
-        """Z for the learned part: [E_U; smoothed E_I] | [P_m; 0] for every modality (N × (1+|mod|)d)."""
-        ids = torch.cat([self.user_embedding.weight, self._smooth_items(self.item_embedding.weight)], 0)
+    def learned_input(self):
+        """Z of the learned part: [E_U ; E_I (early: smoothed)] and, with free user modality signals,
+        [P_m ; 0] per modality (N × learned_dim)."""
+        ids = torch.cat([self.user_embedding.weight, self._smooth_items_early(self.item_embedding.weight)], 0)
+        if self.user_modality != "free":
+            return ids
         zeros = torch.zeros(self.n_items, self.embedding_size, device=self.device)
-        prefs = [torch.cat([self.user_preference[m], zeros], 0) for m in self.modalities]
+        prefs = []
+        for m in self.modalities:
+            p = self.user_preference[m]
+            if self.pref_normalize:
+                p = F.normalize(p, dim=1)
+            prefs.append(torch.cat([p, zeros], 0))
         return torch.cat([ids] + prefs, 1)
+
+    def learned_signal(self, graph=None):
+        """X of the learned part: g(Â)Z, then the late item graph."""
+        graph = self.norm_adj if graph is None else graph
+        return self._late_item_graph(self._propagate(self.learned_input(), graph))
+
+    def _encoder_linear_part(self, m):
+        """The linear map the calibration applies to the feature part (the encoder, or the MLP's first layer)."""
+        return self.projection[m] if self.feature_encoder == "linear" else self.projection[m][0]
+
+    @torch.no_grad()
+    def full_signal(self):
+        """The signal the borders are placed on (full graph): the learned part with each modality's
+        feature part mapped by its encoder added in (linear encoder: exactly the model's X), or, for the MLP
+        encoder, the feature parts mapped by the MLP's first (linear) layer placed beside the learned part."""
+        signal = self.learned_signal()
+        d = self.embedding_size
+        mapped = {m: self._encoder_linear_part(m)(self.fixed_signal[m]) for m in self.modalities}
+        if self.feature_encoder == "mlp":
+            return torch.cat([signal] + [mapped[m] for m in self.modalities], 1)
+        parts = [signal[:, :d]]
+        for j, m in enumerate(self.modalities):
+            parts.append(mapped[m] + signal[:, d * (j + 1): d * (j + 2)] if self.user_modality == "free" else mapped[m])
+        return torch.cat(parts, 1)
 
     @torch.no_grad()
     def calibrate_bands(self):
-        """Place the band borders on the current signal X = g(Â)Z (+ fixed part) and rebuild the
-        fixed part's bands. Called at construction and by the trainer on its schedule."""
-        d = self.embedding_size
-        signal = propagate(self.norm_adj, self.learned_signal(), self.n_layers, aggregation="mean")
-        for j, m in enumerate(self.modalities):
-            fixed = propagate(self.norm_adj, self.fixed_signal[m], self.n_layers, aggregation="mean")
-            signal[:, d * (j + 1): d * (j + 2)] += self.projection[m](fixed)
-        shares = self.bands.calibrate(signal)
+        """Place the band borders on the current signal (full graph) and rebuild the fixed part's bands
+        when they moved. Called at construction and by the trainer on its schedule."""
+        shares = self.bands.calibrate(self.full_signal())
         self.band_borders.copy_(torch.as_tensor(self.bands.borders, dtype=torch.float64))
-        self._rebuild_fixed_bands()
-        self.logger.info(
-            f"SSR bands ({'exact' if self.bands.exact else 'Chebyshev K=%d' % self.chebyshev_order}, {self.band_method}): "
-            f"borders λ = {np.round(self.bands.borders_lambda(), 4).tolist()}, energy shares "
-            f"{np.round(shares, 4).tolist()} (imbalance {energy_imbalance(shares):.2%})")
+        if self._cached_borders is None or not torch.equal(self._cached_borders, self.band_borders):
+            self._rebuild_fixed_bands()
+        self.clear_cache()
+        kind = "exact" if self.bands.exact else f"Chebyshev degree {self.bands.degree}"
+        borders = "released fixed filters" if self.band_method == "released" else \
+            f"borders λ = {np.round(self.bands.borders_lambda(), 4).tolist()}"
+        self.logger.info(f"SSR bands ({kind}, {self.band_method}): {borders}, energy shares "
+                         f"{np.round(shares, 4).tolist()} (imbalance {energy_imbalance(shares):.2%})")
 
     @torch.no_grad()
     def _rebuild_fixed_bands(self):
-        self.fixed_bands = {m: torch.stack(self.bands.bands(self.fixed_signal[m]), 0) for m in self.modalities}
+        self.fixed_bands = {m: self.bands.stacked_bands(self.fixed_signal[m]).contiguous() for m in self.modalities}
         self._cached_borders = self.band_borders.clone()
         self.clear_cache()
 
@@ -234,21 +432,41 @@ class SSR(EmbeddingRecommender):
     def node_bands(self, rows=None):
         """Bands of X at node ``rows`` (all nodes if None): (n, M, (1+|mod|)d)."""
         self._sync_borders()
-        learned = self.bands.bands(self.learned_signal(), rows)
+        graph, laplacian = self._graph()
+        learned = self.bands.stacked_bands(self.learned_signal(graph), rows, laplacian=laplacian)  # (n, M, w)
         d = self.embedding_size
-        out = []
-        for b, band in enumerate(learned):
-            parts = [band[:, :d]]
-            for j, m in enumerate(self.modalities):
-                fixed = self.fixed_bands[m][b] if rows is None else self.fixed_bands[m][b][rows]
-                parts.append(band[:, d * (j + 1): d * (j + 2)] + self.projection[m](fixed))
-            out.append(torch.cat(parts, 1))
-        return torch.stack(out, 1)
+        parts = [learned[..., :d]]
+        fixed_bands = self.fixed_bands_train if self._pruned() else self.fixed_bands
+        for j, m in enumerate(self.modalities):  # (n, M, r+1) → encoder on every band at once
+            part = self.projection[m](fixed_bands[m] if rows is None else fixed_bands[m][rows])
+            if self.user_modality == "free":
+                part = part + learned[..., d * (j + 1): d * (j + 2)]
+            parts.append(part)
+        return torch.cat(parts, -1)
 
-    def fuse(self, bands, keep=None):
-        if self.hsno is None:
-            return (bands if keep is None else bands * keep.unsqueeze(-1)).sum(1)
-        return self.hsno(bands, keep)[0]
+    def fuse(self, bands, keep=None, n_user_rows=0):
+        """Stage 3 on (n, M, D) bands whose first ``n_user_rows`` rows are users (the released operators
+        are per node type)."""
+        return self.fuse_many(bands, [keep], n_user_rows)[0]
+
+    def fuse_many(self, bands, keeps, n_user_rows=0):
+        """:meth:`fuse` under every mask of ``keeps`` (None = unmasked), sharing what does not depend on it."""
+        if self.fusion == "sum":
+            return [(bands if keep is None else bands * keep.unsqueeze(-1)).sum(1) for keep in keeps]
+        if self.hsno is not None:
+            return [self.hsno(bands, keep)[0] for keep in keeps]
+        parts = []
+        for op, rows in ((self.hsno_user, slice(0, n_user_rows)), (self.hsno_item, slice(n_user_rows, None))):
+            if bands[rows].shape[0]:
+                parts.append([z for z, _ in op.forward_many(bands[rows], [k if k is None else k[rows] for k in keeps])])
+        return [torch.cat([p[i] for p in parts], 0) for i in range(len(keeps))]
+
+    def fusion_regularizer(self):
+        if self.fusion != "hsno":
+            return torch.zeros(())
+        if self.hsno is not None:
+            return self.hsno.regularizer()
+        return self.hsno_user.regularizer() + self.hsno_item.regularizer()
 
     # ------------------------------------------------------------------------------------------
     # losses
@@ -275,10 +493,13 @@ class SSR(EmbeddingRecommender):
         return torch.stack(losses).mean()
 
     def on_train_epoch_start(self, epoch_idx, train_data):
-        """Recalibrate the band borders every ``band_recalibrate_every`` epochs."""
+        """Recalibrate the band borders every ``band_recalibrate_every`` epochs (energy split only: the other
+        splits do not depend on the signal), then redraw the pruned training graph (edge_keep_ratio < 1)."""
         every = self.band_recalibrate_every
-        if every and epoch_idx > 0 and epoch_idx % every == 0:
+        if self.band_method == "energy" and every and epoch_idx > 0 and epoch_idx % every == 0:
             self.calibrate_bands()
+        if self.edge_keep_ratio < 1.0:
+            self.resample_training_graph()
 
     def calculate_loss(self, interaction):
         user = interaction[self.USER_ID]
@@ -288,9 +509,24 @@ class SSR(EmbeddingRecommender):
         rows = torch.cat([user, pos + self.n_users, neg + self.n_users])
         nodes, where = torch.unique(rows, return_inverse=True)  # each node of the batch once
         bands = self.node_bands(nodes)
+        n_user_rows = int((nodes < self.n_users).sum())  # torch.unique sorts: users first
 
-        keep = band_keep_mask(bands.shape[0], self.n_bands, self.band_drop_prob, device=bands.device)
-        z = self.fuse(bands, keep)
+        masking = self.band_drop_prob > 0 and self.n_bands > 1
+        keep = band_keep_mask(bands.shape[0], self.n_bands, self.band_drop_prob, device=bands.device) if masking else None
+        consistency = None
+        if self.mask_semantics == "released":
+            if masking and self.lambda_mask > 0:
+                z, masked = self.fuse_many(bands, [None, keep], n_user_rows)
+                consistency = F.mse_loss(masked, z.detach())
+            else:
+                z = self.fuse(bands, None, n_user_rows)
+        else:
+            z = self.fuse(bands, keep, n_user_rows)
+            if masking and self.lambda_mask > 0:
+                with torch.no_grad():
+                    full = self.fuse(bands.detach(), None, n_user_rows)
+                consistency = (z - full).pow(2).sum(1).mean()
+
         u, p, q = z[where[:n]], z[where[n:2 * n]], z[where[2 * n:]]
         pos_scores, neg_scores = (u * p).sum(1), (u * q).sum(1)
         if self.loss_type == "BCE":
@@ -298,23 +534,25 @@ class SSR(EmbeddingRecommender):
         else:
             loss = F.softplus(neg_scores - pos_scores).mean()
 
-        if self.lambda_mask > 0 and self.band_drop_prob > 0:
-            with torch.no_grad():
-                full = self.fuse(bands.detach())
-            loss = loss + self.lambda_mask * (z - full).pow(2).sum(1).mean()
-        if self.lambda_reg > 0 and self.hsno is not None:
-            loss = loss + self.lambda_reg * self.hsno.regularizer()
+        if consistency is not None:
+            loss = loss + self.lambda_mask * consistency
+        if self.lambda_reg > 0 and self.fusion == "hsno":
+            loss = loss + self.lambda_reg * self.fusion_regularizer()
         if self.lambda_cl > 0 and len(self.modalities) > 1:
             items, inverse = torch.unique(pos, return_inverse=True)
             first = torch.full((items.shape[0],), n, dtype=torch.long, device=pos.device)
             first = first.scatter_reduce(0, inverse, torch.arange(n, device=pos.device), reduce="amin")
             item_rows = bands[where[n:2 * n][first[: self.cl_max_items]]]  # one row per distinct positive item
             loss = loss + self.lambda_cl * self.alignment_loss(item_rows)
+        if self.pref_reg_weight > 0 and self.user_modality == "free":
+            batch_users = torch.unique(user)
+            loss = loss + self.pref_reg_weight * sum(
+                self.user_preference[m][batch_users].pow(2).sum(1).mean() for m in self.modalities)
         return loss
 
     # ------------------------------------------------------------------------------------------
     # prediction
     # ------------------------------------------------------------------------------------------
     def compute_embeddings(self):
-        z = self.fuse(self.node_bands())
+        z = self.fuse(self.node_bands(), None, self.n_users)
         return z[: self.n_users], z[self.n_users:]

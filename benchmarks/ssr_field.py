@@ -1,0 +1,213 @@
+"""SSR at the level of the field (issue 14): the default-selection grid on validation and the ablations at
+convergence, every run through ``recbole_spectral.compare.compare_models(resume=True)``.
+
+Steps (``--steps``, default all):
+
+1. ``grid``: one-at-a-time variations of each new option around the YAML defaults (``GRID``; the TikTok
+   graph weights only on TikTok), first seed, on TikTok and ml100k-text; scored by best validation
+   Recall@20 (early stopping). The report names the best value of each option on each dataset — the
+   evidence for the YAML defaults.
+2. ``ablations``: on TikTok, seeds 2020/2021/2022, at convergence: the full model (YAML defaults, or
+   ``--base`` after the grid), no masking, sum instead of G-HSNO, no InfoNCE, each band split (energy,
+   fixed equal-width, released), no item graph.
+3. ``report``: ``--report`` (default benchmarks/results/ssr_field.md) rebuilt from every finished run.
+
+Every variant is one ``compare_models(["SSR"], dataset, seeds, ...)`` call with its own ``out_dir``
+(``<out-root>/<step>/<dataset>/<variant>/runs.csv``); ``resume=True`` skips runs that finished with the same
+settings, so an interrupted benchmark picks up where it stopped (it does not see the YAML defaults: after
+changing properties/model/SSR.yaml use a fresh ``--out-root``). The run settings (``COMMON``) are those of
+benchmarks/mm_field.py (the comparison with VBPR / FREEDOM / LGMRec / SMORE / LightGCN): full ranking,
+Recall/NDCG @10/@20, valid metric Recall@20, batch size 2048, early stopping after ``stopping_step`` 10
+evaluations without improvement, at most ``--max-epochs`` epochs, the benchmark split of each dataset.
+
+    export RECBOLE_SPECTRAL_DATA=/tmp/ssrdata   # tiktok and ml100k-text converted with 'prepare mmrec'
+    nice -n 10 python benchmarks/ssr_field.py --steps grid --datasets tiktok ml100k-text
+    nice -n 10 python benchmarks/ssr_field.py --steps ablations --base '{"edge_keep_ratio": 0.5}'
+    nice -n 10 python benchmarks/ssr_field.py --steps report
+    python benchmarks/ssr_field.py --smoke --out-root /tmp/ssr_field_smoke     # 1 epoch on ml-100k-mm
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Keep identical to benchmarks/mm_field.py (the multimodal baselines comparison).
+COMMON = {
+    "use_gpu": False, "show_progress": False, "state": "INFO", "reproducibility": True,
+    "epochs": 300, "stopping_step": 10, "eval_step": 1, "train_batch_size": 2048,
+    "valid_metric": "Recall@20", "metrics": ["Recall", "NDCG"], "topk": [10, 20],
+    "cold_start_threshold": 5,  # cold-start users: at most 5 training interactions (as benchmarks/ssr.py)
+}
+SEEDS = [2020, 2021, 2022]
+
+# one option changed at a time around the YAML defaults (the "default" row)
+GRID = {
+    "default": {},
+    "lr 0.0005": {"learning_rate": 0.0005},
+    "lr 0.002": {"learning_rate": 0.002},
+    "lr 0.005": {"learning_rate": 0.005},
+    "item graph early": {"item_graph_mode": "early"},
+    "user modality item_mean": {"user_modality": "item_mean"},
+    "user modality item_mean, edge keep 0.5": {"user_modality": "item_mean", "edge_keep_ratio": 0.5},
+    "user modality item_mean, mlp encoder": {"user_modality": "item_mean", "feature_encoder": "mlp"},
+    "free P_m unnormalised, no L2": {"pref_normalize": False, "pref_reg_weight": 0.0},
+    "free P_m L2 0.001": {"pref_reg_weight": 0.001},
+    "mlp encoder": {"feature_encoder": "mlp"},
+    "edge keep 0.5": {"edge_keep_ratio": 0.5},
+    "edge keep 0.2": {"edge_keep_ratio": 0.2},
+    "band method released": {"band_method": "released"},
+    "mask semantics ours": {"mask_semantics": "ours"},
+    "operator ours": {"hsno_mode": "ours"},
+    "chebyshev order 5": {"chebyshev_order": 5},
+}
+GRID_BY_DATASET = {
+    "tiktok": {
+        "graph weights image 0.8 / audio 0.2": {"modality_weights": {"image": 0.8, "audio": 0.2}},
+        "graph weights image 0.2 / audio 0.8": {"modality_weights": {"image": 0.2, "audio": 0.8}},
+    },
+}
+ABLATIONS = {
+    "full (energy split)": {},
+    "no masking": {"band_drop_prob": 0.0, "lambda_mask": 0.0},
+    "sum instead of G-HSNO": {"fusion": "sum"},
+    "no InfoNCE": {"lambda_cl": 0.0},
+    "fixed equal-width split": {"band_method": "fixed"},
+    "released band filters": {"band_method": "released"},
+    "no item graph": {"use_item_graph": False},
+}
+METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+
+
+def slug(text):
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def run_variant(step, dataset, label, overrides, seeds, args):
+    from recbole_spectral.compare import compare_models
+
+    out_dir = os.path.join(args.out_root, step, dataset, slug(label))
+    config = {**COMMON, "epochs": args.max_epochs, "checkpoint_dir": os.path.join(args.out_root, "saved")}
+    if args.smoke:
+        config.update({"epochs": 1, "eval_step": 1})
+    print(f"== {step} {dataset} {label}: {json.dumps(overrides)}", flush=True)
+    start = time.time()
+    compare_models(["SSR"], dataset, seeds=seeds, config_dict=config, out_dir=out_dir,
+                   per_model_config={"SSR": overrides}, resume=True)
+    print(f"== {step} {dataset} {label}: done in {time.time() - start:.0f} s", flush=True)
+
+
+def variants(step, dataset, args):
+    if step == "grid":
+        grid = {**GRID, **GRID_BY_DATASET.get(dataset, {})}
+        if args.smoke:
+            grid = {k: grid[k] for k in ("default", "mlp encoder")}
+        return grid
+    base = json.loads(args.base)
+    ablations = {label: {**base, **overrides} for label, overrides in ABLATIONS.items()}
+    if args.smoke:
+        ablations = {k: ablations[k] for k in ("full (energy split)", "sum instead of G-HSNO")}
+    return ablations
+
+
+def finished_rows(out_dir):
+    from recbole_spectral.compare import read_rows
+
+    return [r for r in read_rows(out_dir) if r.get("status") == "ok"]
+
+
+def mean_std(values, digits=4):
+    values = [float(v) for v in values]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def report(args):
+    lines = ["# SSR at the level of the field: default selection and ablations (issue 14)", "",
+             "Produced by `benchmarks/ssr_field.py` (every run through `compare_models(resume=True)`); settings "
+             f"{json.dumps(COMMON)}, at most {1 if args.smoke else args.max_epochs} epochs. Raw rows: `{args.out_root}/<step>/<dataset>/<variant>/runs.csv`.", ""]
+    for dataset in args.grid_datasets:
+        grid = variants("grid", dataset, args)
+        lines += [f"## Default-selection grid on {dataset} (seed {args.grid_seed}; validation Recall@20, test for reference)", "",
+                  "| variant | overrides | valid R@20 | test R@20 | test N@20 | cold test R@20 | best epoch | epochs | s/epoch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        scored = []
+        for label, overrides in grid.items():
+            rows = finished_rows(os.path.join(args.out_root, "grid", dataset, slug(label)))
+            if not rows:
+                lines.append(f"| {label} | `{json.dumps(overrides)}` | not run | | | | | | |")
+                continue
+            r = rows[0]
+            scored.append((float(r.get("best_valid_score", float("nan"))), label))
+            lines.append(
+                f"| {label} | `{json.dumps(overrides)}` | {float(r.get('best_valid_score', float('nan'))):.4f} | "
+                f"{float(r.get('test_recall@20', float('nan'))):.4f} | {float(r.get('test_ndcg@20', float('nan'))):.4f} | "
+                f"{float(r.get('test_cold_recall@20', float('nan'))):.4f} | {r.get('best_epoch', '')} | {r.get('epochs_run', '')} | "
+                f"{float(r.get('epoch_time_s', float('nan'))):.1f} |")
+        if scored:
+            best = max(scored)
+            lines += ["", f"Best on validation: **{best[1]}** ({best[0]:.4f})."]
+        lines.append("")
+    dataset = args.ablation_dataset
+    lines += [f"## Ablations on {dataset} at convergence (seeds {', '.join(map(str, args.seeds))}; mean ± std; "
+              f"base {args.base})", "",
+              "| variant | overrides | seeds | " + " | ".join(f"test {m}" for m in METRICS) +
+              " | cold test recall@20 | best epoch | s/epoch |", "|---|---|---|" + "---|" * (len(METRICS) + 3)]
+    for label, overrides in variants("ablations", dataset, args).items():
+        rows = finished_rows(os.path.join(args.out_root, "ablations", dataset, slug(label)))
+        cells = [mean_std([r[f"test_{m}"] for r in rows if f"test_{m}" in r]) for m in METRICS]
+        cold = mean_std([r["test_cold_recall@20"] for r in rows if "test_cold_recall@20" in r])
+        epochs = mean_std([r["best_epoch"] for r in rows if "best_epoch" in r], 1)
+        speed = mean_std([r["epoch_time_s"] for r in rows if "epoch_time_s" in r], 1)
+        lines.append(f"| {label} | `{json.dumps(overrides)}` | {len(rows)} | " + " | ".join(cells) +
+                     f" | {cold} | {epochs} | {speed} |")
+    lines += ["", "Epoch times are wall times on a shared machine: compare only runs made at the same time.", ""]
+    text = "\n".join(lines)
+    os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+    with open(args.report, "w") as out:
+        out.write(text)
+    print(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", nargs="+", default=["grid", "ablations", "report"], choices=["grid", "ablations", "report"])
+    parser.add_argument("--datasets", dest="grid_datasets", nargs="+", default=["tiktok", "ml100k-text"])
+    parser.add_argument("--ablation-dataset", default="tiktok")
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    parser.add_argument("--grid-seed", type=int, default=SEEDS[0])
+    parser.add_argument("--base", default="{}", help="JSON overrides of the ablations' full model (after the grid)")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these variant labels")
+    parser.add_argument("--max-epochs", type=int, default=COMMON["epochs"])
+    parser.add_argument("--out-root", default=os.path.join(ROOT, "benchmarks", "results", "ssr_field"))
+    parser.add_argument("--report", default=None)
+    parser.add_argument("--smoke", action="store_true", help="1 epoch on ml-100k-mm, two variants per step, one seed")
+    args = parser.parse_args()
+    if args.smoke:
+        args.grid_datasets, args.ablation_dataset, args.seeds = ["ml-100k-mm"], "ml-100k-mm", [2020]
+    args.report = args.report or (os.path.join(args.out_root, "ssr_field.md") if args.smoke
+                                  else os.path.join(ROOT, "benchmarks", "results", "ssr_field.md"))
+
+    if "grid" in args.steps:
+        for dataset in args.grid_datasets:
+            for label, overrides in variants("grid", dataset, args).items():
+                if args.only is None or label in args.only:
+                    run_variant("grid", dataset, label, overrides, [args.grid_seed], args)
+    if "ablations" in args.steps:
+        for label, overrides in variants("ablations", args.ablation_dataset, args).items():
+            if args.only is None or label in args.only:
+                run_variant("ablations", args.ablation_dataset, label, overrides, args.seeds, args)
+    if "report" in args.steps:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
