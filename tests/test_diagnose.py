@@ -62,3 +62,18 @@ def test_bad_input_is_one_line(workdir, capsys):
     torch.save({"state_dict": {}, "config": "a RecBole Config"}, native)  # no plugin format key
     with pytest.raises(CheckpointError, match="native.pth"):
         diagnose(str(native), str(workdir / "x"))
+
+
+def test_ssr_bands_removed_at_inference_and_band_figures(workdir):
+    model_file, test_result = checkpoint_of(workdir, "SSR", "ml-100k-mm")
+    report = diagnose(model_file, str(workdir / "ssr"))
+    removed = report["removed_at_inference"]
+    assert removed["nothing removed"] == pytest.approx(dict(test_result))  # the same evaluator as the test
+    assert set(removed) == {"nothing removed", "band 1 removed", "band 2 removed", "band 3 removed"}
+    assert removed["band 1 removed"] != removed["nothing removed"]
+    shares = [v["share"] for v in report["figures"]["band_energy"]["data"].values()]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-6)
+    assert {"band_energy", "band_mixing_users", "band_mixing_items", "band_alignment"} <= set(report["figures"])
+    for name in report["figures"]:
+        assert (workdir / "ssr" / f"{name}.png").is_file()
+    assert finite_numbers(report["figures"]) and finite_numbers(report["removed_at_inference"])

@@ -89,6 +89,8 @@ feature part can be precomputed; the per-user branch weights ``weight_u`` and th
 not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
 sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split).
 """
+from contextlib import contextmanager
+from functools import partial
 from logging import getLogger
 
 import numpy as np
@@ -259,6 +261,7 @@ class SSR(EmbeddingRecommender):
         self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
         self.fixed_bands = {}
         self._cached_borders = None
+        self._removed_band = None  # diagnose: a band removed at inference
 
         # init
         for weight in (self.user_embedding.weight, self.item_embedding.weight, *self.user_preference.values()):
@@ -554,5 +557,62 @@ class SSR(EmbeddingRecommender):
     # prediction
     # ------------------------------------------------------------------------------------------
     def compute_embeddings(self):
-        z = self.fuse(self.node_bands(), None, self.n_users)
+        bands = self.node_bands()
+        if self._removed_band is not None:  # diagnose: this band's signal removed at inference
+            bands = bands.clone()
+            bands[:, self._removed_band] = 0.0
+        z = self.fuse(bands, None, self.n_users)
         return z[: self.n_users], z[self.n_users:]
+
+    # ------------------------------------------------------------------------------------------
+    # diagnostics (recbole_spectral.diagnose)
+    # ------------------------------------------------------------------------------------------
+    @contextmanager
+    def _without_band(self, band):
+        self._removed_band = band
+        self.clear_cache()
+        try:
+            yield
+        finally:
+            self._removed_band = None
+            self.clear_cache()
+
+    def inference_ablations(self):
+        """Band b removed at inference: B_b set to zero for every node before the fusion."""
+        return {f"band {b + 1} removed": partial(self._without_band, b) for b in range(self.n_bands)}
+
+    def diagnostics(self):
+        """Figure specs: band energy shares and borders, the band-mixing kernel(s), per-band alignment."""
+        borders = [0.0, *np.asarray(self.bands.borders_lambda(), dtype=float).tolist(), 2.0]
+        labels = [f"band {b + 1}: λ {borders[b]:.2f}-{borders[b + 1]:.2f}" for b in range(self.n_bands)]
+        shares = np.asarray(self.bands.shares, dtype=float)
+        figures = [{
+            "name": "band_energy", "kind": "bars", "title": "energy share of each band (training graph)",
+            "xlabel": "band (borders on the eigenvalue axis λ of the normalised Laplacian)", "ylabel": "share of ‖X‖²",
+            "data": {label: {"share": float(share)} for label, share in zip(labels, shares)},
+            "borders_lambda": borders[1:-1],
+            "sentence": "Each band's share ⟨X, B_b⟩/‖X‖² of the signal energy at the last calibration (they sum to 1) "
+                        "and where its borders sit on the graph's eigenvalue axis λ ∈ [0, 2].",
+        }]
+        operators = [("", self.hsno)] if self.hsno is not None else [
+            (" (users)", self.hsno_user), (" (items)", self.hsno_item)] if self.hsno_user is not None else []
+        for suffix, operator in operators:
+            figures.append({
+                "name": "band_mixing" + (f"_{suffix.strip(' ()')}" if suffix else ""),
+                "kind": "heatmap", "title": f"G-HSNO band-mixing kernel{suffix}",
+                "data": operator.kernel().detach().cpu().numpy(), "labels": [f"B{b + 1}" for b in range(self.n_bands)],
+                "sentence": f"How much each input band (column) feeds each output band (row) in the learned operator{suffix}.",
+            })
+        if len(self.modalities) > 1:
+            bands = self.node_bands()[self.n_users + 1:]  # items, padding row excluded
+            d = self.embedding_size
+            slices = [F.normalize(bands[..., d * (j + 1): d * (j + 2)], dim=-1) for j in range(len(self.modalities))]
+            pair = f"{self.modalities[0]}–{self.modalities[1]}"
+            cosine = (slices[0] * slices[1]).sum(-1).mean(0)
+            figures.append({
+                "name": "band_alignment", "kind": "bars", "title": f"cross-modal alignment per band ({pair})",
+                "ylabel": "mean cosine", "data": {f"band {b + 1}": {"cosine": float(c)} for b, c in enumerate(cosine)},
+                "sentence": f"Mean cosine between each item's {self.modalities[0]} and {self.modalities[1]} slices "
+                            "in every band (what the per-band InfoNCE aligns).",
+            })
+        return figures
