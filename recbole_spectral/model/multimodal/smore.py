@@ -35,6 +35,8 @@ Departures, deliberate:
   * any modality set: the released code needs image + text. Every modality gets its filter, gate, graph, query
     and preference gate; the fused spectrum is the product of all modalities' spectra (for two modalities the
     released image × text product; with one modality the fused branch filters that modality again);
+  * the squared-norm penalty is divided by the batch's size (released: by ``train_batch_size``; they differ only
+    on an epoch's last, shorter batch);
   * no learning-rate decay: MMRec's ``learning_rate_scheduler: [0.96, 50]`` (×0.96 every 50 epochs) has no
     counterpart in RecBole's trainer (a ~1 % change of the learning rate over the first 15 epochs).
 """
