@@ -11,7 +11,12 @@ from recbole_spectral.errors import SpectralError
 # name -> module holding the class of the same name (one model per file, named after it)
 PLUGIN_MODELS = {
     "SpectraMB": "recbole_spectral.model.multibehavior.spectramb",
+    # multimodal
     "SSR": "recbole_spectral.model.multimodal.ssr",
+    "VBPR": "recbole_spectral.model.multimodal.vbpr",
+    "FREEDOM": "recbole_spectral.model.multimodal.freedom",
+    "LGMRec": "recbole_spectral.model.multimodal.lgmrec",
+    "SMORE": "recbole_spectral.model.multimodal.smore",
 }
 
 _RECBOLE_SUBMODULES = (

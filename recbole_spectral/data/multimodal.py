@@ -19,7 +19,8 @@ mean of the aligned rows or zeros (``feature_fill: mean|zeros``; count logged).
 The dataset owns every derived item structure, so models never load or cache them themselves:
 ``reduced_features(modality, rank)`` (truncated SVD of wide features), ``knn_graph(modality, k, rank)``
 (see :mod:`recbole_spectral.layers.knn`) and ``item_graph(k, weights, rank)`` (the modality graphs mixed
-by ``modality_weights``, keyed by modality name). kNN graphs are cached at
+by ``modality_weights``, keyed by modality name) and ``max_item_graph(k, modality_k, rank)`` (their
+element-wise maximum). kNN graphs are cached at
 ``<knn_cache_dir or data_path/knn_cache>/<name>.<modality>.<feature_fill>.k<k>[.svd<rank>].npz``; when
 that folder is not writable the cache goes to ``<checkpoint_dir>/knn_cache/``.
 """
@@ -103,6 +104,21 @@ class ItemStructures:
             g = self.knn_graph(modality, k, rank).coalesce() * float(w)
             graph = g if graph is None else graph + g
         return graph.coalesce()
+
+    def max_item_graph(self, k, modality_k=None, rank=0):
+        """The element-wise maximum of the modality graphs, S[i, j] = max_m kNN_{k_m}(modality m)[i, j]
+        (SMORE's max-pooled fusion graph), torch sparse, coalesced. ``k_m`` = ``modality_k[m]`` where
+        given, else ``k``. Cheap to form from the cached kNN graphs, so it is not cached itself."""
+        modality_k = modality_k or {}
+        graphs = [self.knn_graph(m, int(modality_k.get(m, k)), rank).coalesce() for m in self.modalities]
+        n = graphs[0].shape[0]
+        keys = torch.cat([g.indices()[0] * n + g.indices()[1] for g in graphs])
+        values = torch.cat([g.values() for g in graphs])
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        pooled = torch.full((len(unique),), float("-inf"), dtype=values.dtype)
+        pooled = pooled.scatter_reduce(0, inverse, values, reduce="amax")
+        indices = torch.stack([unique // n, unique % n])
+        return torch.sparse_coo_tensor(indices, pooled, (n, n)).coalesce().to(graphs[0].device)
 
 
 class MultiModalDataset(ItemStructures, Dataset):

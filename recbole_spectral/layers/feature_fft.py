@@ -34,6 +34,18 @@ def spectral_filter(x, weight):
     return torch.fft.irfft(spectrum * weight, n=d, dim=-1, norm="ortho")
 
 
+def fused_spectral_filter(xs, weight):
+    """irFFT(Π_m rFFT(x_m) ⊙ weight) along the last dimension, orthonormal: the product of the spectra of
+    several signals of the same width (SMORE's cross-modality fusion), filtered by ``weight``
+    (complex, [d/2 + 1] or [n, d/2 + 1]). With one signal it is :func:`spectral_filter`."""
+    d = xs[0].shape[-1]
+    spectrum = None
+    for x in xs:
+        s = torch.fft.rfft(x, dim=-1, norm="ortho")
+        spectrum = s if spectrum is None else spectrum * s
+    return torch.fft.irfft(spectrum * weight, n=d, dim=-1, norm="ortho")
+
+
 class SpectralFilter(nn.Module):
     """A static learnable complex filter over the d/2 + 1 feature frequencies (initialised to all-ones,
     i.e. the identity)."""
