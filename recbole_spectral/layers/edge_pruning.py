@@ -13,7 +13,9 @@ log p_e − log(−log U_e), U_e ~ Uniform(0, 1), are a draw of K edges without 
 with no 2^24 category limit). The draw uses the given ``torch.Generator`` or torch's global generator, so it is
 reproducible under RecBole's ``init_seed``. ``keep_ratio`` ≥ 1 gives the full normalised graph.
 
-The result is an (n_users + n_items)² symmetric torch sparse tensor, users first, like
+Used by FREEDOM (``sample``: the renormalised graph) and SSR's ``edge_keep_ratio`` (``sample_matrix``: the kept
+edges, on which SSR builds its own operators). The result of ``sample`` is an (n_users + n_items)² symmetric
+torch sparse tensor, users first, like
 :func:`recbole_spectral.layers.graph.normalized_bipartite_graph`.
 """
 import numpy as np
@@ -70,6 +72,13 @@ class DegreeSensitiveEdgePruning:
         uniform = torch.rand(self.n_edges, generator=generator).clamp_(min=1e-20, max=1.0 - 1e-7)
         keys = self.weights.log() - (-uniform.log()).log()
         return torch.topk(keys, self.n_kept, sorted=False).indices
+
+    def sample_matrix(self, generator=None):
+        """The kept edges as a binary scipy CSR matrix (users × items), for callers that renormalise or
+        build other operators on the pruned graph themselves."""
+        kept = self.sample_edges(generator).numpy()
+        ones = np.ones(len(kept), dtype=np.float32)
+        return sp.csr_matrix((ones, (self.users.numpy()[kept], self.items.numpy()[kept])), shape=(self.n_users, self.n_items))
 
     def sample(self, generator=None):
         """The pruned graph, renormalised on the kept edges' degrees."""

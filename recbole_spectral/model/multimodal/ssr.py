@@ -52,7 +52,7 @@ Backbone, branches β ∈ {id} ∪ modalities, each d wide:
       item_graph_mode: late     X_I ← X_I + S^T X_I      (full weight after the propagation: released, FREEDOM)
                        early    Z_I ← (I + Σ_{t≤T} S^t) Z_I before the propagation (enters with weight 1/(L+1))
     Â_train: with ``edge_keep_ratio`` < 1, a degree-sensitive sample of the edges (∝ 1/sqrt(d_u d_i),
-    :mod:`recbole_spectral.layers.multimodal.edge_pruning`), renormalised, redrawn every epoch in
+    :mod:`recbole_spectral.layers.edge_pruning`), renormalised, redrawn every epoch in
     ``on_train_epoch_start``; in training the whole model uses it (the learned part, the feature part —
     user means over the kept edges, so a positive's own features are often absent from its user's mean —
     and the band filters); evaluation and band calibration use the full graph.
@@ -102,7 +102,7 @@ import torch.nn.functional as F
 from recbole_spectral.hyperparameters import Bool, Choice, Dict, Float, Int, List
 from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm, to_torch_sparse
 from recbole_spectral.layers.graph_bands import BAND_METHODS, SpectralBands, energy_imbalance, shifted_laplacian
-from recbole_spectral.layers.multimodal.edge_pruning import prune_edges
+from recbole_spectral.layers.edge_pruning import DegreeSensitiveEdgePruning
 from recbole_spectral.layers.multimodal.hsno import GHSNO, ReleasedHSNO, band_keep_mask
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -262,6 +262,7 @@ class SSR(EmbeddingRecommender):
         self.fixed_bands = {}
         self._cached_borders = None
         self._removed_band = None  # diagnose: a band removed at inference
+        self._pruning = None  # the edge sampler, built on the first draw
 
         # init
         for weight in (self.user_embedding.weight, self.item_embedding.weight, *self.user_preference.values()):
@@ -344,7 +345,9 @@ class SSR(EmbeddingRecommender):
     def resample_training_graph(self):
         """Draw this epoch's pruned user–item graph (edge_keep_ratio < 1) and the feature part's bands on it
         (user means over the kept edges, propagation and band filters on the pruned graph; current borders)."""
-        kept = prune_edges(self.interactions, self.edge_keep_ratio, self._prune_generator)
+        if self._pruning is None:
+            self._pruning = DegreeSensitiveEdgePruning(self.interactions, self.edge_keep_ratio)
+        kept = self._pruning.sample_matrix(self._prune_generator)
         self.train_adj = normalized_bipartite_graph(kept, self.device).to_sparse_csr()
         self.train_laplacian = shifted_laplacian(self.train_adj.to_sparse_coo())
         self._sync_borders()
