@@ -21,52 +21,31 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from ssr_scale import NAME, FirstBatches, current_rss_mib, rss_mib  # noqa: E402  (shared pieces)
+from ssr_scale import NAME, FirstBatches, add_scale_arguments, current_rss_mib, data_description, prepare_scale_data, rss_mib, write_report  # noqa: E402
 
 MODELS = ["VBPR", "FREEDOM", "LGMRec", "SMORE", "SSR"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "datasets"))
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "ssr_scale"))
+    add_scale_arguments(parser)
     parser.add_argument("--models", nargs="+", default=MODELS)
-    parser.add_argument("--rounds", type=int, default=1, help="alternated epochs per model")
-    parser.add_argument("--batches", type=int, default=0, help="time only the first N batches of an epoch (0 = all)")
-    parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    args.work = os.path.abspath(args.work)
-    if os.path.commonpath([args.work, ROOT]) == ROOT:
-        sys.exit("error: --work must be outside the repository (generated and converted data are never committed)")
+    settings, n_items = prepare_scale_data(args)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from mm_loading import generate_mmrec_folder
     from recbole.utils import init_seed
     from recbole_spectral.config import SpectralConfig
     from recbole_spectral.data import create_dataset, data_preparation
-    from recbole_spectral.data.converters.mmrec import convert
     from recbole_spectral.registry import get_model
     from recbole_spectral.trainer import trainer_class
 
     load_before = os.getloadavg()
-    folder, n_items, _ = generate_mmrec_folder(os.path.abspath(args.shared), args.work)
-    data_dir = os.path.join(args.work, "data")
-    if not os.path.isdir(os.path.join(data_dir, NAME)):
-        convert(folder, NAME, out=data_dir, force=True, log=lambda line: None)
-    settings = {"state": "ERROR", "data_path": data_dir, "use_gpu": False,
-                "knn_cache_dir": os.path.join(args.work, "knn_cache"), "train_batch_size": args.batch_size,
-                "seed": 2020, "show_progress": False, "checkpoint_dir": os.path.join(args.work, "saved")}
 
     lconfig = SpectralConfig("LightGCN", NAME, config_dict=settings)
     init_seed(lconfig["seed"], lconfig["reproducibility"])
@@ -108,9 +87,7 @@ def main():
         "# Multimodal baselines at Amazon Sports scale (GENERATED features; timings only)", "",
         "Command: `nice -n 5 python benchmarks/mm_scale.py " + " ".join(sys.argv[1:]) + "` "
         f"(work folder {args.work}, outside the repo)", "",
-        f"Interactions: real Amazon Sports (MMRec) `sports.inter`: {result['users']:,} users, {result['items']:,} items, "
-        f"{result['train_interactions']:,} training interactions. Features: **GENERATED** image {n_items:,} × 4,096 and "
-        f"text {n_items:,} × 384 (clustered Gaussian rows). No quality claims.", "",
+        data_description(result, n_items), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other sessions (load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after); torch threads {args.threads}; "
         f"train_batch_size {args.batch_size} for every model; timed: {scope}, {args.rounds} round(s), each model "
@@ -125,11 +102,7 @@ def main():
         lines.append(f"| {name} | {entry['build_s']:.1f} | {light} | {own} | **{ratio}** | {entry['params']:,} |")
     lines += ["", f"Peak RSS of the process: {result['peak_rss_mib']:.0f} MiB.", "",
               "Raw:", "", "```json", json.dumps(result, indent=1), "```", ""]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(report)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

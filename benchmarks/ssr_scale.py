@@ -72,45 +72,72 @@ class FirstBatches:
         return getattr(self.loader, name)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_scale_arguments(parser):
+    """The options every Sports-scale timing script takes."""
     parser.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "datasets"))
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "ssr_scale"))
-    parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1, help="alternated epochs per model")
     parser.add_argument("--batches", type=int, default=0, help="time only the first N batches of an epoch (0 = all)")
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--raw-knn", action="store_true", help="also time the dataset's kNN graphs of the raw features")
-    parser.add_argument("--settings", default=json.dumps(SETTINGS),
-                        help="JSON mapping label -> SSR overrides; the first is the one whose preprocessing is timed")
-    args = parser.parse_args()
+
+
+def prepare_scale_data(args):
+    """Generated features of the real shapes beside the real Sports interactions, converted once into
+    ``args.work`` (outside the repository); returns the run settings every model shares."""
     args.work = os.path.abspath(args.work)
     if os.path.commonpath([args.work, ROOT]) == ROOT:
         sys.exit("error: --work must be outside the repository (generated and converted data are never committed)")
-
     import torch
 
     torch.set_num_threads(args.threads)
     from mm_loading import generate_mmrec_folder
-    from recbole_spectral.config import SpectralConfig
-    from recbole_spectral.data import create_dataset
     from recbole_spectral.data.converters.mmrec import convert
-    from recbole_spectral.registry import get_model
-    from recbole_spectral.trainer import trainer_class
-    from recbole_spectral.data import data_preparation
-    from recbole.utils import init_seed
 
-    load_before = os.getloadavg()
     folder, n_items, _ = generate_mmrec_folder(os.path.abspath(args.shared), args.work)
     data_dir = os.path.join(args.work, "data")
     if not os.path.isdir(os.path.join(data_dir, NAME)):
         convert(folder, NAME, out=data_dir, force=True, log=lambda line: None)
-    cache = os.path.join(args.work, "knn_cache")
-    settings = {"state": "ERROR", "data_path": data_dir, "use_gpu": False, "knn_cache_dir": cache,
-                "train_batch_size": args.batch_size, "seed": 2020, "show_progress": False,
-                "checkpoint_dir": os.path.join(args.work, "saved")}
+    settings = {"state": "ERROR", "data_path": data_dir, "use_gpu": False,
+                "knn_cache_dir": os.path.join(args.work, "knn_cache"), "train_batch_size": args.batch_size,
+                "seed": 2020, "show_progress": False, "checkpoint_dir": os.path.join(args.work, "saved")}
+    return settings, n_items
+
+
+def data_description(result, n_items):
+    """The report line saying what the data is (real interactions, GENERATED features)."""
+    return (f"Interactions: real Amazon Sports (MMRec) `sports.inter`: {result['users']:,} users, {result['items']:,} "
+            f"items, {result['train_interactions']:,} training interactions. Features: **GENERATED** image "
+            f"{n_items:,} × 4,096 and text {n_items:,} × 384 (clustered Gaussian rows). No quality claims.")
+
+
+def write_report(lines, out=None):
+    report = "\n".join(lines)
+    print(report)
+    if out:
+        with open(out, "w") as fp:
+            fp.write(report)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_scale_arguments(parser)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--raw-knn", action="store_true", help="also time the dataset's kNN graphs of the raw features")
+    parser.add_argument("--settings", default=json.dumps(SETTINGS),
+                        help="JSON mapping label -> SSR overrides; the first is the one whose preprocessing is timed")
+    args = parser.parse_args()
+    settings, n_items = prepare_scale_data(args)
+    cache = settings["knn_cache_dir"]
+
+    from recbole.utils import init_seed
+    from recbole_spectral.config import SpectralConfig
+    from recbole_spectral.data import create_dataset, data_preparation
+    from recbole_spectral.registry import get_model
+    from recbole_spectral.trainer import trainer_class
+
+    load_before = os.getloadavg()
     result = {"batch_size": args.batch_size, "threads": args.threads, "batches": args.batches or "all"}
 
     ssr_settings = json.loads(args.settings)
@@ -182,9 +209,7 @@ def main():
         "# SSR at Amazon Sports scale (GENERATED features; timings only)", "",
         "Command: `nice -n 10 python benchmarks/ssr_scale.py " + " ".join(sys.argv[1:]) + "` "
         f"(work folder {args.work}, outside the repo)", "",
-        f"Interactions: real Amazon Sports (MMRec) `sports.inter`: {result['users']:,} users, {result['items']:,} items, "
-        f"{result['train_interactions']:,} training interactions. Features: **GENERATED** image {n_items:,} × 4,096 and "
-        f"text {n_items:,} × 384 (clustered Gaussian rows). No quality claims.", "",
+        data_description(result, n_items), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other sessions (load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after); torch threads {args.threads}; "
         f"train_batch_size {args.batch_size} for every model; timed: {scope} (with the per-epoch hook), "
@@ -209,11 +234,7 @@ def main():
         f"parameters SSR {result['ssr_params']}, LightGCN {result['lightgcn_params']:,}.", "",
         "Raw:", "", "```json", json.dumps(result, indent=1), "```", "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(report)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

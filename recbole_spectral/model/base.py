@@ -57,8 +57,11 @@ class SpectralRecommender(GeneralRecommender):
     trainer_class = None
 
     def __init__(self, config, dataset):
-        check_dataset_kind(type(self), dataset_kind_of(dataset), config["dataset"])
+        kind = dataset_kind_of(dataset)
+        check_dataset_kind(type(self), kind, config["dataset"])
         super().__init__(config, dataset)
+        if kind == "multimodal":
+            self.modalities = list(dataset.modalities)  # the dataset's modalities, in its order
 
     def on_train_epoch_start(self, epoch_idx, train_data):
         """Per-epoch step before training epoch ``epoch_idx``; nothing by default."""

@@ -58,7 +58,6 @@ class FREEDOM(EmbeddingRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.modalities = list(dataset.modalities)
         d = self.embedding_size = config["embedding_size"]
         self.n_ui_layers, self.n_mm_layers = config["n_ui_layers"], config["n_mm_layers"]
         self.reg_weight = config["reg_weight"]

@@ -66,7 +66,6 @@ class LGMRec(EmbeddingRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.modalities = list(dataset.modalities)
         d = self.embedding_size = config["embedding_size"]
         self.n_ui_layers, self.n_mm_layers = config["n_ui_layers"], config["n_mm_layers"]
         self.n_hyper_layer, self.hyper_num = config["n_hyper_layer"], config["hyper_num"]

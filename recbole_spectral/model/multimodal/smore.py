@@ -77,7 +77,6 @@ class SMORE(EmbeddingRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.modalities = list(dataset.modalities)
         d = self.embedding_size = config["embedding_size"]
         self.n_ui_layers, self.n_layers = config["n_ui_layers"], config["n_layers"]
         self.reg_weight, self.cl_weight, self.temperature = config["reg_weight"], config["cl_loss"], config["temperature"]

@@ -100,7 +100,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_spectral.hyperparameters import Bool, Choice, Dict, Float, Int, List
-from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm, to_torch_sparse
+from recbole_spectral.layers.graph import FixedSparse, normalized_bipartite_graph, symmetric_spmm, to_torch_sparse
 from recbole_spectral.layers.graph_bands import BAND_METHODS, SpectralBands, energy_imbalance, shifted_laplacian
 from recbole_spectral.layers.edge_pruning import DegreeSensitiveEdgePruning
 from recbole_spectral.layers.multimodal.hsno import GHSNO, ReleasedHSNO, band_keep_mask
@@ -113,19 +113,6 @@ USER_MODALITY = ("item_mean", "free")
 FEATURE_ENCODERS = ("linear", "mlp")
 MASK_SEMANTICS = ("released", "ours")
 HSNO_MODES = ("released", "ours")
-
-
-class _SparseMM(torch.autograd.Function):
-    """S x with a precomputed transpose for the backward pass (torch.sparse.mm transposes on every call)."""
-
-    @staticmethod
-    def forward(ctx, graph, graph_t, dense):
-        ctx.graph_t = graph_t
-        return torch.sparse.mm(graph, dense)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, None, torch.sparse.mm(ctx.graph_t, grad)
 
 
 class SSR(EmbeddingRecommender):
@@ -186,7 +173,6 @@ class SSR(EmbeddingRecommender):
         self.logger = getLogger()
 
         # dataset facts
-        self.modalities = list(dataset.modalities)
         self.interactions = sp.csr_matrix(dataset.inter_matrix(form="csr"), dtype=np.float32, copy=True)
         self.interactions.sum_duplicates()
         self.interactions.data[:] = 1.0  # binary: a user's mean is over distinct items
@@ -242,11 +228,10 @@ class SSR(EmbeddingRecommender):
 
         # graphs (plain tensors, never parameters)
         self.norm_adj = normalized_bipartite_graph(self.interactions, self.device).to_sparse_csr()
-        self.item_graph = self.item_graph_t = None
+        self.item_graph = None
         if self.use_item_graph:
-            graph = dataset.item_graph(self.knn_k, config["modality_weights"], self.feature_rank).coalesce()
-            self.item_graph = graph.to_sparse_csr().to(self.device)
-            self.item_graph_t = graph.t().coalesce().to_sparse_csr().to(self.device)
+            self.item_graph = FixedSparse(dataset.item_graph(self.knn_k, config["modality_weights"], self.feature_rank)
+                                          .to(self.device))
         self.train_adj = self.train_laplacian = None  # the pruned graph of the current epoch
         self.fixed_bands_train = {}  # the feature part's bands on it
         self._prune_generator = torch.Generator().manual_seed(int(config["seed"] or 0) if "seed" in config else 0)
@@ -288,7 +273,7 @@ class SSR(EmbeddingRecommender):
         return torch.cat([x, ones], 1).to(self.device)
 
     def _item_graph_mm(self, items):
-        return _SparseMM.apply(self.item_graph, self.item_graph_t, items)
+        return self.item_graph @ items
 
     def _smooth_items_early(self, items):
         """(I + Σ_{t=1..T} S^t) applied to item rows (item_graph_mode: early)."""

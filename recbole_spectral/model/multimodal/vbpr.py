@@ -35,7 +35,6 @@ class VBPR(EmbeddingRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.modalities = list(dataset.modalities)
         d = self.embedding_size = config["embedding_size"]
         self.reg_weight = config["reg_weight"]
         # f_i side by side: a plain tensor (data, not a parameter; never in the checkpoint)
