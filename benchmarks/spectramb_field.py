@@ -1,9 +1,11 @@
 """SpectraMB at the level of the field (issue 12): every number, through ``recbole_spectral.compare``.
 
-Each (part, dataset, variant) is one ``compare_models(["SpectraMB"], ...)`` call with ``resume=True`` and
-its own folder ``<out-dir>/<dataset>/<part>/<variant>/`` (runs.csv, summary.md, chart.png, written after
-every run, plus runs.json), so an interrupted benchmark resumes where it stopped and parts can run one
-after another. The Markdown report (``--report``) is rebuilt from every runs.csv under ``--out-dir``.
+Each (part, dataset, variant) is one ``compare_models(["SpectraMB"], ...)`` call with ``resume=True`` in a
+folder per dataset and (effective settings, seeds): ``<out-dir>/<dataset>/runs/<key>-seeds-.../`` (runs.csv,
+summary.md, chart.png, rewritten after every run), so an interrupted benchmark resumes where it stopped, parts
+can run one after another, and variants equal to the default (e.g. "1 layer", "noise 0 %") reuse its runs.
+Each variant's rows and settings also go to ``<out-dir>/<dataset>/<part>/<variant>.json``; the Markdown
+report (``--report``) is rebuilt from those.
 
 Parts (``--parts``):
   grid        default selection on VALIDATION HR@10, 1 seed (``--grid-seeds``), every dataset: the YAML
@@ -149,6 +151,27 @@ def common_settings(args, workdir):
     return settings
 
 
+def effective_overrides(dataset, overrides, files):
+    """``overrides`` without the keys that equal the run's default anyway (model and dataset YAML), so that
+    e.g. "1 layer" or "noise 0 %" reuse the default's runs instead of repeating them."""
+    if files:
+        return dict(overrides)
+    from recbole_spectral.config import SpectralConfig
+
+    config = SpectralConfig("SpectraMB", dataset, config_dict={"use_gpu": False})
+    return {k: v for k, v in overrides.items() if k not in config.final_config_dict or config[k] != v}
+
+
+def run_dir(args, dataset, overrides, files, seeds):
+    """One compare folder per (settings, seeds): variants with the same effective settings share their runs
+    (and compare's resume); a different seed list never rewrites another list's runs.csv."""
+    import hashlib
+
+    text = json.dumps([[os.path.relpath(f, ROOT) for f in files], overrides], sort_keys=True, default=str)
+    key = "default" if not files and not overrides else "v" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return os.path.join(args.out_dir, dataset, "runs", f"{key}-seeds-{'-'.join(map(str, seeds))}")
+
+
 def run_part(args, part, dataset, workdir):
     from recbole_spectral.compare import compare_models
 
@@ -157,24 +180,28 @@ def run_part(args, part, dataset, workdir):
     if part == "grid" and args.official_schedule:
         todo.append(("official recipe, official batch 1024 and lr 1e-3", {"train_batch_size": 1024,
                      "learning_rate": 1e-3}, [official_recipe(dataset)]))
-    for label, overrides, files in todo:
+    for order, (label, overrides, files) in enumerate(todo):
         if args.only and not any(o.lower() in label.lower() for o in args.only):
             continue
-        out_dir = os.path.join(args.out_dir, dataset, part, slug(label))
+        overrides = effective_overrides(dataset, overrides, files)
+        out_dir = run_dir(args, dataset, overrides, files, seeds)
         print(f"== {part} / {dataset} / {label} -> {out_dir}", flush=True)
         settings = {**common_settings(args, workdir), **overrides}
         rows = compare_models(["SpectraMB"], dataset, seeds, config_dict=settings, out_dir=out_dir,
                               config_file_list=files or None, resume=True)
-        meta = {"part": part, "dataset": dataset, "label": label, "overrides": overrides,
-                "config_files": [os.path.relpath(f, ROOT) for f in files], "command": args.command}
-        with open(os.path.join(out_dir, "runs.json"), "w") as fp:
+        meta = {"part": part, "dataset": dataset, "label": label, "order": order, "overrides": overrides,
+                "config_files": [os.path.relpath(f, ROOT) for f in files], "run_dir": os.path.relpath(out_dir, args.out_dir),
+                "command": args.command}
+        meta_file = os.path.join(args.out_dir, dataset, part, slug(label) + ".json")
+        os.makedirs(os.path.dirname(meta_file), exist_ok=True)
+        with open(meta_file, "w") as fp:
             json.dump({**meta, "rows": rows}, fp, indent=1, default=str)
 
 
 # -- report ----------------------------------------------------------------------------------------
 def collect(out_dir):
     found = []
-    for path in sorted(Path(out_dir).glob("*/*/*/runs.json")):
+    for path in sorted(Path(out_dir).glob("*/*/*.json")):
         with open(path) as fp:
             found.append(json.load(fp))
     return found
@@ -200,7 +227,7 @@ def table(entries, sort_by_valid=False):
         entries = sorted(entries, key=key)
     for e in entries:
         ok = [r for r in e["rows"] if r.get("status") == "ok"]
-        epochs = "/".join(f"{r['best_epoch']}/{r['epochs_run']}" for r in ok) or "—"
+        epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}" for r in ok) or "—"
         lines.append(
             f"| {e['label']} | {len(ok)}/{len(e['rows'])} | {fmt([r.get('valid_hit@10') for r in ok])} | "
             + " | ".join(fmt([r.get(f'test_{m}') for r in ok]) for m in METRICS)
@@ -236,7 +263,8 @@ def write_report(out_dir, report):
     ]
     for part in PARTS:
         for dataset in dict.fromkeys(e["dataset"] for e in entries if e["part"] == part):
-            chosen = [e for e in entries if e["part"] == part and e["dataset"] == dataset]
+            chosen = sorted((e for e in entries if e["part"] == part and e["dataset"] == dataset),
+                            key=lambda e: e.get("order", 0))
             lines += [f"## {titles[part]}: {dataset}", ""]
             lines += table(chosen, sort_by_valid=(part == "grid"))
             if part == "main":
