@@ -94,10 +94,12 @@ def variants(part, dataset, first):
         yield "official recipe + cascade", {"view_mode": "cascade"}, official
         yield "official recipe + also/not-bought views", {"extra_views": ["also_bought", "not_bought"]}, official
         yield "official recipe + aux-edge term (beyond the paper)", {"aux_edge_term": True}, official
+        yield "official recipe + aux-edge term, init 1.0 (beyond the paper)", {"aux_edge_term": True, "aux_edge_init": 1.0}, official
     elif part == "main":
         yield "SpectraMB (YAML default)", {}, []
         yield "SpectraMB, official recipe (model part)", {}, official
         yield "SpectraMB + aux-edge term (beyond the paper)", {"aux_edge_term": True}, []
+        yield "SpectraMB, official recipe + aux-edge term (beyond the paper)", {"aux_edge_term": True}, official
     elif part == "ablations" and dataset == first:
         yield "SpectraMB (YAML default)", {}, []
         yield "w/o spectral filter", {"spectral_filter": False}, []
