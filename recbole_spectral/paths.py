@@ -21,6 +21,12 @@ def model_properties_file(model: str) -> Path:
     return properties_dir() / "model" / f"{model}.yaml"
 
 
+def recipe_file(name: str) -> Path:
+    """A shipped config file of ``properties/recipes/`` (e.g. ``SpectraMB-official.yaml``), for
+    ``--config_files=`` / ``config_file_list``."""
+    return properties_dir() / "recipes" / name
+
+
 def dataset_properties_file(dataset: str) -> Path:
     return properties_dir() / "dataset" / f"{dataset}.yaml"
 

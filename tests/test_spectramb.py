@@ -155,3 +155,197 @@ def test_odd_embedding_size_through_the_cli_is_one_line(workdir):
     assert "Traceback" not in proc.stderr
     # the error is the last line (the dataset's log lines, if any, come before it)
     assert "config key 'embedding_size'" in proc.stderr.strip().splitlines()[-1] and "got 63" in proc.stderr
+
+
+# -- options of issue 12: init, filter init, regularisers, output weights, views, auxiliary edges ------
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from recbole_spectral import paths  # noqa: E402
+from recbole_spectral.model.multibehavior.spectramb import VIEW_MODES  # noqa: E402
+
+
+def dense_norm_adj(matrix):
+    """D^-1/2 A D^-1/2 of the bipartite graph of ``matrix``, by hand (dense numpy)."""
+    r = (np.asarray(matrix.todense()) > 0).astype(np.float64)
+    n_u, n_i = r.shape
+    a = np.zeros((n_u + n_i, n_u + n_i))
+    a[:n_u, n_u:], a[n_u:, :n_u] = r, r.T
+    deg = a.sum(1)
+    inv = np.where(deg > 0, deg ** -0.5, 0.0)
+    return torch.tensor(inv[:, None] * a * inv[None, :], dtype=torch.float32)
+
+
+def hand_propagate(adj, x, n_layers):
+    out, cur = x, x
+    for _ in range(n_layers):
+        cur = torch.nn.functional.normalize(adj @ cur, dim=1)
+        out = out + cur
+    return out
+
+
+def test_init_normal_has_the_official_statistics_and_xavier_the_table_shaped_ones():
+    normal = make_model(init="normal", init_std=0.1, embedding_size=64, attention_size=8)
+    w = torch.cat([normal.user_embedding.weight, normal.item_embedding.weight]).detach()
+    assert abs(w.std().item() - 0.1) < 0.01 and abs(w.mean().item()) < 0.01
+    assert abs(w.norm(dim=1).mean().item() - 0.8) < 0.08  # sqrt(64) * 0.1
+    # xavier: uniform with std sqrt(2 / (rows + d)); on taobao-15k (27k rows) row norms ~0.09, 9x below N(0, 0.1)
+    xavier = make_model(embedding_size=64, attention_size=8)
+    x = xavier.item_embedding.weight.detach()
+    bound = (6 / (N_ITEMS + 64)) ** 0.5
+    assert x.abs().max() <= bound and abs(x.std().item() - (2 / (N_ITEMS + 64)) ** 0.5) < 0.03
+
+
+def test_filter_init_identity_is_all_ones_and_random_is_complex_standard_normal():
+    identity = make_model()
+    for f in [*identity.view_filters, identity.global_filter]:
+        assert torch.equal(f.weight[:, 0], torch.ones(5)) and torch.equal(f.weight[:, 1], torch.zeros(5))
+    random = make_model(filter_init="random", embedding_size=64, attention_size=8)
+    w = torch.cat([f.weight.detach().flatten() for f in [*random.view_filters, random.global_filter]])
+    assert w.numel() == 4 * 33 * 2 and abs(w.std().item() - 1) < 0.15 and abs(w.mean().item()) < 0.2
+    assert not torch.allclose(random.view_filters[0].weight, random.view_filters[1].weight)
+
+
+def test_final_embedding_penalty_on_hand_set_embeddings(monkeypatch):
+    model = make_model(reg_weight=0.0, final_reg_weight=0.5)
+    u = torch.tensor([[3.0, 4.0], [0.0, 0.0]])                      # ||U||_F = 5
+    pos = torch.tensor([[1.0, 0.0], [0.0, 2.0]])                    # ||P||_F = sqrt(5)
+    neg = torch.tensor([[0.0, 0.0], [2.0, 0.0]])                    # ||N||_F = 2
+    monkeypatch.setattr(model, "batch_embeddings", lambda *args: (u, pos, neg))
+    b = {"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([1, 2]), "neg_item_id": torch.tensor([3, 4])}
+    bpr = -torch.log(1e-10 + torch.sigmoid(torch.tensor([3.0 - 0.0, 0.0 - 0.0]))).mean()
+    expected = bpr + 0.5 * (5 + 5 ** 0.5 + 2) / 2
+    torch.testing.assert_close(model.calculate_loss(b).reshape(()), expected)
+
+
+def test_weight_decay_reaches_every_parameter_through_recboles_optimizer():
+    from recbole.trainer import Trainer
+
+    model = make_model(filter_mode="context", aux_edge_term=True, extra_views=["also_bought"])
+    trainer = object.__new__(Trainer)
+    trainer.model, trainer.learner, trainer.learning_rate, trainer.weight_decay = model, "adam", 1e-3, 1e-3
+    trainer.config, trainer.logger = {"reg_weight": 0.0}, None
+    optimizer = trainer._build_optimizer()
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for p in model.parameters()}
+    assert all(g["weight_decay"] == 1e-3 for g in optimizer.param_groups)
+
+
+@pytest.mark.parametrize("options", [{}, {"view_mode": "cascade"}, {"view_mode": "cascade_global", "filter_mode": "context"},
+                                     {"extra_views": ["also_bought", "not_bought"], "view_mode": "cascade"},
+                                     {"attention_softmax": "view", "extra_views": ["not_bought"]}])
+def test_batch_rows_equal_the_full_embeddings(options):
+    model = make_model(**options)
+    randomise_filters(model)
+    if options.get("filter_mode") == "context":
+        for f in model.view_filters:
+            torch.nn.init.normal_(f.modulation.weight)
+    user_e, item_e = model.compute_embeddings()
+    b = batch()
+    u, pos, neg = model.batch_embeddings(b["user_id"], b["item_id"], b["neg_item_id"])
+    torch.testing.assert_close(u, user_e[b["user_id"]])
+    torch.testing.assert_close(pos, item_e[b["item_id"]])
+    torch.testing.assert_close(neg, item_e[b["neg_item_id"]])
+
+
+def test_cascade_differs_from_parallel_and_equals_the_hand_computed_cascade():
+    data = TinyMultiBehaviorDataset()
+    parallel, cascade, from_global = (make_model(view_mode=m, n_layers=2) for m in VIEW_MODES)
+    assert not torch.allclose(final_embeddings(parallel), final_embeddings(cascade), atol=1e-4)
+    ego = torch.cat([cascade.user_embedding.weight, cascade.item_embedding.weight]).detach()
+    adj = {b: dense_norm_adj(data.behavior_matrix(b)) for b in data.behaviors}
+    raw_global = hand_propagate(dense_norm_adj(data.all_behaviors_matrix()), ego, 2)
+    for model, start in ((cascade, ego), (from_global, raw_global)):
+        expected, previous = [], start
+        for b in data.behaviors:  # view -> cart -> buy, identity filters
+            previous = hand_propagate(adj[b], previous, 2)
+            expected.append(previous)
+        with torch.no_grad():
+            got_global, _, views = model._views()
+        torch.testing.assert_close(got_global, raw_global)
+        for got, want in zip(views, expected):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_target_views_are_exact_on_a_tiny_example():
+    from recbole_spectral.layers.multibehavior.target_views import also_bought, not_bought, target_view_matrices
+
+    view = sp.csr_matrix(np.array([[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 0]], dtype=np.float32))
+    buy = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
+    np.testing.assert_array_equal(also_bought(view, buy).toarray(), [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(not_bought(view, buy).toarray(), [[1, 0, 0, 1], [0, 0, 1, 0], [1, 0, 0, 0]])
+    assert also_bought(view, buy).nnz + not_bought(view, buy).nnz == view.nnz
+
+    data = TinyMultiBehaviorDataset()
+    names = [n for n, _, _ in target_view_matrices(data, ["also_bought", "not_bought"])]
+    assert names == ["also_bought:view", "also_bought:cart", "not_bought:view", "not_bought:cart"]
+    model = make_model(extra_views=["also_bought", "not_bought"])
+    assert model.view_names == ["view", "cart", "buy", *names] and len(model.view_filters) == 7
+    cart, target = data.behavior_matrix("cart").toarray(), data.behavior_matrix("buy").toarray()
+    graph = model.view_graphs[model.view_names.index("not_bought:cart")].to_dense()
+    torch.testing.assert_close(graph, dense_norm_adj(sp.csr_matrix((cart > 0) & ~(target > 0))))
+
+
+def test_observed_pairs_membership_and_row_gather():
+    from recbole_spectral.layers.multibehavior.observed import ObservedPairs
+
+    m = sp.csr_matrix(np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 1, 0]], dtype=np.float32))
+    pairs = ObservedPairs(m)
+    users, items = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([1, 2, 3, 0, 2, 3])
+    assert pairs.contains(users, items).tolist() == [True, False, False, True, True, False]
+    row, item = pairs.rows(torch.tensor([2, 1, 0, 2]))
+    assert sorted(zip(row.tolist(), item.tolist())) == [(0, 0), (0, 2), (2, 1), (2, 3), (3, 0), (3, 2)]
+
+
+def test_aux_edge_term_adds_exactly_beta_on_observed_pairs_in_predict_and_full_sort():
+    data = TinyMultiBehaviorDataset()
+    plain, aux = make_model(), make_model(aux_edge_term=True)
+    aux.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        aux.aux_edge_weight.copy_(torch.tensor([0.3, -0.7]))
+        aux.aux_edge_reliability.weight.normal_()
+    plain.eval(), aux.eval()
+    users = torch.arange(1, N_USERS)
+    with torch.no_grad():
+        full = aux.full_sort_predict({"user_id": users}).view(len(users), N_ITEMS)
+        base = plain.full_sort_predict({"user_id": users}).view(len(users), N_ITEMS)
+        beta = 2 * torch.sigmoid(aux.aux_edge_reliability.weight[users]) * torch.tensor([0.3, -0.7])
+        observed = torch.stack([torch.tensor(data.behavior_matrix(b)[users.numpy()].toarray()) for b in ("view", "cart")], -1)
+        torch.testing.assert_close(full - base, (observed * beta[:, None, :]).sum(-1))
+        pair_users, pair_items = users.repeat_interleave(N_ITEMS), torch.arange(N_ITEMS).repeat(len(users))
+        pointwise = aux.predict({"user_id": pair_users, "item_id": pair_items}).view(len(users), N_ITEMS)
+    torch.testing.assert_close(pointwise, full)
+    # at init β = α = aux_edge_init for every user and behavior
+    fresh = make_model(aux_edge_term=True, aux_edge_init=0.25)
+    torch.testing.assert_close(fresh.aux_edge_beta(users), torch.full((len(users), 2), 0.25))
+
+
+def test_aux_edge_parameters_learn():
+    model = make_model(aux_edge_term=True)
+    b = {"user_id": torch.tensor([1, 2, 3, 4, 5, 6]), "item_id": torch.tensor([1, 2, 3, 4, 5, 6]),
+         "neg_item_id": torch.tensor([2, 3, 4, 5, 6, 7])}
+    model.calculate_loss(b).backward()
+    assert model.aux_edge_weight.grad.abs().sum() > 0 and model.aux_edge_reliability.weight.grad.abs().sum() > 0
+
+
+def test_output_weights_mix_the_terms_as_stated():
+    model = make_model(fused_weight=0.25, global_weight=0.5, residual_weight=2.0)
+    randomise_filters(model)
+    with torch.no_grad():
+        raw_global, purified, views = model._views()
+        expected = 0.25 * model.attention(purified, views) + 0.5 * purified + 2.0 * raw_global
+    torch.testing.assert_close(final_embeddings(model), expected)
+
+
+@pytest.mark.parametrize("recipe", ["SpectraMB-official.yaml", "SpectraMB-official-tmall.yaml"])
+def test_official_recipe_is_one_config_file(recipe, workdir):
+    from recbole_spectral.config import SpectralConfig
+
+    path = paths.recipe_file(recipe)
+    config = SpectralConfig("SpectraMB", "ml-100k-mb", [str(path)], {"use_gpu": False})
+    expected = {"init": "normal", "init_std": 0.1, "filter_init": "random", "n_layers": 3, "reg_weight": 0.0,
+                "final_reg_weight": 1e-3, "weight_decay": 1e-3, "fused_weight": 1 / 64, "global_weight": 0.0,
+                "residual_weight": 1.25 if "tmall" not in recipe else 1.0, "learning_rate": 1e-3,
+                "train_batch_size": 1024, "epochs": 200, "stopping_step": 10, "view_mode": "parallel",
+                "extra_views": [], "aux_edge_term": False}
+    assert {k: config[k] for k in expected} == expected
