@@ -77,3 +77,39 @@ def test_ssr_bands_removed_at_inference_and_band_figures(workdir):
     for name in report["figures"]:
         assert (workdir / "ssr" / f"{name}.png").is_file()
     assert finite_numbers(report["figures"]) and finite_numbers(report["removed_at_inference"])
+
+
+def test_spectramb_views_removed_at_inference_and_view_figures(workdir):
+    model_file, test_result = checkpoint_of(workdir, "SpectraMB", "ml-100k-mb")
+    report = diagnose(model_file, str(workdir / "smb"))
+    removed = report["removed_at_inference"]
+    assert removed["nothing removed"] == pytest.approx(dict(test_result))  # the same evaluator as the test
+    assert set(removed) == {"nothing removed", "dislike view removed", "neutral view removed", "like view removed"}
+    assert {"filter_response", "view_shares", "view_shares_by_activity"} <= set(report["figures"])
+    responses = report["figures"]["filter_response"]["data"]
+    assert set(responses) == {"dislike", "neutral", "like", "global"} and len(responses["like"]) == 64 // 2 + 1
+    for name in report["figures"]:
+        assert (workdir / "smb" / f"{name}.png").is_file()
+    assert finite_numbers(report["figures"]) and finite_numbers(removed)
+
+
+def test_view_shares_sum_to_one_per_node():
+    from recbole_spectral.model.multibehavior.spectramb import SpectraMB
+    from tests.helpers import TinyMultiBehaviorDataset, model_config
+
+    torch.manual_seed(0)
+    model = SpectraMB(model_config("SpectraMB", embedding_size=8, attention_size=4), TinyMultiBehaviorDataset())
+    with torch.no_grad():
+        shares = model.view_shares()
+    torch.testing.assert_close(shares[1:].sum(1), torch.ones(shares.shape[0] - 1))
+
+
+def test_a_checkpoint_whose_dataset_is_gone_is_one_line(workdir, capsys):
+    import shutil
+
+    model_file, _ = checkpoint_of(workdir, "SpectraMB", "ml-100k-mb")
+    shutil.rmtree(workdir / "dataset_atomic" / "ml-100k-mb")
+    (workdir / "dataset_atomic" / "ml-100k-mb").mkdir()  # an empty folder: the atomic files are missing
+    assert cli_main(["diagnose", f"--model_file={model_file}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "ml-100k-mb" in err and "\n" not in err
