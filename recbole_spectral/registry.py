@@ -10,7 +10,14 @@ from recbole_spectral.errors import SpectralError
 
 # name -> module holding the class of the same name (one model per file, named after it)
 PLUGIN_MODELS = {
+    # multi-behavior
     "SpectraMB": "recbole_spectral.model.multibehavior.spectramb",
+    "CRGCN": "recbole_spectral.model.multibehavior.crgcn",
+    "MBCGCN": "recbole_spectral.model.multibehavior.mbcgcn",
+    "MuLe": "recbole_spectral.model.multibehavior.mule",
+    "HistoryPop": "recbole_spectral.model.multibehavior.historypop",
+    "CascadingRank": "recbole_spectral.model.multibehavior.cascadingrank",
+    # multimodal
     "SSR": "recbole_spectral.model.multimodal.ssr",
 }
 
