@@ -89,24 +89,32 @@ class CascadingRank(TrainingFreeRecommender):
             self.item_queries.append(CSRRows(sp.diags(_inverse(du, -1.0)) @ a, self.device))
 
     def _stage(self, b, q_u, q_i, c_u, c_i):
-        """Power iteration for behavior b on n_users x B and n_items x B blocks; per-column convergence."""
+        """Power iteration for behavior b on n_users x B and n_items x B blocks; per-column convergence:
+        a column (user) keeps the values of the iteration where its own L1 change first is <= tolerance."""
         graph, graph_t = self.smoothing[b], self.smoothing_t[b]
-        r_u, r_i = q_u.clone(), q_i.clone()
-        out_u, out_i = r_u.clone(), r_i.clone()
-        done = torch.zeros(q_u.shape[1], dtype=torch.bool, device=q_u.device)
         fixed_u = self.alpha * q_u + self.beta * c_u
         fixed_i = self.alpha * q_i + self.beta * c_i
+        r_u, r_i = q_u, q_i
+        out_u = out_i = None  # allocated only when some columns converge before others
+        done = torch.zeros(q_u.shape[1], dtype=torch.bool, device=q_u.device)
         for _ in range(self.max_iter):
-            new_u = self.gamma * torch.sparse.mm(graph, r_i) + fixed_u
-            new_i = self.gamma * torch.sparse.mm(graph_t, r_u) + fixed_i
-            residual = (new_u - r_u).abs().sum(0) + (new_i - r_i).abs().sum(0)
+            new_u = torch.addmm(fixed_u, graph, r_i, alpha=self.gamma)     # γ Ã r_i + α q_u + β c_u
+            new_i = torch.addmm(fixed_i, graph_t, r_u, alpha=self.gamma)   # γ Ã^T r_u + α q_i + β c_i
+            residual = (new_u - r_u).abs_().sum(0) + (new_i - r_i).abs_().sum(0)
             fresh = ~done & (residual <= self.tolerance)
             r_u, r_i = new_u, new_i
-            keep = ~done  # columns not yet frozen take this iteration's values
-            out_u[:, keep], out_i[:, keep] = new_u[:, keep], new_i[:, keep]
-            done |= fresh
-            if bool(done.all()):
-                break
+            if bool(fresh.any()):
+                if out_u is None:
+                    if bool(fresh.all()):  # every column converged together: nothing to freeze
+                        return new_u, new_i
+                    out_u, out_i = torch.empty_like(new_u), torch.empty_like(new_i)
+                out_u[:, fresh], out_i[:, fresh] = new_u[:, fresh], new_i[:, fresh]
+                done |= fresh
+                if bool(done.all()):
+                    return out_u, out_i
+        if out_u is None:
+            return r_u, r_i
+        out_u[:, ~done], out_i[:, ~done] = r_u[:, ~done], r_i[:, ~done]  # max_iter reached
         return out_u, out_i
 
     @torch.no_grad()
