@@ -21,9 +21,11 @@ the row's ``saved/`` folder).
 
 Recipes (``ROWS``): each model's published setting (its YAML defaults, sources in the YAML comments) unless a
 CPU budget forced a change, which ``ROWS`` states in its note; all measured on taobao-15k on the shared
-2-core machine (train seconds per epoch, load ~10): CRGCN 13 s (batch 4096), MB-CGCN 50 s (batch 2048) plus
-a 56 s warm-up epoch, MuLe 43 s (batch 8192; 20 min at its published batch 1024 before the SDDMM rewrite,
-~5 min after), LightGCN and SpectraMB from benchmarks/results/mb_baselines.md and spectramb.md.
+2-core machine (train seconds per epoch at load ~2 / ~10): CRGCN 3 / 13 s (batch 4096), MB-CGCN 11 / 50 s
+(batch 2048) plus 18 / 56 s per warm-up epoch, MuLe 16 / 43 s (batch 8192; ~2 / 5 min at its published batch
+1024), LightGCN and SpectraMB from benchmarks/results/mb_baselines.md and spectramb.md. Training-free rows,
+measured once on taobao-15k: HistoryPop test HR@10 0.2596; CascadingRank 0.3330 / NDCG@10 0.1627 (published
+0.3324 / 0.1626), each full-ranking evaluation 4-10 min.
 """
 import argparse
 import csv
