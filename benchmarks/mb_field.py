@@ -66,7 +66,7 @@ ROWS = [
     ("CRGCN", "CRGCN", {}, "published lr 0.01, reg 1e-3; 4096 target rows per step"),
     ("MB-CGCN", "MBCGCN", {}, "published lr 0.001, batch 2048, layers 3/4/3; warm-up 10 epochs on the first behavior"),
     ("MuLe", "MuLe", {"train_batch_size": 8192, "learning_rate": 0.001},
-     "published lr 1e-4 at batch 1024 for 100 epochs is ~5 min/epoch here: batch 8192, lr 1e-3 (CPU budget)"),
+     "published lr 1e-4 at batch 1024 for 100 epochs is 2-5 min/epoch here: batch 8192, lr 1e-3 (CPU budget)"),
     ("SpectraMB", "SpectraMB", {"train_batch_size": 16384, "learning_rate": 0.01}, "recipe of benchmarks/results/spectramb.md"),
 ]
 
