@@ -8,9 +8,16 @@ import pkgutil
 
 from recbole_spectral.errors import SpectralError
 
-# name -> module holding the class of the same name (one model per file, named after it)
+# name -> module holding the class of the same name (one model per file, named after it, grouped by the
+# dataset kind it needs). Adding a model = its file, properties/model/<Name>.yaml and one line here.
 PLUGIN_MODELS = {
+    # multi-behavior
     "SpectraMB": "recbole_spectral.model.multibehavior.spectramb",
+    "CRGCN": "recbole_spectral.model.multibehavior.crgcn",
+    "MBCGCN": "recbole_spectral.model.multibehavior.mbcgcn",
+    "MuLe": "recbole_spectral.model.multibehavior.mule",
+    "HistoryPop": "recbole_spectral.model.multibehavior.historypop",
+    "CascadingRank": "recbole_spectral.model.multibehavior.cascadingrank",
     # multimodal
     "SSR": "recbole_spectral.model.multimodal.ssr",
     "VBPR": "recbole_spectral.model.multimodal.vbpr",

@@ -20,7 +20,7 @@ optimiser step — the plugin's trainer calls :meth:`clear_cache` from an optimi
 """
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
+from recbole.utils import InputType, ModelType
 
 from recbole_spectral.errors import ConfigError
 
@@ -107,3 +107,34 @@ class EmbeddingRecommender(SpectralRecommender):
     def load_state_dict(self, state_dict, strict=True, **kwargs):
         self.clear_cache()  # the trainer reloads the best weights before testing
         return super().load_state_dict(state_dict, strict=strict, **kwargs)
+
+
+class TrainingFreeRecommender(SpectralRecommender):
+    """A RecBole "traditional" model: scores come from the training data, nothing is learned.
+
+    RecBole gives ``ModelType.TRADITIONAL`` models its ``TraditionalTrainer`` (one pass over the training
+    data, then validation and test). Here that pass does nothing: ``calculate_loss`` returns a zero loss on
+    a dummy parameter (so the optimiser has something to hold and every step leaves it at zero).
+    Subclasses implement ``score_users(users)`` -> len(users) x n_items scores; ``predict`` scores the
+    distinct users of a batch once and gathers the pairs.
+    """
+
+    type = ModelType.TRADITIONAL
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def calculate_loss(self, interaction):
+        return (self.dummy * 0.0).sum()
+
+    def score_users(self, users):
+        raise NotImplementedError
+
+    def predict(self, interaction):
+        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        distinct, position = torch.unique(users, return_inverse=True)
+        return self.score_users(distinct)[position, items]
+
+    def full_sort_predict(self, interaction):
+        return self.score_users(interaction[self.USER_ID]).reshape(-1)
