@@ -17,27 +17,13 @@ import platform
 import sys
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-class FirstBatches:
-    """The first ``n`` batches of a RecBole dataloader (same sampler and batch construction)."""
-
-    def __init__(self, loader, n):
-        self.loader, self.n = loader, n
-
-    def __iter__(self):
-        return islice(iter(self.loader), self.n)
-
-    def __len__(self):
-        return min(self.n, len(self.loader))
-
-    def __getattr__(self, name):
-        return getattr(self.loader, name)
+from ssr_scale import FirstBatches  # noqa: E402  (the first n batches of a loader)
 
 
 def build(model, dataset, settings):

@@ -300,3 +300,9 @@ def test_models_refuse_a_plain_dataset():
     for model_class in (CRGCN, MBCGCN, MuLe, HistoryPop, CascadingRank):
         with pytest.raises(ConfigError, match="multi-behavior dataset"):
             make(model_class, Plain())
+
+
+def test_sample_outside_falls_back_to_the_exact_complement_of_a_nearly_full_row():
+    rows = CSRRows(matrix(PAIRS["view"]))  # user 1 holds items 1, 2, 3 of 1..4: only item 4 is free
+    users = torch.ones(500, dtype=torch.long)
+    assert rows.sample_outside(users, max_rounds=0).tolist() == [4] * 500

@@ -64,12 +64,21 @@ class CSRRows:
         return self.keys[pos] == keys
 
     def sample_outside(self, rows, low=1, max_rounds=20):
-        """A uniform column in [low, n_cols) per row that is not stored in that row (rejection sampling,
-        redrawing only the rejected entries; after ``max_rounds`` the last draw is kept)."""
+        """A uniform column in [low, n_cols) per row that is not stored in that row: rejection sampling,
+        redrawing only the rejected entries; rows still rejected after ``max_rounds`` (nearly full rows) draw
+        exactly from their dense complement. A row with no free column keeps its last draw."""
         cols = torch.randint(low, self.shape[1], (len(rows),), device=rows.device)
         for _ in range(max_rounds):
             bad = self.contains(rows, cols)
             if not bool(bad.any()):
-                break
+                return cols
             cols[bad] = torch.randint(low, self.shape[1], (int(bad.sum()),), device=rows.device)
+        bad = self.contains(rows, cols)
+        if bool(bad.any()):
+            free = 1.0 - self.dense(rows[bad]).clamp(max=1.0)
+            free[:, :low] = 0.0
+            some = free.sum(1) > 0
+            if bool(some.any()):
+                idx = torch.nonzero(bad).squeeze(1)[some]
+                cols[idx] = torch.multinomial(free[some], 1).squeeze(1)
         return cols

@@ -62,6 +62,10 @@ class SpectralRecommender(GeneralRecommender):
         super().__init__(config, dataset)
         if kind == "multimodal":
             self.modalities = list(dataset.modalities)  # the dataset's modalities, in its order
+        elif kind == "multibehavior":  # funnel order, the target last; auxiliary = the others
+            self.behaviors = list(dataset.behaviors)
+            self.target_behavior = dataset.target_behavior
+            self.auxiliary_behaviors = [b for b in self.behaviors if b != self.target_behavior]
 
     def on_train_epoch_start(self, epoch_idx, train_data):
         """Per-epoch step before training epoch ``epoch_idx``; nothing by default."""
@@ -90,6 +94,13 @@ class EmbeddingRecommender(SpectralRecommender):
 
     def clear_cache(self):
         self._cached_embeddings = None
+
+    def bpr_loss(self, interaction):
+        """BPR, mean of softplus(ŷ(u, i⁻) − ŷ(u, i⁺)) over the batch, on fresh embeddings."""
+        user_e, item_e = self.compute_embeddings()
+        u = user_e[interaction[self.USER_ID]]
+        pos, neg = item_e[interaction[self.ITEM_ID]], item_e[interaction[self.NEG_ITEM_ID]]
+        return torch.nn.functional.softplus((u * neg).sum(-1) - (u * pos).sum(-1)).mean()
 
     def predict(self, interaction):
         user_e, item_e = self.embeddings()

@@ -66,7 +66,6 @@ class CascadingRank(TrainingFreeRecommender):
         super().__init__(config, dataset)
 
         # dataset facts
-        self.behaviors = list(dataset.behaviors)
 
         # hyperparameters (alpha + beta <= 1 involves two keys, so it is checked here)
         self.alpha, self.beta = config["alpha"], config["beta"]

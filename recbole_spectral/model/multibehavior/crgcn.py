@@ -65,7 +65,6 @@ class CRGCN(EmbeddingRecommender):
         super().__init__(config, dataset)
 
         # dataset facts: behaviors in funnel order (target last), one graph and one row index each
-        self.behaviors = list(dataset.behaviors)
         self.target_index = self.behaviors.index(dataset.target_behavior)
 
         # hyperparameters

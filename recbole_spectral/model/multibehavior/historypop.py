@@ -40,7 +40,6 @@ class HistoryPop(TrainingFreeRecommender):
         super().__init__(config, dataset)
 
         # dataset facts
-        self.auxiliary_behaviors = list(dataset.auxiliary_behaviors)
         n_aux = len(self.auxiliary_behaviors)
 
         # hyperparameters

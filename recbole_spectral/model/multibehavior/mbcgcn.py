@@ -62,7 +62,6 @@ class MBCGCN(EmbeddingRecommender):
         super().__init__(config, dataset)
 
         # dataset facts: behaviors in funnel order (target last)
-        self.behaviors = list(dataset.behaviors)
         n_stages = len(self.behaviors)
 
         # hyperparameters (the layer list must match this dataset's number of behaviors)
@@ -113,13 +112,8 @@ class MBCGCN(EmbeddingRecommender):
         return sum(t.pow(2).sum() for t in tensors) / (2.0 * batch)
 
     def calculate_loss(self, interaction):
-        user = interaction[self.USER_ID]
-        pos_item = interaction[self.ITEM_ID]
-        neg_item = interaction[self.NEG_ITEM_ID]
-
-        user_e, item_e = self.compute_embeddings()
-        u = user_e[user]
-        mf_loss = F.softplus((u * item_e[neg_item]).sum(-1) - (u * item_e[pos_item]).sum(-1)).mean()
+        user, pos_item, neg_item = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        mf_loss = self.bpr_loss(interaction)
         reg = self._l2(self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item),
                        *self.user_maps, *self.item_maps, batch=len(user))
         return mf_loss + self.reg_weight * reg

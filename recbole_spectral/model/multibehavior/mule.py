@@ -94,9 +94,6 @@ class MuLe(EmbeddingRecommender):
         super().__init__(config, dataset)
 
         # dataset facts
-        self.behaviors = list(dataset.behaviors)
-        self.target_behavior = dataset.target_behavior
-        self.auxiliary_behaviors = list(dataset.auxiliary_behaviors)
 
         # hyperparameters
         self.embedding_size = config["embedding_size"]
@@ -156,9 +153,4 @@ class MuLe(EmbeddingRecommender):
         return torch.split(final, [self.n_users, self.n_items])
 
     def calculate_loss(self, interaction):
-        user = interaction[self.USER_ID]
-        pos_item = interaction[self.ITEM_ID]
-        neg_item = interaction[self.NEG_ITEM_ID]
-        user_e, item_e = self.compute_embeddings()
-        u = user_e[user]
-        return F.softplus((u * item_e[neg_item]).sum(-1) - (u * item_e[pos_item]).sum(-1)).mean()
+        return self.bpr_loss(interaction)

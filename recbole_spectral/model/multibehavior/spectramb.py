@@ -138,9 +138,6 @@ class SpectraMB(EmbeddingRecommender):
         super().__init__(config, dataset)
 
         # dataset facts: one graph per behavior (funnel order, target included) and one on their union
-        self.behaviors = list(dataset.behaviors)
-        self.target_behavior = dataset.target_behavior
-        self.auxiliary_behaviors = [b for b in self.behaviors if b != self.target_behavior]
 
         # hyperparameters
         self.embedding_size = config["embedding_size"]
