@@ -10,7 +10,7 @@ import torch
 from recbole.data import data_preparation as recbole_data_preparation
 
 from recbole_spectral.config import SpectralConfig
-from recbole_spectral.data import create_dataset, data_preparation
+from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
 from recbole_spectral.data.atomic import write_multibehavior_folder
 from recbole_spectral.data.builders.ml100k_mb import split_frames
 from recbole_spectral.data.multibehavior import MultiBehaviorDataset
@@ -229,6 +229,7 @@ def test_ml100k_mb_maps_ratings_and_leaves_out_latest_likes():
 def test_ml100k_mb_recbole_trains_on_likes_only_in_one_id_space(workdir):
     splits = split_frames()
     config = SpectralConfig("BPR", "ml-100k-mb", config_dict=FAST)
+    ensure_dataset_files(config)  # builds the shipped dataset on first use
     train, valid, test = data_preparation(config, create_dataset(config))
     raw = splits["train"]
     likes = raw[raw["behavior"] == "like"]
