@@ -224,7 +224,11 @@ def diagnose(model_file, out_dir=None, reference_file=None):
     if ablations is not None:
         report["removed_at_inference"] = ablations
 
-    metric = next((m for m in ("hit@10", "recall@20", "ndcg@10") if m in test_result), next(iter(test_result)))
+    # the field's headline metric: HR@10 for multi-behavior data, Recall@20 otherwise
+    from recbole_spectral.model.base import dataset_kind_of
+
+    preferred = ("hit@10", "recall@20") if dataset_kind_of(train_data._dataset) == "multibehavior" else ("recall@20", "hit@10")
+    metric = next((m for m in (*preferred, "ndcg@10") if m in test_result), next(iter(test_result)))
     figures = [{
         "name": "user_degree", "kind": "bars", "title": f"test {metric} by user degree (training interactions)",
         "ylabel": metric, "data": {bucket: {name: rows[bucket].get(metric, 0.0) for name, rows in report["by_user_degree"].items()}

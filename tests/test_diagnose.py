@@ -69,8 +69,8 @@ def test_ssr_bands_removed_at_inference_and_band_figures(workdir):
     report = diagnose(model_file, str(workdir / "ssr"))
     removed = report["removed_at_inference"]
     assert removed["nothing removed"] == pytest.approx(dict(test_result))  # the same evaluator as the test
-    assert set(removed) == {"nothing removed", "band 1 removed", "band 2 removed", "band 3 removed"}
-    assert removed["band 1 removed"] != removed["nothing removed"]
+    assert set(removed) == {"nothing removed", "without band 1", "without band 2", "without band 3"}
+    assert removed["without band 1"] != removed["nothing removed"]
     shares = [v["share"] for v in report["figures"]["band_energy"]["data"].values()]
     assert sum(shares) == pytest.approx(1.0, abs=1e-6)
     assert {"band_energy", "band_mixing_users", "band_mixing_items", "band_alignment"} <= set(report["figures"])
@@ -84,7 +84,7 @@ def test_spectramb_views_removed_at_inference_and_view_figures(workdir):
     report = diagnose(model_file, str(workdir / "smb"))
     removed = report["removed_at_inference"]
     assert removed["nothing removed"] == pytest.approx(dict(test_result))  # the same evaluator as the test
-    assert set(removed) == {"nothing removed", "dislike view removed", "neutral view removed", "like view removed"}
+    assert set(removed) == {"nothing removed", "without dislike", "without neutral", "without like"}
     assert {"filter_response", "view_shares", "view_shares_by_activity"} <= set(report["figures"])
     responses = report["figures"]["filter_response"]["data"]
     assert set(responses) == {"dislike", "neutral", "like", "global"} and len(responses["like"]) == 64 // 2 + 1

@@ -261,7 +261,7 @@ class SpectraMB(EmbeddingRecommender):
 
     def inference_ablations(self):
         """View b removed at inference: its purified view P_b set to zero before the fusion."""
-        return {f"{name} view removed": partial(self._without_view, i) for i, name in enumerate(self.view_names)}
+        return {f"without {name}": partial(self._without_view, i) for i, name in enumerate(self.view_names)}
 
     def view_shares(self):
         """Per node, each view's share ‖term_b‖ / Σ_b' ‖term_b'‖ of the fused representation, where term_b is

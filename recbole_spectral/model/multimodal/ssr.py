@@ -567,7 +567,7 @@ class SSR(EmbeddingRecommender):
 
     def inference_ablations(self):
         """Band b removed at inference: B_b set to zero for every node before the fusion."""
-        return {f"band {b + 1} removed": partial(self._without_band, b) for b in range(self.n_bands)}
+        return {f"without band {b + 1}": partial(self._without_band, b) for b in range(self.n_bands)}
 
     def diagnostics(self):
         """Figure specs: band energy shares and borders, the band-mixing kernel(s), per-band alignment."""
