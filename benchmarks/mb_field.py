@@ -48,7 +48,7 @@ COMMON = {
     "valid_metric": "Hit@10",
     "metrics": ["Hit", "NDCG"],
     "topk": [10, 20],
-    "eval_batch_size": 20_000_000,  # user x item scores per evaluation batch
+    "eval_score_budget": 20_000_000,  # user x item scores per full-sort evaluation batch
     "use_gpu": False,
     "show_progress": False,
 }
@@ -56,7 +56,7 @@ COMMON = {
 # (row label, model, settings over COMMON and the model's YAML, note on the recipe)
 ROWS = [
     ("HistoryPop", "HistoryPop", {}, "training-free"),
-    ("CascadingRank", "CascadingRank", {"eval_batch_size": 5_000_000},
+    ("CascadingRank", "CascadingRank", {"eval_score_budget": 5_000_000},
      "training-free; published per-dataset α, β (taobao 0/0.9, tmall 0.7/0.2)"),
     ("LightGCN (target only)", "LightGCN", {"learning_rate": 0.005, "train_batch_size": 8192, "n_layers": 3},
      "RecBole LightGCN, recipe of benchmarks/results/mb_baselines.md"),

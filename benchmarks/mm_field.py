@@ -103,7 +103,7 @@ def settings(args, dataset):
         "data_path": args.data, "checkpoint_dir": os.path.join(args.work, "saved", dataset),
         "epochs": args.max_epochs, "stopping_step": args.stopping_step, "eval_step": 1,
         "valid_metric": "Recall@20", "metrics": ["Recall", "NDCG"], "topk": [10, 20],
-        "cold_start_threshold": 5, "train_batch_size": 2048, "eval_batch_size": 4096000,
+        "cold_start_threshold": 5, "train_batch_size": 2048,
         "use_gpu": False, "show_progress": False, "reproducibility": True, "state": "INFO",
     }
 
