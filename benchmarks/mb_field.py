@@ -67,7 +67,8 @@ ROWS = [
     ("MB-CGCN", "MBCGCN", {}, "published lr 0.001, batch 2048, layers 3/4/3; warm-up 10 epochs on the first behavior"),
     ("MuLe", "MuLe", {"train_batch_size": 8192, "learning_rate": 0.001},
      "published lr 1e-4 at batch 1024 for 100 epochs is 2-5 min/epoch here: batch 8192, lr 1e-3 (CPU budget)"),
-    ("SpectraMB", "SpectraMB", {"train_batch_size": 16384, "learning_rate": 0.01}, "recipe of benchmarks/results/spectramb.md"),
+    ("SpectraMB", "SpectraMB", {}, "the model YAML's CPU recipe (batch 4096, lr 2e-3); defaults provisional until "
+     "benchmarks/spectramb_field.py's grid has run"),
 ]
 
 PER_DATASET = {  # published per-dataset settings
