@@ -16,6 +16,8 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
     shipped = sorted(p.relative_to(ROOT / "properties").as_posix() for p in (ROOT / "properties").rglob("*") if p.is_file())
     assert shipped and all(f"recbole_spectral/properties/{name}" in names for name in shipped)
     assert any(n.endswith("entry_points.txt") for n in names)
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recbole_spectral").rglob("*.py"))
+    assert [m for m in modules if m not in names] == []  # every subpackage is listed in pyproject
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
