@@ -1,7 +1,7 @@
 """The multimodal field side by side: BPR, LightGCN (tuned), VBPR, FREEDOM, LGMRec, SMORE and SSR on TikTok and
 the real-text ml100k, through ``recbole_spectral.compare.compare_models`` (same split for every run).
 
-Protocol (issue 13): seeds 2020, 2021, 2022; full ranking; test Recall/NDCG @10/@20 and cold-start metrics
+Protocol: seeds 2020, 2021, 2022; full ranking; test Recall/NDCG @10/@20 and cold-start metrics
 (``cold_start_threshold: 5``: users with <= 5 training interactions); early stopping on validation Recall@20
 with ``stopping_step`` 10 evaluations (one per epoch) and an epoch cap (1000) far above what any row needs —
 the report flags a row that reached the cap. Every model trains with its published recipe (its
@@ -280,7 +280,7 @@ def main(argv=None):
     p.add_argument("--timing_epochs", type=int, default=2)
     args = p.parse_args(argv)
     if args.stopping_step < 10:
-        p.error("--stopping_step must be >= 10 (issue 13: patience of at least 10 evaluations)")
+        p.error("--stopping_step must be >= 10 (patience of at least 10 evaluations)")
     args.data = os.path.abspath(args.data)
     os.environ["RECBOLE_SPECTRAL_DATA"] = args.data
     for dataset in args.datasets:

@@ -1,4 +1,4 @@
-"""SpectraMB at the level of the field (issue 12): every number, through ``recbole_spectral.compare``.
+"""SpectraMB at the level of the field: every number, through ``recbole_spectral.compare``.
 
 Each (part, dataset, variant) is one ``compare_models(["SpectraMB"], ...)`` call with ``resume=True`` in a
 folder per dataset and (effective settings, seeds): ``<out-dir>/<dataset>/runs/<key>-seeds-.../`` (runs.csv,
@@ -253,7 +253,7 @@ def write_report(out_dir, report):
               "ablations": "Ablations", "robustness": "Robustness"}
     commands = sorted({e["command"] for e in entries})
     lines = [
-        "# SpectraMB at the level of the field (issue 12)", "",
+        "# SpectraMB at the level of the field", "",
         "Made by (repository root, converted datasets in $RECBOLE_SPECTRAL_DATA; each command resumes finished runs):", "",
         "```", *commands, "```", "",
         "Protocol: RecBole full ranking over all items on the converted CRGCN-layout datasets (one training buy per "

@@ -1,4 +1,4 @@
-"""SpectraMB epoch time ÷ LightGCN (all behaviors) epoch time, same batch size, one process (issue 12).
+"""SpectraMB epoch time ÷ LightGCN (all behaviors) epoch time, same batch size, one process.
 
 Both models train through the plugin's trainer (``trainer._train_epoch``) on the same converted dataset:
 SpectraMB on the training target rows (its auxiliary behaviors are graphs), RecBole's LightGCN with

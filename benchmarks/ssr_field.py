@@ -1,4 +1,4 @@
-"""SSR at the level of the field (issue 14): the default-selection grid on validation and the ablations at
+"""SSR at the level of the field: the default-selection grid on validation and the ablations at
 convergence, every run through ``recbole_spectral.compare.compare_models(resume=True)``.
 
 Steps (``--steps``, default all):
@@ -131,7 +131,7 @@ def mean_std(values, digits=4):
 
 
 def report(args):
-    lines = ["# SSR at the level of the field: default selection and ablations (issue 14)", "",
+    lines = ["# SSR at the level of the field: default selection and ablations", "",
              "Produced by `benchmarks/ssr_field.py` (every run through `compare_models(resume=True)`); settings "
              f"{json.dumps(COMMON)}, at most {1 if args.smoke else args.max_epochs} epochs. Raw rows: `{args.out_root}/<step>/<dataset>/<variant>/runs.csv`.", ""]
     for dataset in args.grid_datasets:

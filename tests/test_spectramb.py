@@ -157,7 +157,7 @@ def test_odd_embedding_size_through_the_cli_is_one_line(workdir):
     assert "config key 'embedding_size'" in proc.stderr.strip().splitlines()[-1] and "got 63" in proc.stderr
 
 
-# -- options of issue 12: init, filter init, regularisers, output weights, views, auxiliary edges ------
+# -- options: init, filter init, regularisers, output weights, views, auxiliary edges ------
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
