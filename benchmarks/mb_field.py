@@ -6,12 +6,10 @@ row runs with every seed on the same converted split, full ranking over all item
 stopping on validation HR@10 with ``stopping_step`` >= 10 evaluations and an epoch cap far above where
 runs stop (the table states epochs run, so a capped run would be visible). Each row's results go to
 ``<out_dir>/<dataset>/<row>/`` (compare's runs.csv, summary.md); a row whose runs.csv already holds an ok
-run for every seed is skipped, so the script resumes after an interruption (and passes ``resume=True`` to
-``compare_models`` when that parameter exists). Then ``benchmarks/results/mb_field.md`` gets one table per
+run is not run again (``compare_models(..., resume=True)``), so the script resumes after an interruption. Then ``benchmarks/results/mb_field.md`` gets one table per
 dataset, the published figures beside the measured ones, and a diagnostic column: the share of the top-10
 test recommendations that are items from the user's own auxiliary history, computed from each run's best
-checkpoint (compare rows carry ``model_file``; without that column, the newest checkpoint of the seed in
-the row's ``saved/`` folder).
+checkpoint (compare rows carry ``model_file``).
 
     RECBOLE_SPECTRAL_DATA=/tmp/mbdata nice -n 5 python benchmarks/mb_field.py --datasets taobao-15k \
         --out_dir results/mb_field
@@ -29,7 +27,6 @@ measured once on taobao-15k: HistoryPop test HR@10 0.2596; CascadingRank 0.3330 
 """
 import argparse
 import csv
-import inspect
 import json
 import math
 import os
@@ -111,20 +108,14 @@ def ensure_converted(dataset, data_dir, shared):
 def run_rows(dataset, seeds, out_dir, only):
     from recbole_spectral.compare import compare_models
 
-    supports_resume = "resume" in inspect.signature(compare_models).parameters
     for label, model, settings, _ in ROWS:
         if only and label not in only:
             continue
         row_dir = out_dir / dataset / slug(label)
-        done = {r["seed"] for r in read_rows(row_dir / "runs.csv") if r.get("status") == "ok"}
-        if not supports_resume and all(str(s) in done for s in seeds):
-            print(f"[{dataset}] {label}: all seeds done, skipped", flush=True)
-            continue
         config = {**COMMON, **settings, **PER_DATASET.get(dataset, {}).get(model, {}),
                   "checkpoint_dir": str(row_dir / "saved")}
-        extra = {"resume": True} if supports_resume else {}
         print(f"[{dataset}] {label}: seeds {seeds}", flush=True)
-        compare_models([model], dataset, seeds, config_dict=config, out_dir=str(row_dir), **extra)
+        compare_models([model], dataset, seeds, config_dict=config, out_dir=str(row_dir), resume=True)
 
 
 def aux_history_share(model_file, k=10):
@@ -159,18 +150,8 @@ def aux_history_share(model_file, k=10):
 
 
 def model_files(row_dir, rows):
-    """{seed: checkpoint}: the rows' ``model_file`` column, else the newest checkpoint in ``row_dir/saved``
-    whose stored settings hold that seed."""
-    found = {r["seed"]: r["model_file"] for r in rows if r.get("model_file")}
-    if len(found) < len(rows):
-        from recbole_spectral.checkpoint import load_checkpoint
-
-        for path in sorted((row_dir / "saved").glob("*.pth"), key=os.path.getmtime):
-            seed = str(load_checkpoint(path)["config"]["settings"].get("seed"))
-            found.setdefault(seed, None)
-            if not any(r.get("model_file") for r in rows if r["seed"] == seed):
-                found[seed] = str(path)
-    return found
+    """{seed: checkpoint}: compare's ``model_file`` column."""
+    return {r["seed"]: r["model_file"] for r in rows if r.get("model_file")}
 
 
 def shares(out_dir, dataset):

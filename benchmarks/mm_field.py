@@ -10,8 +10,8 @@ layers are chosen on validation first (a small grid run through ``compare``, fir
 RecBole's defaults; SSR uses learning rate 0.001 (its validation-best setting in benchmarks/results/ssr.md).
 
 Steps (each one a ``compare`` run with its own ``out_dir`` under ``--out_root/<dataset>/``, so an interrupted
-benchmark resumes: a finished step is read back from its runs.csv; ``resume=True`` is passed to
-``compare_models`` where it has that parameter):
+benchmark resumes: every step calls ``compare_models(..., resume=True)``, which keeps the finished runs
+of its runs.csv):
 
   prepare   convert the MMRec folders of ``--shared`` into atomic datasets under ``--data`` (outside the repo)
   timing    every model for ``--timing_epochs`` epochs at the first seed (epoch time; a recipe check)
@@ -27,7 +27,6 @@ under benchmarks/results/mm_field/ and the report).
 """
 import argparse
 import csv
-import inspect
 import json
 import os
 import statistics
@@ -133,11 +132,7 @@ def finished(out_dir, models, seeds):
 def run_compare(models, dataset, seeds, config, out_dir, per_model=None):
     from recbole_spectral.compare import compare_models
 
-    kwargs = {"resume": True} if "resume" in inspect.signature(compare_models).parameters else {}
-    if not kwargs and finished(out_dir, models, seeds):
-        print(f"{out_dir}: finished earlier, read back", flush=True)
-        return read_rows(out_dir)
-    return compare_models(models, dataset, seeds, config, out_dir, per_model or {}, **kwargs)
+    return compare_models(models, dataset, seeds, config, out_dir, per_model or {}, resume=True)
 
 
 # -- steps -----------------------------------------------------------------------------------------------

@@ -50,9 +50,15 @@ def _quiet_console():
             handler.setLevel(max(handler.level, logging.WARNING))
 
 
+# where a run reads and writes, not what it computes: left out of the settings key, so a results folder
+# moved elsewhere (or a run made with another checkpoint folder) still resumes
+_LOCATION_KEYS = ("checkpoint_dir", "data_path", "log_root", "knn_cache_dir")
+
+
 def settings_key(model, dataset, seed, split_seed, config_file_list, settings):
     """A short hash of everything that defines one run: a finished row with the same key is reused by
     ``resume``."""
+    settings = {k: v for k, v in settings.items() if k not in _LOCATION_KEYS}
     files = []
     for path in config_file_list or []:
         with open(path, "rb") as fp:
