@@ -124,11 +124,6 @@ def read_rows(out_dir):
     return rows
 
 
-def finished(out_dir, models, seeds):
-    done = {(r["model"], int(r["seed"])) for r in read_rows(out_dir) if r.get("status") == "ok"}
-    return all((m, s) in done for m in models for s in seeds)
-
-
 def run_compare(models, dataset, seeds, config, out_dir, per_model=None):
     from recbole_spectral.compare import compare_models
 
