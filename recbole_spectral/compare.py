@@ -31,6 +31,7 @@ from logging import getLogger
 
 import yaml
 
+from recbole_spectral import paths
 from recbole_spectral.config import SpectralConfig, parse_cli_value, split_overrides
 from recbole_spectral.errors import ConfigError, one_line
 from recbole_spectral.quick_start import start_run, train_and_test
@@ -63,6 +64,10 @@ def settings_key(model, dataset, seed, split_seed, config_file_list, settings):
     for path in config_file_list or []:
         with open(path, "rb") as fp:
             files.append(hashlib.sha1(fp.read()).hexdigest())
+    # the plugin's shipped defaults too: a run made before a model's (or dataset's) YAML changed is not reused
+    for path in (paths.model_properties_file(model_name(model)), paths.dataset_properties_file(dataset)):
+        if path.is_file():
+            files.append(hashlib.sha1(path.read_bytes()).hexdigest())
     text = json.dumps([model_name(model), dataset, seed, split_seed, files, settings], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 

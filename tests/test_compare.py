@@ -192,3 +192,15 @@ def test_rows_are_written_as_runs_end_and_resume_skips_finished_runs(workdir, ca
                              out_dir=str(out), resume=True)
     assert "BPR seed=2020 started" in capsys.readouterr().out  # other settings: run again
     assert changed[0]["settings_key"] != again[0]["settings_key"]
+
+
+def test_the_settings_key_follows_the_shipped_model_defaults(tmp_path, monkeypatch):
+    from recbole_spectral import compare, paths
+
+    yaml_file = tmp_path / "SpectraMB.yaml"
+    monkeypatch.setattr(paths, "model_properties_file", lambda model: yaml_file)
+    yaml_file.write_text("n_layers: 1\n")
+    before = compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5})
+    assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) == before
+    yaml_file.write_text("n_layers: 3\n")  # a changed default is another run: resume must not reuse the old one
+    assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) != before
