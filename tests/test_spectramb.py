@@ -12,8 +12,16 @@ from tests.helpers import TinyMultiBehaviorDataset, model_config, run_cli
 N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_items
 
 
+# The structural tests below run on the paper's plain configuration (xavier init, identity filters, one layer,
+# unit output weights, no auxiliary-edge term), where switches and hand computations are exact; the shipped
+# defaults (the official model part + the auxiliary-edge term) are checked on their own.
+PLAIN = {"init": "xavier", "filter_init": "identity", "n_layers": 1, "fused_weight": 1.0, "global_weight": 1.0,
+         "residual_weight": 1.0, "aux_edge_term": False, "reg_weight": 1e-4, "final_reg_weight": 0.0,
+         "weight_decay": 0.0}
+
+
 def make_config(**overrides):
-    return model_config("SpectraMB", **{"embedding_size": 8, "attention_size": 4, **overrides})
+    return model_config("SpectraMB", **{"embedding_size": 8, "attention_size": 4, **PLAIN, **overrides})
 
 
 def make_model(**overrides):
@@ -38,9 +46,24 @@ def final_embeddings(model):
 
 
 def test_defaults_are_read_from_the_yaml():
-    model = make_model()
-    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (1, "static", "attention", "feature")
+    torch.manual_seed(0)
+    model = SpectraMB(model_config("SpectraMB", embedding_size=8, attention_size=4), TinyMultiBehaviorDataset())
+    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (3, "static", "attention", "feature")
     assert len(model.view_filters) == 3 and model.attention.dim == 8
+    # chosen by validation on taobao-15k: the auxiliary-edge term (beyond the paper) is on, α_b starts at 1
+    torch.testing.assert_close(model.aux_edge_weight.detach(), torch.ones(2))
+
+
+def test_the_defaults_are_the_official_model_part_plus_the_auxiliary_edge_term():
+    from recbole_spectral.config import SpectralConfig
+
+    default = SpectralConfig("SpectraMB", "ml-100k-mb", config_dict={"use_gpu": False})
+    official = SpectralConfig("SpectraMB", "ml-100k-mb", [str(paths.recipe_file("SpectraMB-official.yaml"))],
+                              {"use_gpu": False})
+    model_keys = set(SpectraMB.hyperparameters) - {"aux_edge_term", "aux_edge_init"} | {"weight_decay"}
+    assert {k: default[k] for k in model_keys} == {k: official[k] for k in model_keys}
+    assert default["aux_edge_term"] and not official["aux_edge_term"]
+    assert (default["train_batch_size"], default["learning_rate"], default["stopping_step"]) == (4096, 2e-3, 10)
 
 
 @pytest.mark.parametrize("variant", [{}, {"filter_mode": "context"}, {"attention_softmax": "view"}])
