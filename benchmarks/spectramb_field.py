@@ -9,18 +9,17 @@ report (``--report``) is rebuilt from those.
 
 Parts (``--parts``):
   grid        default selection on VALIDATION HR@10, 1 seed (``--grid-seeds``), every dataset: the YAML
-              default, the official recipe (properties/recipes/SpectraMB-official[-tmall].yaml, model part,
-              CPU schedule), and each option on top of the default (init, filter init, weight decay,
-              final-embedding penalty, official output weights, layers, cascading views, MuLe views,
-              the auxiliary-edge term — beyond the paper).
-  main        the YAML default, the official recipe, default + auxiliary-edge term, every dataset, 3 seeds.
-              The multi-behavior baselines (LightGCN, CRGCN, MB-CGCN, MuLe, HistoryPop, CascadingRank) are
-              run by benchmarks/mb_field.py on the same converted datasets (same split files, same metrics,
-              full ranking with only training target items masked, early stopping on validation HR@10).
-  ablations   no spectral filter, mean fusion, no residual global, view vs feature softmax, 1/2/3 layers;
-              first dataset, 3 seeds.
+              default (the official model part + the auxiliary-edge term, beyond the paper), the official
+              recipe (properties/recipes/SpectraMB-official[-tmall].yaml, model part, CPU schedule: the
+              paper's model), the auxiliary-edge term at its earlier init 0.1, the defaults before this grid,
+              and options on top of the default (cascading views, MuLe views, view softmax, context filters).
+  ablations   w/o the auxiliary-edge term, no spectral filter, mean fusion, no residual global, view vs
+              feature softmax, 1/2/3 layers; first dataset, ``--seeds``.
   robustness  random pairs added to every auxiliary behavior (noise 0/10/30/50 %) and each auxiliary
-              behavior dropped; first dataset, 3 seeds.
+              behavior dropped; first dataset, ``--seeds``.
+The main table (SpectraMB's default and the paper's model next to every multi-behavior baseline, 3 seeds,
+same split, same metrics, full ranking with only training target items masked, early stopping on validation
+HR@10) is benchmarks/mb_field.py's.
 
 Training schedule: the model YAML's (batch, lr, epochs, eval_step, stopping_step: the CPU recipe, see
 properties/model/SpectraMB.yaml), for every variant including the official recipe's model part; flags
@@ -30,12 +29,11 @@ override it (``--epochs`` etc.; smoke runs). ``--official-schedule`` adds the of
 Commands (repository root; converted data in $RECBOLE_SPECTRAL_DATA, e.g. by
 ``run_recbole_spectral.py prepare crgcn --src <shared>/multibehavior/taobao-15k --name taobao-15k``):
 
-    nice -n 10 python benchmarks/spectramb_field.py --parts grid --datasets taobao-15k tmall-41k
-    nice -n 10 python benchmarks/spectramb_field.py --parts main --datasets taobao-15k tmall-41k
-    nice -n 10 python benchmarks/spectramb_field.py --parts ablations robustness --datasets taobao-15k
+    nice -n 10 python benchmarks/spectramb_field.py --parts grid --datasets taobao-15k tmall-41k --epochs 1000
+    nice -n 10 python benchmarks/spectramb_field.py --parts ablations robustness --datasets taobao-15k --epochs 1000
 
 Smoke (tiny epochs, shipped dataset):
-    python benchmarks/spectramb_field.py --datasets ml-100k-mb --parts grid main ablations robustness \
+    python benchmarks/spectramb_field.py --datasets ml-100k-mb --parts grid ablations robustness \
         --seeds 2020 --grid-seeds 2020 --epochs 1 --out-dir /tmp/smf --report /tmp/smf/report.md
 """
 import argparse
@@ -53,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from recbole_spectral import paths  # noqa: E402
 
-PARTS = ("grid", "main", "ablations", "robustness")
+PARTS = ("grid", "ablations", "robustness")
 METRICS = ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
 NOISE_RATIOS = (0.0, 0.1, 0.3, 0.5)
 
@@ -71,37 +69,29 @@ def official_recipe(dataset):
     return str(paths.recipe_file("SpectraMB-official-tmall.yaml" if "tmall" in dataset else "SpectraMB-official.yaml"))
 
 
+# the defaults before the grid chose the official model part + the auxiliary-edge term (kept as a grid row)
+PREVIOUS_DEFAULTS = {"init": "xavier", "n_layers": 1, "filter_init": "identity", "fused_weight": 1.0,
+                     "global_weight": 1.0, "residual_weight": 1.0, "reg_weight": 1e-4, "final_reg_weight": 0.0,
+                     "weight_decay": 0.0, "aux_edge_term": False}
+
+
 def variants(part, dataset, first):
     """(label, config overrides, config files) of one part on one dataset."""
     official = [official_recipe(dataset)]
+    tmall = {"residual_weight": 1.0} if "tmall" in dataset else {}  # the official tmall preset
     if part == "grid":
-        yield "default (YAML)", {}, []
-        yield "official recipe (model part)", {}, official
-        yield "default + init normal(0, 0.1)", {"init": "normal", "init_std": 0.1}, []
-        yield "default + random filter init", {"filter_init": "random"}, []
-        yield "default + weight decay 1e-3", {"weight_decay": 1e-3}, []
-        yield "default + final-embedding penalty 1e-3", {"final_reg_weight": 1e-3}, []
-        yield "default + official output weights", {"fused_weight": 1 / 64, "global_weight": 0.0,
-                                                     "residual_weight": 1.0 if "tmall" in dataset else 1.25}, []
-        yield "default + 2 layers", {"n_layers": 2}, []
-        yield "default + 3 layers", {"n_layers": 3}, []
-        yield "default + cascade", {"view_mode": "cascade"}, []
-        yield "default + cascade from global", {"view_mode": "cascade_global"}, []
-        yield "default + also-bought views", {"extra_views": ["also_bought"]}, []
-        yield "default + not-bought views", {"extra_views": ["not_bought"]}, []
-        yield "default + also/not-bought views", {"extra_views": ["also_bought", "not_bought"]}, []
-        yield "default + aux-edge term (beyond the paper)", {"aux_edge_term": True}, []
-        yield "official recipe + cascade", {"view_mode": "cascade"}, official
-        yield "official recipe + also/not-bought views", {"extra_views": ["also_bought", "not_bought"]}, official
-        yield "official recipe + aux-edge term (beyond the paper)", {"aux_edge_term": True}, official
-        yield "official recipe + aux-edge term, init 1.0 (beyond the paper)", {"aux_edge_term": True, "aux_edge_init": 1.0}, official
-    elif part == "main":
-        yield "SpectraMB (YAML default)", {}, []
-        yield "SpectraMB, official recipe (model part)", {}, official
-        yield "SpectraMB + aux-edge term (beyond the paper)", {"aux_edge_term": True}, []
-        yield "SpectraMB, official recipe + aux-edge term (beyond the paper)", {"aux_edge_term": True}, official
+        yield "YAML default: official model part + aux-edge term, init 1.0 (beyond the paper)", dict(tmall), []
+        yield "official recipe (model part; the paper's model)", {}, official
+        yield "official recipe + aux-edge term, init 0.1 (beyond the paper)", {"aux_edge_term": True, "aux_edge_init": 0.1}, official
+        yield "previous defaults (1 layer, xavier, identity filters, unit output mix, ID-row L2)", dict(PREVIOUS_DEFAULTS), []
+        yield "default + cascade", {**tmall, "view_mode": "cascade"}, []
+        yield "default + cascade from global", {**tmall, "view_mode": "cascade_global"}, []
+        yield "default + also/not-bought views", {**tmall, "extra_views": ["also_bought", "not_bought"]}, []
+        yield "default + view softmax", {**tmall, "attention_softmax": "view"}, []
+        yield "default + context filters", {**tmall, "filter_mode": "context"}, []
     elif part == "ablations" and dataset == first:
         yield "SpectraMB (YAML default)", {}, []
+        yield "w/o aux-edge term (the paper's model: official recipe, model part)", {}, official
         yield "w/o spectral filter", {"spectral_filter": False}, []
         yield "mean fusion", {"fusion": "mean"}, []
         yield "w/o residual global", {"residual_global": False}, []
@@ -249,8 +239,8 @@ def published_lines(dataset):
 
 def write_report(out_dir, report):
     entries = collect(out_dir)
-    titles = {"grid": "Default selection (validation HR@10, sorted best first)", "main": "Main table",
-              "ablations": "Ablations", "robustness": "Robustness"}
+    titles = {"grid": "Default selection (validation HR@10, sorted best first)", "ablations": "Ablations",
+              "robustness": "Robustness"}
     commands = sorted({e["command"] for e in entries})
     lines = [
         "# SpectraMB at the level of the field", "",
@@ -269,7 +259,7 @@ def write_report(out_dir, report):
                             key=lambda e: e.get("order", 0))
             lines += [f"## {titles[part]}: {dataset}", ""]
             lines += table(chosen, sort_by_valid=(part == "grid"))
-            if part == "main":
+            if part == "grid":
                 lines += published_lines(dataset)
             lines.append("")
     text = "\n".join(lines) + "\n"
