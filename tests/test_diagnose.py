@@ -84,7 +84,8 @@ def test_spectramb_views_removed_at_inference_and_view_figures(workdir):
     report = diagnose(model_file, str(workdir / "smb"))
     removed = report["removed_at_inference"]
     assert removed["nothing removed"] == pytest.approx(dict(test_result))  # the same evaluator as the test
-    assert set(removed) == {"nothing removed", "without dislike", "without neutral", "without like"}
+    assert set(removed) == {"nothing removed", "without dislike", "without neutral", "without like",
+                            "without the fused views", "without the aux-edge term"}
     assert {"filter_response", "view_shares", "view_shares_by_activity"} <= set(report["figures"])
     responses = report["figures"]["filter_response"]["data"]
     assert set(responses) == {"dislike", "neutral", "like", "global"} and len(responses["like"]) == 64 // 2 + 1

@@ -372,3 +372,24 @@ def test_official_recipe_is_one_config_file(recipe, workdir):
                 "train_batch_size": 1024, "epochs": 200, "stopping_step": 10, "view_mode": "parallel",
                 "extra_views": [], "aux_edge_term": False}
     assert {k: config[k] for k in expected} == expected
+
+
+def test_inference_removals_of_the_fused_term_and_the_aux_edge_term_are_exact_and_restored():
+    aux = make_model(aux_edge_term=True, fused_weight=0.5)
+    randomise_filters(aux)
+    plain = make_model(aux_edge_term=False, fused_weight=0.5)
+    plain.load_state_dict(aux.state_dict(), strict=False)
+    no_fused = make_model(aux_edge_term=True, fused_weight=0.0)
+    no_fused.load_state_dict(aux.state_dict())
+    for m in (aux, plain, no_fused):
+        m.eval()
+    users = {"user_id": torch.arange(1, N_USERS)}
+    with torch.no_grad():
+        before = aux.full_sort_predict(users)
+        removals = aux.inference_ablations()
+        with removals["without the aux-edge term"]():
+            torch.testing.assert_close(aux.full_sort_predict(users), plain.full_sort_predict(users))
+        with removals["without the fused views"]():
+            torch.testing.assert_close(aux.full_sort_predict(users), no_fused.full_sort_predict(users))
+        torch.testing.assert_close(aux.full_sort_predict(users), before)  # restored afterwards
+    assert "without the aux-edge term" not in plain.inference_ablations()

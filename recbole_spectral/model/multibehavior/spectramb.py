@@ -259,9 +259,25 @@ class SpectraMB(EmbeddingRecommender):
             self._removed_view = None
             self.clear_cache()
 
+    @contextmanager
+    def _with_attributes(self, **values):
+        saved = {name: getattr(self, name) for name in values}
+        self.__dict__.update(values)
+        self.clear_cache()
+        try:
+            yield
+        finally:
+            self.__dict__.update(saved)
+            self.clear_cache()
+
     def inference_ablations(self):
-        """View b removed at inference: its purified view P_b set to zero before the fusion."""
-        return {f"without {name}": partial(self._without_view, i) for i, name in enumerate(self.view_names)}
+        """View b removed at inference (its purified view P_b set to zero before the fusion), then the whole
+        fused term (c_f = 0) and, when on, the auxiliary-edge term."""
+        ablations = {f"without {name}": partial(self._without_view, i) for i, name in enumerate(self.view_names)}
+        ablations["without the fused views"] = partial(self._with_attributes, fused_weight=0.0)
+        if self.aux_edge_term:
+            ablations["without the aux-edge term"] = partial(self._with_attributes, aux_edge_term=False)
+        return ablations
 
     def view_shares(self):
         """Per node, each view's share ‖term_b‖ / Σ_b' ‖term_b'‖ of the fused representation, where term_b is
