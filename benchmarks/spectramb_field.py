@@ -87,6 +87,7 @@ def variants(part, dataset, first):
         yield "default + cascade", {**tmall, "view_mode": "cascade"}, []
         yield "default + cascade from global", {**tmall, "view_mode": "cascade_global"}, []
         yield "default + also/not-bought views", {**tmall, "extra_views": ["also_bought", "not_bought"]}, []
+        yield "default + fused views at full weight (c_f = 1, F carrying the factor d)", {**tmall, "fused_weight": 1.0}, []
         yield "default + view softmax", {**tmall, "attention_softmax": "view"}, []
         yield "default + context filters", {**tmall, "filter_mode": "context"}, []
     elif part == "ablations" and dataset == first:
