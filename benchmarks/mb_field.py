@@ -222,6 +222,12 @@ NOTES = """Why measured and published figures differ (read before comparing):
   published run trains a fixed 100 epochs and reports test figures, CRGCN's keeps the epoch with the best
   validation HR@20.
 - Recipes: where the CPU budget forced a change from the published recipe, the row's "recipe" says so.
+  MB-CGCN's published recipe (lr 0.001, N(0, 0.01) init, pre-training on views to convergence; here a
+  10-epoch warm-up inside the run) learns so slowly on this CPU that early stopping ends it on a plateau
+  far below its published figure: that row measures the recipe on this budget, not the method.
+- SpectraMB's default row includes the auxiliary-edge term, which is beyond the paper (a learned bonus on
+  the user's own viewed and carted items); "SpectraMB, paper model" is the published model with its
+  official settings. No published SpectraMB figure exists for this split.
 - tmall-41k: the click behavior (1.8M rows) is not available here; the published tmall figures use it.
 - The auxiliary-history share is a diagnostic, not a quality measure: on taobao-15k 85 % of test buys are
   items the user viewed or carted in training, so HistoryPop's share is ~1 by construction (below 1 only
@@ -230,8 +236,12 @@ NOTES = """Why measured and published figures differ (read before comparing):
 
 
 def write_results(out_dir, datasets, command, path):
+    runs = " ".join(f"--datasets {d}" if i == 0 else d for i, d in enumerate(datasets))
     parts = ["# The multi-behavior field on one split", "",
-             "Command (repository root):", "", f"    {command}", "",
+             "Commands (repository root, ``RECBOLE_SPECTRAL_DATA`` holding the converted datasets; a run resumes "
+             "the finished rows, ``--only '<row label>'`` runs one row; rows with 0 seeds have not run yet):", "",
+             f"    python benchmarks/mb_field.py {runs} --out_dir benchmarks/results/mb_field",
+             f"    {command}", "",
              "Protocol: one converted split per dataset for every run, full ranking over all items (only the "
              "user's training target items masked), HR/NDCG@10/20 on the test target rows, early stopping on "
              f"validation HR@10 (stopping_step {COMMON['stopping_step']} evaluations, eval_step "
@@ -257,14 +267,18 @@ def main(argv=None):
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "mb_field.md"))
     p.add_argument("--epochs", type=int, default=None, help="epoch cap (smoke tests only; default: no cap in practice)")
     p.add_argument("--table_only", action="store_true", help="write the results file from finished runs only")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir).resolve()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.epochs is not None:
         COMMON["epochs"] = args.epochs
     if not args.table_only:
+        import torch
+
         from recbole_spectral import paths
 
+        torch.set_num_threads(args.threads)
         data_dir = Path(args.data_dir).resolve() if args.data_dir else paths.default_data_dir()
         os.environ["RECBOLE_SPECTRAL_DATA"] = str(data_dir)
         for dataset in args.datasets:
