@@ -227,7 +227,9 @@ NOTES = """Why measured and published figures differ (read before comparing):
   far below its published figure: that row measures the recipe on this budget, not the method.
 - SpectraMB's default row includes the auxiliary-edge term, which is beyond the paper (a learned bonus on
   the user's own viewed and carted items); "SpectraMB, paper model" is the published model with its
-  official settings. No published SpectraMB figure exists for this split.
+  official settings. No published SpectraMB figure exists for this split. Its seed-2020 row on taobao-15k
+  is the run of ``benchmarks/spectramb_field.py``'s grid with the same effective settings (copied with
+  this script's settings key; the default row's seed 2020 ran in both scripts and gave identical figures).
 - tmall-41k: the click behavior (1.8M rows) is not available here; the published tmall figures use it.
 - The auxiliary-history share is a diagnostic, not a quality measure: on taobao-15k 85 % of test buys are
   items the user viewed or carted in training, so HistoryPop's share is ~1 by construction (below 1 only
