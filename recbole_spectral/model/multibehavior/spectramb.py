@@ -253,17 +253,8 @@ class SpectraMB(EmbeddingRecommender):
 
     # -- diagnostics (recbole_spectral.diagnose) ---------------------------------------------------
     @contextmanager
-    def _without_view(self, index):
-        self._removed_view = index
-        self.clear_cache()
-        try:
-            yield
-        finally:
-            self._removed_view = None
-            self.clear_cache()
-
-    @contextmanager
     def _with_attributes(self, **values):
+        """Plain attributes (e.g. ``_removed_view``, ``fused_weight``) set for the block, then restored."""
         saved = {name: getattr(self, name) for name in values}
         self.__dict__.update(values)
         self.clear_cache()
@@ -276,7 +267,7 @@ class SpectraMB(EmbeddingRecommender):
     def inference_ablations(self):
         """View b removed at inference (its purified view P_b set to zero before the fusion), then the whole
         fused term (c_f = 0) and, when on, the auxiliary-edge term."""
-        ablations = {f"without {name}": partial(self._without_view, i) for i, name in enumerate(self.view_names)}
+        ablations = {f"without {name}": partial(self._with_attributes, _removed_view=i) for i, name in enumerate(self.view_names)}
         ablations["without the fused views"] = partial(self._with_attributes, fused_weight=0.0)
         if self.aux_edge_term:
             ablations["without the aux-edge term"] = partial(self._with_attributes, aux_edge_term=False)
