@@ -263,6 +263,30 @@ def test_mbcgcn_warmup_lowers_the_first_behavior_loss():
     assert len(losses) == 30 and losses[-1] < losses[0]
 
 
+@pytest.mark.parametrize("warmup_layers", [0, 3])
+def test_mbcgcn_warmup_is_a_lightgcn_of_warmup_layers_on_the_first_behavior(warmup_layers):
+    # one warm-up step over every first-behavior pair: its loss is the BPR of a warmup_layers-layer LightGCN
+    # (layer mean) on the first graph at the initial weights, whatever the stages' n_layers
+    model = make(MBCGCN, n_layers=[1], warmup_layers=warmup_layers, warmup_epochs=1, warmup_batch_size=10_000,
+                 reg_weight=0.0)
+    ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().clone()
+    graph = model.graphs[0].to_dense()
+    layers, current = [ego], ego
+    for _ in range(warmup_layers):
+        current = graph @ current
+        layers.append(current)
+    user_e, item_e = torch.split(torch.stack(layers).mean(0), [model.n_users, model.n_items])
+    rows = model.first_rows
+    users = torch.repeat_interleave(torch.arange(model.n_users), rows.degrees())
+    torch.manual_seed(7)
+    order = torch.randperm(len(users))
+    user, pos = users[order], rows.indices[order]
+    neg = rows.sample_outside(user)
+    expected = torch.nn.functional.softplus((user_e[user] * (item_e[neg] - item_e[pos])).sum(-1)).mean()
+    torch.manual_seed(7)
+    assert model.warmup() == [pytest.approx(expected.item(), rel=1e-5)]
+
+
 def test_mbcgcn_layer_list_must_match_the_behaviors():
     assert make(MBCGCN, n_layers=[2]).n_layers == [2, 2, 2]
     with pytest.raises(ConfigError, match="one per behavior"):

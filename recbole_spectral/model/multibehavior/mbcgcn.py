@@ -21,7 +21,7 @@ Loss: BPR on the target (RecBole's (u, i, j): j outside u's training target item
 
 Warm-up (the paper initialises E^0 from a LightGCN trained on the first behavior): before the first
 training epoch (``on_train_epoch_start(0, …)``) E^0 is trained for ``warmup_epochs`` epochs as a LightGCN
-(``n_layers[0]`` layers, layer mean) on b_1 alone, BPR + the same L2 term, with its own Adam
+(``warmup_layers`` layers, layer mean) on b_1 alone, BPR + the same L2 term, with its own Adam
 (``warmup_learning_rate``), batches of ``warmup_batch_size`` b_1 pairs (each pair once per epoch, shuffled)
 and negatives outside the user's b_1 items. The main optimiser then starts from those weights.
 
@@ -30,7 +30,7 @@ Departures from the public code:
   here the warm-up is a fixed number of epochs inside the run (``warmup_epochs``; 0 = random init);
 - the public warm-up samples random users per batch (NGCF sampler); here each b_1 pair is used once per
   warm-up epoch;
-- ``n_layers`` is a list in funnel order (public taobao/beibei setting: view 3, cart 4, buy 3); a single
+- ``n_layers`` is a list in funnel order (public command for this data: view 2, cart 4, buy 3); a single
   value applies to every stage.
 """
 import torch
@@ -54,6 +54,7 @@ class MBCGCN(EmbeddingRecommender):
         "reg_weight": Float(low=0.0),
         "init_std": Float(low=0.0, low_open=True),
         "warmup_epochs": Int(low=0),
+        "warmup_layers": Int(low=0),
         "warmup_batch_size": Int(low=1),
         "warmup_learning_rate": Float(low=0.0, low_open=True),
     }
@@ -72,6 +73,7 @@ class MBCGCN(EmbeddingRecommender):
         self.n_layers = layers * n_stages if len(layers) == 1 else layers
         self.reg_weight = config["reg_weight"]
         self.warmup_epochs = config["warmup_epochs"]
+        self.warmup_layers = config["warmup_layers"]
         self.warmup_batch_size = config["warmup_batch_size"]
         self.warmup_learning_rate = config["warmup_learning_rate"]
 
@@ -146,14 +148,15 @@ class MBCGCN(EmbeddingRecommender):
                 user, pos = pair_users[batch], pair_items[batch]
                 neg = rows.sample_outside(user)
                 ego = torch.cat(params, dim=0)
-                user_e, item_e = torch.split(self._lightgcn(0, ego), [self.n_users, self.n_items])
+                warm = propagate(self.graphs[0], ego, self.warmup_layers, "mean", symmetric=True)
+                user_e, item_e = torch.split(warm, [self.n_users, self.n_items])
                 u = user_e[user]
                 loss = F.softplus((u * item_e[neg]).sum(-1) - (u * item_e[pos]).sum(-1)).mean()
                 loss = loss + self.reg_weight * self._l2(params[0][user], params[1][pos], params[1][neg], batch=len(user))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                total, steps = total + float(loss), steps + 1
+                total, steps = total + loss.item(), steps + 1
             losses.append(total / max(steps, 1))
             logger.info(f"MBCGCN warm-up epoch {epoch + 1}/{self.warmup_epochs} on '{self.behaviors[0]}': loss {losses[-1]:.4f}")
         self.warmed_up = True
