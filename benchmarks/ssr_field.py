@@ -65,6 +65,7 @@ GRID = {
     "mask semantics ours": {"mask_semantics": "ours"},
     "operator ours": {"hsno_mode": "ours"},
     "chebyshev order 5": {"chebyshev_order": 5},
+    "loss BPR": {"loss_type": "BPR"},
 }
 GRID_BY_DATASET = {
     "tiktok": {

@@ -45,3 +45,14 @@ def test_results_file_has_measured_and_published_figures(tmp_path):
     assert "2 (2020, 2021)" in crgcn and "0.1100 ± 0.0141" in crgcn and "0.0855 / 0.0439" in crgcn
     assert "31 (20)/31 (20)" in crgcn
     assert "| MuLe | 0 |" in text and "0.1918 / 0.1103" in text and "python benchmarks/mb_field.py" in text
+
+
+def test_training_free_rows_run_one_seed_and_learned_rows_every_seed(tmp_path, monkeypatch):
+    import recbole_spectral.compare as compare
+
+    script = load_script()
+    calls = {}
+    monkeypatch.setattr(compare, "compare_models",
+                        lambda models, dataset, seeds, **kwargs: calls.__setitem__(models[0], list(seeds)))
+    script.run_rows("taobao-15k", [2020, 2021, 2022], tmp_path, ["HistoryPop", "CascadingRank", "CRGCN"])
+    assert calls == {"HistoryPop": [2020], "CascadingRank": [2020], "CRGCN": [2020, 2021, 2022]}
