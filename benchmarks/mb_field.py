@@ -238,6 +238,10 @@ NOTES = """Why measured and published figures differ (read before comparing):
   is the run of ``benchmarks/spectramb_field.py``'s grid with the same effective settings (copied with
   this script's settings key; the default row's seed 2020 ran in both scripts and gave identical figures).
 - tmall-41k: the click behavior (1.8M rows) is not available here; the published tmall figures use it.
+  Measured without it: CascadingRank 0.1180 (published 0.3751), HistoryPop 0.0920, and their top-10 lists
+  hold far fewer own-history items (share 0.32 against ~0.99 on taobao-15k). SpectraMB's seed 2020
+  validated at HR@10 0.1499 but tests at 0.0969: tmall's test buys are not one per user, unlike the
+  validation rows the converter holds out.
 - The auxiliary-history share is a diagnostic, not a quality measure: on taobao-15k 85 % of test buys are
   items the user viewed or carted in training, so HistoryPop's share is ~1 by construction (below 1 only
   for users with fewer than 10 unbought auxiliary items) and a high
