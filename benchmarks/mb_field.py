@@ -61,7 +61,7 @@ ROWS = [
      {"learning_rate": 0.01, "train_batch_size": 65536, "n_layers": 3, "train_on_all_behaviors": True},
      "training pairs = union of all behaviors; evaluation masks only training target items; lr 0.01, batch 65,536 "
      "(lr 0.005 was still at valid HR@10 0.029 after 41 epochs, rising 0.0005 per epoch; batch 8192 cost "
-     "~150 s per epoch with 4 jobs on the 2 cores, as every step propagates the whole 1.1M-edge graph)"),
+     "~150 s per epoch with 3 jobs on the 2 cores, as every step propagates the whole 1.1M-edge graph)"),
     ("CRGCN", "CRGCN", {}, "published lr 0.01, reg 1e-3; 4096 target rows per step"),
     ("MB-CGCN", "MBCGCN", {}, "published lr 0.001, batch 2048, layers view 2 / cart 4 / buy 3; warm-up: 40 epochs of a 3-layer LightGCN "
      "on views at lr 0.01, batch 8192 (published: pre-training to convergence at lr 0.001; CPU budget)"),

@@ -46,6 +46,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -79,8 +81,6 @@ def variants(part, dataset, first):
     """(label, config overrides, config files) of one part on one dataset."""
     official = [official_recipe(dataset)]
     # the dataset's official output preset (taobao 1.25 = the YAML default, dropped by effective_overrides)
-    import yaml
-
     with open(official[0]) as fp:
         preset = {"residual_weight": yaml.safe_load(fp)["residual_weight"]}
     if part == "grid":

@@ -96,8 +96,10 @@ class MBCGCN(EmbeddingRecommender):
             nn.init.normal_(p, std=config["init_std"])
 
     # -- propagation ---------------------------------------------------------------------------------
-    def _lightgcn(self, k, embeddings):
-        return propagate(self.graphs[k], embeddings, self.n_layers[k], "mean", symmetric=True)
+    def _lightgcn(self, k, embeddings, n_layers=None):
+        """LightGCN (layer mean) on behavior k's graph; ``n_layers`` defaults to stage k's."""
+        layers = self.n_layers[k] if n_layers is None else n_layers
+        return propagate(self.graphs[k], embeddings, layers, "mean", symmetric=True)
 
     def compute_embeddings(self):
         current = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
@@ -148,8 +150,7 @@ class MBCGCN(EmbeddingRecommender):
                 user, pos = pair_users[batch], pair_items[batch]
                 neg = rows.sample_outside(user)
                 ego = torch.cat(params, dim=0)
-                warm = propagate(self.graphs[0], ego, self.warmup_layers, "mean", symmetric=True)
-                user_e, item_e = torch.split(warm, [self.n_users, self.n_items])
+                user_e, item_e = torch.split(self._lightgcn(0, ego, self.warmup_layers), [self.n_users, self.n_items])
                 u = user_e[user]
                 loss = F.softplus((u * item_e[neg]).sum(-1) - (u * item_e[pos]).sum(-1)).mean()
                 loss = loss + self.reg_weight * self._l2(params[0][user], params[1][pos], params[1][neg], batch=len(user))
