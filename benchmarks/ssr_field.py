@@ -3,10 +3,10 @@ convergence, every run through ``recbole_spectral.compare.compare_models(resume=
 
 Steps (``--steps``, default all):
 
-1. ``grid``: one-at-a-time variations of each new option around the YAML defaults (``GRID``; the TikTok
-   graph weights only on TikTok), first seed, on TikTok and ml100k-text; scored by best validation
-   Recall@20 (early stopping). The report names the best value of each option on each dataset — the
-   evidence for the YAML defaults.
+1. ``grid``: one-at-a-time variations of each new option, then combinations of the winners, laid over
+   ``GRID_BASE`` (the defaults the grid started from; ``GRID``; the TikTok graph weights only on TikTok),
+   first seed, on TikTok and ml100k-text; scored by best validation Recall@20 (early stopping). The report
+   names the best variant on each dataset — the evidence for the YAML defaults.
 2. ``ablations``: on TikTok, seeds 2020/2021/2022, at convergence: the full model (YAML defaults, or
    ``--base`` after the grid), no masking, sum instead of G-HSNO, no InfoNCE, each band split (energy,
    fixed equal-width, released), no item graph.
@@ -14,8 +14,8 @@ Steps (``--steps``, default all):
 
 Every variant is one ``compare_models(["SSR"], dataset, seeds, ...)`` call with its own ``out_dir``
 (``<out-root>/<step>/<dataset>/<variant>/runs.csv``); ``resume=True`` skips runs that finished with the same
-settings, so an interrupted benchmark picks up where it stopped (it does not see the YAML defaults: after
-changing properties/model/SSR.yaml use a fresh ``--out-root``). The run settings (``COMMON``) are those of
+settings, so an interrupted benchmark picks up where it stopped (the settings key includes the hash of
+properties/model/SSR.yaml, so a run made under other YAML defaults is run again). The run settings (``COMMON``) are those of
 benchmarks/mm_field.py (the comparison with VBPR / FREEDOM / LGMRec / SMORE / LightGCN): full ranking,
 Recall/NDCG @10/@20, valid metric Recall@20, batch size 2048, early stopping after ``stopping_step`` 10
 evaluations without improvement, at most ``--max-epochs`` epochs, the benchmark split of each dataset.
@@ -47,6 +47,10 @@ COMMON = {
 SEEDS = [2020, 2021, 2022]
 
 # one option changed at a time around the YAML defaults (the "default" row)
+# The SSR settings every grid variant is laid over: the YAML defaults the grid started from (before the
+# ml100k-text grid chose loss BPR, edge keep 0.5 and lr 0.002 as defaults), so that the grid's rows mean
+# the same thing and resume under any later YAML ("default" below = this base).
+GRID_BASE = {"loss_type": "BCE", "edge_keep_ratio": 1.0, "learning_rate": 0.001}
 GRID = {
     "default": {},
     "lr 0.0005": {"learning_rate": 0.0005},
@@ -66,6 +70,17 @@ GRID = {
     "operator ours": {"hsno_mode": "ours"},
     "chebyshev order 5": {"chebyshev_order": 5},
     "loss BPR": {"loss_type": "BPR"},
+    # combinations of the one-at-a-time winners on ml100k-text (edge keep 0.5, loss BPR, item_mean, lr 0.005)
+    "edge keep 0.5, loss BPR": {"edge_keep_ratio": 0.5, "loss_type": "BPR"},
+    "edge keep 0.5, loss BPR, item_mean": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "user_modality": "item_mean"},
+    "edge keep 0.5, loss BPR, lr 0.005": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.005},
+    "edge keep 0.5, loss BPR, lr 0.002": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.002},
+    "edge keep 0.5, loss BPR, no item graph": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "use_item_graph": False},
+    "edge keep 0.5, loss BPR, lr 0.002, item_mean": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.002, "user_modality": "item_mean"},
+    "edge keep 0.5, loss BPR, lr 0.002, no item graph": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.002, "use_item_graph": False},
+    "edge keep 0.5, loss BPR, lr 0.002, mlp encoder": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.002, "feature_encoder": "mlp"},
+    "edge keep 0.3, loss BPR, lr 0.002": {"edge_keep_ratio": 0.3, "loss_type": "BPR", "learning_rate": 0.002},
+    "edge keep 0.5, loss BPR, lr 0.003": {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.003},
 }
 GRID_BY_DATASET = {
     "tiktok": {
@@ -138,6 +153,8 @@ def report(args):
     for dataset in args.grid_datasets:
         grid = variants("grid", dataset, args)
         lines += [f"## Default-selection grid on {dataset} (seed {args.grid_seed}; validation Recall@20, test for reference)", "",
+                  f"Every variant's overrides are laid over the grid base {json.dumps(GRID_BASE)} (the SSR defaults "
+                  "before this grid; 'default' is the base itself), not over today's YAML.", "",
                   "| variant | overrides | valid R@20 | test R@20 | test N@20 | cold test R@20 | best epoch | epochs | s/epoch |",
                   "|---|---|---|---|---|---|---|---|---|"]
         scored = []
@@ -201,7 +218,7 @@ def main():
         for dataset in args.grid_datasets:
             for label, overrides in variants("grid", dataset, args).items():
                 if args.only is None or label in args.only:
-                    run_variant("grid", dataset, label, overrides, [args.grid_seed], args)
+                    run_variant("grid", dataset, label, {**GRID_BASE, **overrides}, [args.grid_seed], args)
     if "ablations" in args.steps:
         for label, overrides in variants("ablations", args.ablation_dataset, args).items():
             if args.only is None or label in args.only:

@@ -20,7 +20,7 @@ One process, measured side by side:
     nice -n 5 python benchmarks/ssr_scale.py --out benchmarks/results/ssr_scale.md
     nice -n 10 python benchmarks/ssr_scale.py --batches 25 --out /tmp/ssr_scale.md   # a capped epoch
 
-Default settings: ``default`` (properties/model/SSR.yaml), ``default, edge_keep_ratio 0.5``, and ``previous``
+Default settings: ``default`` (properties/model/SSR.yaml), ``default, user_modality item_mean``, and ``previous``
 (the options that reproduce the SSR of benchmarks/results/ssr.md: free P_m unnormalised, early item graph,
 K = 5, masked-output loss, softmax-gated operator; measured at 8.1x by the previous code).
 """
@@ -40,8 +40,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 NAME = "sports-generated"
 PREVIOUS = {"user_modality": "free", "pref_normalize": False, "pref_reg_weight": 0.0, "chebyshev_order": 5,
-            "item_graph_mode": "early", "mask_semantics": "ours", "hsno_mode": "ours"}
-SETTINGS = {"default": {}, "default, edge_keep_ratio 0.5": {"edge_keep_ratio": 0.5}, "previous": PREVIOUS}
+            "item_graph_mode": "early", "mask_semantics": "ours", "hsno_mode": "ours", "loss_type": "BCE", "edge_keep_ratio": 1.0}
+SETTINGS = {"default": {}, "default, user_modality item_mean": {"user_modality": "item_mean"}, "previous": PREVIOUS}
 
 
 def rss_mib():
