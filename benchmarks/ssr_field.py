@@ -46,10 +46,10 @@ COMMON = {
 }
 SEEDS = [2020, 2021, 2022]
 
-# one option changed at a time around the YAML defaults (the "default" row)
 # The SSR settings every grid variant is laid over: the YAML defaults the grid started from (before the
-# ml100k-text grid chose loss BPR, edge keep 0.5 and lr 0.002 as defaults), so that the grid's rows mean
-# the same thing and resume under any later YAML ("default" below = this base).
+# ml100k-text grid chose loss BPR, edge keep 0.5 and lr 0.002 as defaults), so that the grid's rows keep
+# their meaning under any later YAML ("default" below = this base). GRID: one option changed at a time
+# around the base, then combinations.
 GRID_BASE = {"loss_type": "BCE", "edge_keep_ratio": 1.0, "learning_rate": 0.001}
 GRID = {
     "default": {},
