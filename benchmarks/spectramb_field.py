@@ -169,6 +169,20 @@ def run_dir(args, dataset, overrides, files, seeds):
     return os.path.join(args.out_dir, dataset, "runs", f"{key}-seeds-{'-'.join(map(str, seeds))}")
 
 
+def start_from_other_seed_lists(out_dir):
+    """A new seed list of a variant starts from the finished runs of its other seed lists (e.g. the grid's
+    seed 2020 inside the 3-seed ablation): compare's resume then skips each run whose settings key matches."""
+    from recbole_spectral.compare import read_rows, write_results
+
+    if os.path.isfile(os.path.join(out_dir, "runs.csv")):
+        return
+    prefix = os.path.basename(out_dir).split("-seeds-")[0]
+    rows = [r for other in sorted(Path(out_dir).parent.glob(f"{prefix}-seeds-*"))
+            for r in read_rows(str(other)) if r.get("status") == "ok"]
+    if rows:
+        write_results(rows, out_dir)
+
+
 def run_part(args, part, dataset, workdir):
     from recbole_spectral.compare import compare_models
 
@@ -184,6 +198,7 @@ def run_part(args, part, dataset, workdir):
         out_dir = run_dir(args, dataset, overrides, files, seeds)
         print(f"== {part} / {dataset} / {label} -> {out_dir}", flush=True)
         settings = {**common_settings(args, workdir), **overrides}
+        start_from_other_seed_lists(out_dir)
         rows = compare_models(["SpectraMB"], dataset, seeds, config_dict=settings, out_dir=out_dir,
                               config_file_list=files or None, resume=True)
         meta = {"part": part, "dataset": dataset, "label": label, "order": order, "overrides": overrides,

@@ -1,0 +1,52 @@
+"""benchmarks/spectramb_field.py without training: a longer seed list of a variant starts from the finished
+runs of its other seed lists, so the 3-seed ablations do not repeat the grid's seed 2020."""
+import csv
+import importlib.util
+
+from recbole_spectral.compare import read_rows
+from tests.conftest import ROOT
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("spectramb_field", ROOT / "benchmarks" / "spectramb_field.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_runs(folder, rows):
+    folder.mkdir(parents=True)
+    with open(folder / "runs.csv", "w", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=["run", "model", "seed", "status", "settings_key", "test_hit@10"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_new_seed_list_starts_from_finished_runs_of_the_same_variant_only(tmp_path):
+    script = load_script()
+    write_runs(tmp_path / "v1234-seeds-2020", [
+        {"run": 1, "model": "SpectraMB", "seed": 2020, "status": "ok", "settings_key": "a", "test_hit@10": 0.3}])
+    write_runs(tmp_path / "v1234-seeds-2021", [
+        {"run": 1, "model": "SpectraMB", "seed": 2021, "status": "error", "settings_key": "b", "test_hit@10": ""}])
+    write_runs(tmp_path / "v9999-seeds-2022", [
+        {"run": 1, "model": "SpectraMB", "seed": 2022, "status": "ok", "settings_key": "c", "test_hit@10": 0.1}])
+    target = tmp_path / "v1234-seeds-2020-2021-2022"
+    script.start_from_other_seed_lists(str(target))
+    rows = read_rows(str(target))
+    assert [(r["seed"], r["status"], r["settings_key"], r["test_hit@10"]) for r in rows] == [(2020, "ok", "a", 0.3)]
+
+
+def test_an_existing_runs_file_is_left_alone(tmp_path):
+    script = load_script()
+    write_runs(tmp_path / "default-seeds-2020", [
+        {"run": 1, "model": "SpectraMB", "seed": 2020, "status": "ok", "settings_key": "a", "test_hit@10": 0.3}])
+    write_runs(tmp_path / "default-seeds-2020-2021", [
+        {"run": 1, "model": "SpectraMB", "seed": 2021, "status": "ok", "settings_key": "b", "test_hit@10": 0.2}])
+    script.start_from_other_seed_lists(str(tmp_path / "default-seeds-2020-2021"))
+    assert [r["seed"] for r in read_rows(str(tmp_path / "default-seeds-2020-2021"))] == [2021]
+
+
+def test_nothing_is_written_without_earlier_runs(tmp_path):
+    script = load_script()
+    script.start_from_other_seed_lists(str(tmp_path / "default-seeds-2020-2021-2022"))
+    assert not (tmp_path / "default-seeds-2020-2021-2022").exists()
