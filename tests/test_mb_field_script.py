@@ -1,17 +1,13 @@
 """benchmarks/mb_field.py without training: its rows name resolvable models with declared settings, and its
 results file puts published figures beside measured ones from compare's runs.csv."""
 import csv
-import importlib.util
 
 from recbole_spectral import registry
-from tests.conftest import ROOT
+from tests.helpers import load_benchmark
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("mb_field", ROOT / "benchmarks" / "mb_field.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mb_field")
 
 
 def test_rows_resolve_and_stop_early_with_patience_of_ten_evaluations():

@@ -1,17 +1,13 @@
 """benchmarks/spectramb_field.py without training: a longer seed list of a variant starts from the finished
 runs of its other seed lists, so the 3-seed ablations do not repeat the grid's seed 2020."""
 import csv
-import importlib.util
 
 from recbole_spectral.compare import read_rows
-from tests.conftest import ROOT
+from tests.helpers import load_benchmark
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("spectramb_field", ROOT / "benchmarks" / "spectramb_field.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("spectramb_field")
 
 
 def write_runs(folder, rows):
