@@ -39,14 +39,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_spectral.hyperparameters import Float, Int
+from recbole_spectral.layers.contrastive import info_nce
 from recbole_spectral.layers.graph import FixedSparse, normalized_bipartite_graph, propagate, to_torch_sparse
 from recbole_spectral.model.base import EmbeddingRecommender
-
-
-def info_nce_sum(anchor, positive, candidates, tau):
-    """−Σ_n log( exp(⟨â_n, p̂_n⟩/τ) / Σ_c exp(⟨â_n, ĉ⟩/τ) ), rows L2-normalised (LGMRec's ssl_triple_loss)."""
-    a, p, c = F.normalize(anchor, dim=1), F.normalize(positive, dim=1), F.normalize(candidates, dim=1)
-    return (torch.logsumexp(a @ c.T / tau, dim=1) - (a * p).sum(1) / tau).sum()
 
 
 class LGMRec(EmbeddingRecommender):
@@ -144,6 +139,6 @@ class LGMRec(EmbeddingRecommender):
             cl = 0.0
             for a, b in itertools.combinations(range(len(self.modalities)), 2):
                 (ua, ia), (ub, ib) = hyper[a], hyper[b]
-                cl = cl + info_nce_sum(ua[user], ub[user], ub, self.tau) + info_nce_sum(ia[pos], ib[pos], ib, self.tau)
+                cl = cl + info_nce(ua[user], ub[user], ub, self.tau) + info_nce(ia[pos], ib[pos], ib, self.tau)
             loss = loss + self.cl_weight * cl
         return loss + self.reg_weight * (u.norm() + p.norm() + q.norm()) / user.shape[0]

@@ -46,15 +46,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_spectral.hyperparameters import Dict, Float, Int
+from recbole_spectral.layers.contrastive import info_nce
 from recbole_spectral.layers.feature_fft import SpectralFilter, fused_spectral_filter
 from recbole_spectral.layers.graph import FixedSparse, normalized_bipartite_graph, propagate
 from recbole_spectral.model.base import EmbeddingRecommender
-
-
-def info_nce_mean(view1, view2, tau):
-    """mean_n −log( exp(⟨v̂1_n, v̂2_n⟩/τ) / Σ_k exp(⟨v̂1_n, v̂2_k⟩/τ) ), rows L2-normalised, in-batch negatives."""
-    a, b = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    return (torch.logsumexp(a @ b.T / tau, dim=1) - (a * b).sum(1) / tau).mean()
 
 
 def gate(d):
@@ -159,7 +154,7 @@ class SMORE(EmbeddingRecommender):
         loss = loss + self.reg_weight * 0.5 * (u.pow(2).sum() + p.pow(2).sum() + q.pow(2).sum()) / user.shape[0]
         if self.cl_weight > 0:
             items, users = self.n_users + pos, user
-            cl = (info_nce_mean(side[items], content[items], self.temperature)
-                  + info_nce_mean(side[users], content[users], self.temperature))
+            cl = (info_nce(side[items], content[items], tau=self.temperature, reduction="mean")
+                  + info_nce(side[users], content[users], tau=self.temperature, reduction="mean"))
             loss = loss + self.cl_weight * cl
         return loss
