@@ -28,6 +28,7 @@ import statistics
 import time
 import traceback
 from logging import getLogger
+from pathlib import Path
 
 import yaml
 
@@ -56,18 +57,28 @@ def _quiet_console():
 _LOCATION_KEYS = ("checkpoint_dir", "data_path", "log_root", "knn_cache_dir")
 
 
-def settings_key(model, dataset, seed, split_seed, config_file_list, settings):
+def _file_digest(path, legacy=False):
+    """sha1 of a config file's parsed YAML content, so that comments and layout do not change a run's key
+    (the raw bytes with ``legacy``, the key of rows written before, or where the file is not YAML)."""
+    data = Path(path).read_bytes()
+    if not legacy:
+        try:
+            data = json.dumps(yaml.safe_load(data), sort_keys=True, default=str).encode()
+        except yaml.YAMLError:
+            pass
+    return hashlib.sha1(data).hexdigest()
+
+
+def settings_key(model, dataset, seed, split_seed, config_file_list, settings, legacy=False):
     """A short hash of everything that defines one run: a finished row with the same key is reused by
-    ``resume``."""
+    ``resume``. ``legacy``: the key as rows written before 2026-12-02 have it (raw bytes of the YAML files,
+    comments included); ``compare_models`` still reuses such rows and rewrites their key."""
     settings = {k: v for k, v in settings.items() if k not in _LOCATION_KEYS}
-    files = []
-    for path in config_file_list or []:
-        with open(path, "rb") as fp:
-            files.append(hashlib.sha1(fp.read()).hexdigest())
+    files = [_file_digest(path, legacy) for path in config_file_list or []]
     # the plugin's shipped defaults too: a run made before a model's (or dataset's) YAML changed is not reused
     for path in (paths.model_properties_file(model_name(model)), paths.dataset_properties_file(dataset)):
         if path.is_file():
-            files.append(hashlib.sha1(path.read_bytes()).hexdigest())
+            files.append(_file_digest(path, legacy))
     text = json.dumps([model_name(model), dataset, seed, split_seed, files, settings], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -143,10 +154,12 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
         for seed in seeds:
             settings = {**(config_dict or {}), **per_model_config.get(model_name(model), {})}
             key = settings_key(model, dataset, seed, split_seed, config_file_list, settings)
+            done = earlier.get(key) or earlier.get(settings_key(model, dataset, seed, split_seed, config_file_list,
+                                                                settings, legacy=True))
             label = f"[{len(rows) + 1}/{total}]"
-            if key in earlier:
+            if done:
                 print(f"{label} {model_name(model)} seed={seed}: finished earlier with these settings (resume)", flush=True)
-                row = {k: v for k, v in earlier[key].items() if k != "run"}
+                row = {**{k: v for k, v in done.items() if k != "run"}, "settings_key": key}
             else:
                 row = run_one(model, dataset, seed, split_seed, config_file_list, settings, label=label, saved=saved)
                 row["settings_key"] = key
@@ -192,7 +205,7 @@ def summarize(rows):
         ok = [r for r in runs if r["status"] == "ok"]
         entry = {"model": name, "runs": len(runs), "ok": len(ok)}
         for key in metric_keys(rows) + ["best_valid_score", "best_epoch", "epoch_time_s", "total_time_s", "n_params"]:
-            values = [float(r[key]) for r in ok if r.get(key) is not None and not _isnan(r[key])]
+            values = [float(r[key]) for r in ok if r.get(key) not in (None, "") and not _isnan(r[key])]
             if values:
                 entry[key] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
         summary.append(entry)

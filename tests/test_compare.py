@@ -202,5 +202,22 @@ def test_the_settings_key_follows_the_shipped_model_defaults(tmp_path, monkeypat
     yaml_file.write_text("n_layers: 1\n")
     before = compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5})
     assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) == before
+    yaml_file.write_text("# why one layer\nn_layers:   1   # a comment\n")  # comments and layout: the same run
+    assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) == before
     yaml_file.write_text("n_layers: 3\n")  # a changed default is another run: resume must not reuse the old one
     assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) != before
+
+
+def test_a_row_keyed_the_legacy_way_is_reused_and_rekeyed(tmp_path, capsys):
+    from recbole_spectral.compare import settings_key, write_results
+
+    legacy = settings_key("HistoryPop", "ml-100k-mb", 2020, 2020, None, SETTINGS, legacy=True)
+    current = settings_key("HistoryPop", "ml-100k-mb", 2020, 2020, None, SETTINGS)
+    assert legacy != current  # the legacy key hashes the shipped YAML files' bytes, comments included
+    row = {"run": 1, "model": "HistoryPop", "seed": 2020, "status": "ok", "settings_key": legacy, "test_ndcg@10": 0.25}
+    write_results([row], str(tmp_path))
+    rows = compare_models(["HistoryPop"], "ml-100k-mb", seeds=[2020], config_dict=SETTINGS, out_dir=str(tmp_path),
+                          resume=True)
+    assert "finished earlier with these settings (resume)" in capsys.readouterr().out
+    assert rows[0]["test_ndcg@10"] == 0.25 and rows[0]["settings_key"] == current
+    assert read_csv(tmp_path / "runs.csv")[0]["settings_key"] == current
