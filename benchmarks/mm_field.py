@@ -22,6 +22,12 @@ of its runs.csv):
     export RECBOLE_SPECTRAL_DATA=/tmp/mm_field/data
     nice -n 5 python benchmarks/mm_field.py --datasets tiktok ml100k-text --steps prepare tune field report
 
+A step may be split over calls with different ``--models`` (one after the other, or two processes on the two
+cores, after ``tune``): compare's resume keeps the rows of the models a call does not run, e.g.
+
+    nice -n 5 python benchmarks/mm_field.py --datasets tiktok --steps field --models BPR LightGCN VBPR FREEDOM SSR
+    nice -n 5 python benchmarks/mm_field.py --datasets tiktok --steps field --models LGMRec SMORE
+
 Nothing derived from the data is written into the repository except the results tables (runs.csv, summary.md
 under benchmarks/results/mm_field/ and the report).
 """

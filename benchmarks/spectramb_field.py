@@ -170,15 +170,17 @@ def run_dir(args, dataset, overrides, files, seeds):
 
 
 def start_from_other_seed_lists(out_dir):
-    """A new seed list of a variant starts from the finished runs of its other seed lists (e.g. the grid's
-    seed 2020 inside the 3-seed ablation): compare's resume then skips each run whose settings key matches."""
+    """A new seed list of a variant starts from the finished runs of its other seed lists with a seed in the
+    new list (e.g. the grid's seed 2020 inside the 3-seed ablation): compare's resume then skips each run
+    whose settings key matches."""
     from recbole_spectral.compare import read_rows, write_results
 
     if os.path.isfile(os.path.join(out_dir, "runs.csv")):
         return
-    prefix = os.path.basename(out_dir).split("-seeds-")[0]
+    prefix, seed_list = os.path.basename(out_dir).split("-seeds-")
+    seeds = {int(s) for s in seed_list.split("-")}
     rows = [r for other in sorted(Path(out_dir).parent.glob(f"{prefix}-seeds-*"))
-            for r in read_rows(str(other)) if r.get("status") == "ok"]
+            for r in read_rows(str(other)) if r.get("status") == "ok" and r.get("seed") in seeds]
     if rows:
         write_results(rows, out_dir)
 

@@ -139,7 +139,9 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
     ``models``: names (plugin or RecBole) or model classes. ``per_model_config``: {model name: dict}
     laid over ``config_dict`` for that model only. The result files are rewritten after every run, so an
     interrupted comparison keeps what finished; with ``resume`` a run whose row in ``out_dir/runs.csv``
-    finished with the same settings is not run again. Returns the list of row dicts (also in runs.csv).
+    finished with the same settings is not run again, and the rows of models or seeds that this call does
+    not run stay in the table (so calls on different models may share ``out_dir``, one after the other or in
+    parallel processes). Returns the list of this call's row dicts.
     """
     seeds = list(seeds)
     if not models or not seeds:
@@ -150,6 +152,7 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
     os.makedirs(out_dir, exist_ok=True)
     rows, tracebacks = [], []
     total = len(models) * len(seeds)
+    planned = {(model_name(m), s) for m in models for s in seeds}
     for model in models:
         for seed in seeds:
             settings = {**(config_dict or {}), **per_model_config.get(model_name(model), {})}
@@ -166,11 +169,19 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
             rows.append({"run": len(rows) + 1, **row})
             if "_traceback" in rows[-1]:
                 tracebacks.append((rows[-1], rows[-1].pop("_traceback")))
-            write_results(rows, out_dir, dataset=dataset, seeds=seeds, split_seed=split_seed, config_dict=config_dict)
+            table = _with_other_rows(rows, out_dir, planned) if resume else rows
+            write_results(table, out_dir, dataset=dataset, seeds=seeds, split_seed=split_seed, config_dict=config_dict)
             with open(os.path.join(out_dir, "errors.log"), "w") as fp:
                 for r, text in tracebacks:
                     fp.write(f"run {r['run']}: {r['model']} seed {r['seed']}\n{text}\n")
     return rows
+
+
+def _with_other_rows(rows, out_dir, planned):
+    """The rows of ``out_dir/runs.csv`` whose (model, seed) this call does not run, then this call's rows,
+    renumbered; read again before every write, so that a parallel call on other models keeps its rows."""
+    others = [r for r in read_rows(out_dir) if (r.get("model"), r.get("seed")) not in planned]
+    return [{**r, "run": n} for n, r in enumerate(others + rows, 1)]
 
 
 # -- results -----------------------------------------------------------------------------------------

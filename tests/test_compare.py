@@ -221,3 +221,15 @@ def test_a_row_keyed_the_legacy_way_is_reused_and_rekeyed(tmp_path, capsys):
     assert "finished earlier with these settings (resume)" in capsys.readouterr().out
     assert rows[0]["test_ndcg@10"] == 0.25 and rows[0]["settings_key"] == current
     assert read_csv(tmp_path / "runs.csv")[0]["settings_key"] == current
+
+
+def test_resumed_calls_on_other_models_share_one_table(tmp_path, capsys):
+    out = str(tmp_path / "shared")
+    compare_models(["Pop"], "ml-100k", seeds=[2020], config_dict=SETTINGS, out_dir=out, resume=True)
+    compare_models(["ItemKNN"], "ml-100k", seeds=[2020], config_dict=SETTINGS, out_dir=out, resume=True)
+    table = read_csv(tmp_path / "shared" / "runs.csv")
+    assert [(r["run"], r["model"], r["seed"]) for r in table] == [("1", "Pop", "2020"), ("2", "ItemKNN", "2020")]
+    again = compare_models(["Pop"], "ml-100k", seeds=[2020], config_dict=SETTINGS, out_dir=out, resume=True)
+    assert "Pop seed=2020: finished earlier" in capsys.readouterr().out
+    assert [r["model"] for r in again] == ["Pop"]  # this call's rows; the table keeps ItemKNN's
+    assert [r["model"] for r in read_csv(tmp_path / "shared" / "runs.csv")] == ["ItemKNN", "Pop"]

@@ -46,3 +46,12 @@ def test_nothing_is_written_without_earlier_runs(tmp_path):
     script = load_script()
     script.start_from_other_seed_lists(str(tmp_path / "default-seeds-2020-2021-2022"))
     assert not (tmp_path / "default-seeds-2020-2021-2022").exists()
+
+
+def test_runs_of_seeds_outside_the_new_list_are_not_copied(tmp_path):
+    script = load_script()
+    write_runs(tmp_path / "default-seeds-2020-2021-2022", [
+        {"run": n, "model": "SpectraMB", "seed": seed, "status": "ok", "settings_key": key, "test_hit@10": 0.3}
+        for n, (seed, key) in enumerate([(2020, "a"), (2021, "b"), (2022, "c")], 1)])
+    script.start_from_other_seed_lists(str(tmp_path / "default-seeds-2021"))
+    assert [r["seed"] for r in read_rows(str(tmp_path / "default-seeds-2021"))] == [2021]
