@@ -185,9 +185,10 @@ def start_from_other_seed_lists(out_dir):
         write_results(rows, out_dir)
 
 
-def run_part(args, part, dataset, workdir):
-    from recbole_spectral.compare import compare_models
-
+def planned(args, part, dataset):
+    """(label, overrides, config files, compare folder) of every variant of ``part`` on ``dataset`` that the
+    arguments select; each variant's meta file (label, settings, folder, seeds, command) is written first, so
+    the report shows a variant from its first finished seed on."""
     seeds = args.grid_seeds if part == "grid" else args.seeds
     todo = list(variants(part, dataset, args.datasets[0]))
     if part == "grid" and args.official_schedule:
@@ -198,26 +199,42 @@ def run_part(args, part, dataset, workdir):
             continue
         overrides = effective_overrides(dataset, overrides, files)
         out_dir = run_dir(args, dataset, overrides, files, seeds)
-        print(f"== {part} / {dataset} / {label} -> {out_dir}", flush=True)
-        settings = {**common_settings(args, workdir), **overrides}
-        start_from_other_seed_lists(out_dir)
-        rows = compare_models(["SpectraMB"], dataset, seeds, config_dict=settings, out_dir=out_dir,
-                              config_file_list=files or None, resume=True)
         meta = {"part": part, "dataset": dataset, "label": label, "order": order, "overrides": overrides,
                 "config_files": [os.path.relpath(f, ROOT) for f in files], "run_dir": os.path.relpath(out_dir, args.out_dir),
-                "command": args.command}
+                "seeds": seeds, "command": args.command.replace(" --report-only", "")}
         meta_file = os.path.join(args.out_dir, dataset, part, slug(label) + ".json")
         os.makedirs(os.path.dirname(meta_file), exist_ok=True)
         with open(meta_file, "w") as fp:
-            json.dump({**meta, "rows": rows}, fp, indent=1, default=str)
+            json.dump(meta, fp, indent=1, default=str)
+        yield label, overrides, files, out_dir, seeds
+
+
+def run_part(args, part, dataset, workdir):
+    from recbole_spectral.compare import compare_models
+
+    for label, overrides, files, out_dir, seeds in planned(args, part, dataset):
+        print(f"== {part} / {dataset} / {label} -> {out_dir}", flush=True)
+        settings = {**common_settings(args, workdir), **overrides}
+        start_from_other_seed_lists(out_dir)
+        compare_models(["SpectraMB"], dataset, seeds, config_dict=settings, out_dir=out_dir,
+                       config_file_list=files or None, resume=True)
 
 
 # -- report ----------------------------------------------------------------------------------------
 def collect(out_dir):
+    """Every variant's meta file, with the finished rows of its compare folder (the rows stored in the meta
+    by earlier versions of this script where the folder has no runs.csv)."""
+    from recbole_spectral.compare import read_rows
+
     found = []
     for path in sorted(Path(out_dir).glob("*/*/*.json")):
         with open(path) as fp:
-            found.append(json.load(fp))
+            meta = json.load(fp)
+        run_dir = os.path.join(out_dir, meta["run_dir"])
+        if os.path.isfile(os.path.join(run_dir, "runs.csv")):
+            meta["rows"] = read_rows(run_dir)
+        meta.setdefault("rows", [])
+        found.append(meta)
     return found
 
 
@@ -242,8 +259,9 @@ def table(entries, sort_by_valid=False):
     for e in entries:
         ok = [r for r in e["rows"] if r.get("status") == "ok"]
         epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}" for r in ok) or "—"
+        planned_seeds = len(e.get("seeds") or e["rows"])
         lines.append(
-            f"| {e['label']} | {len(ok)}/{len(e['rows'])} | {fmt([r.get('valid_hit@10') for r in ok])} | "
+            f"| {e['label']} | {len(ok)}/{planned_seeds} | {fmt([r.get('valid_hit@10') for r in ok])} | "
             + " | ".join(fmt([r.get(f'test_{m}') for r in ok]) for m in METRICS)
             + f" | {epochs} | {fmt([r.get('epoch_time_s') for r in ok], 1)} |"
         )
@@ -330,6 +348,10 @@ def main(argv=None):
                     run_part(args, part, dataset, args.work)
         finally:
             os.chdir(cwd)
+    else:  # the selected variants' meta files, so that the report lists them with what has finished
+        for part in args.parts:
+            for dataset in args.datasets:
+                list(planned(args, part, dataset))
     write_report(args.out_dir, args.report)
     return 0
 

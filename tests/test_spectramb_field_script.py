@@ -1,6 +1,7 @@
 """benchmarks/spectramb_field.py without training: a longer seed list of a variant starts from the finished
 runs of its other seed lists, so the 3-seed ablations do not repeat the grid's seed 2020."""
 import csv
+import json
 
 from recbole_spectral.compare import read_rows
 from tests.helpers import load_benchmark
@@ -13,7 +14,8 @@ def load_script():
 def write_runs(folder, rows):
     folder.mkdir(parents=True)
     with open(folder / "runs.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=["run", "model", "seed", "status", "settings_key", "test_hit@10"])
+        writer = csv.DictWriter(fp, fieldnames=["run", "model", "seed", "status", "settings_key", "test_hit@10",
+                                            "best_epoch", "epochs_run"])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -55,3 +57,20 @@ def test_runs_of_seeds_outside_the_new_list_are_not_copied(tmp_path):
         for n, (seed, key) in enumerate([(2020, "a"), (2021, "b"), (2022, "c")], 1)])
     script.start_from_other_seed_lists(str(tmp_path / "default-seeds-2021"))
     assert [r["seed"] for r in read_rows(str(tmp_path / "default-seeds-2021"))] == [2021]
+
+
+def test_the_report_reads_each_variant_from_its_compare_folder(tmp_path):
+    script = load_script()
+    write_runs(tmp_path / "taobao-15k" / "runs" / "v1234-seeds-2020-2021-2022", [
+        {"run": 1, "model": "SpectraMB", "seed": 2020, "status": "ok", "settings_key": "a", "test_hit@10": 0.3}])
+    meta_dir = tmp_path / "taobao-15k" / "ablations"
+    meta_dir.mkdir(parents=True)
+    for label, folder in (("mean fusion", "v1234-seeds-2020-2021-2022"), ("1 layer", "v5678-seeds-2020-2021-2022")):
+        (meta_dir / f"{script.slug(label)}.json").write_text(json.dumps(
+            {"part": "ablations", "dataset": "taobao-15k", "label": label, "order": 0, "seeds": [2020, 2021, 2022],
+             "run_dir": f"taobao-15k/runs/{folder}", "command": "python benchmarks/spectramb_field.py"}))
+    entries = {e["label"]: e for e in script.collect(str(tmp_path))}
+    assert [r["test_hit@10"] for r in entries["mean fusion"]["rows"]] == [0.3] and entries["1 layer"]["rows"] == []
+    lines = script.table(list(entries.values()))
+    assert any(line.startswith("| mean fusion | 1/3 | ") for line in lines)
+    assert any(line.startswith("| 1 layer | 0/3 | — |") for line in lines)
