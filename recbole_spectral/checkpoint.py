@@ -17,6 +17,7 @@ import re
 import uuid
 import zipfile
 
+import numpy as np
 import torch
 
 from recbole_spectral.errors import CheckpointError
@@ -31,6 +32,8 @@ def plain(value):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if isinstance(value, np.generic):  # numpy scalars (e.g. metric values) would pickle as numpy globals
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, enum.Enum):

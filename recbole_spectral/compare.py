@@ -9,7 +9,8 @@ A run that raises is recorded as failed with a one-line error and the others sti
 Results go to ``out_dir``, rewritten as soon as each run ends: ``runs.csv`` (one row per run, with the
 best checkpoint's path and a hash of the run's settings), ``summary.md`` (mean ± std per model, best
 value in bold), ``chart.png`` (test metrics per model) and ``errors.log`` (tracebacks of failed runs).
-``resume`` (``--resume``) skips the runs whose row already finished with the same settings.
+``resume`` (``--resume``) skips the runs whose row already finished with the same settings and lets a run
+killed mid-training go on from its last validation (``recbole_spectral.training_state``).
 Python API::
 
     from recbole_spectral.compare import compare_models
@@ -83,8 +84,11 @@ def settings_key(model, dataset, seed, split_seed, config_file_list, settings, l
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict=None, label="", saved=True):
-    """Train and test one model with one seed; returns its row (``status`` ok or failed)."""
+def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict=None, label="", saved=True,
+            state_name=None):
+    """Train and test one model with one seed; returns its row (``status`` ok or failed). With ``state_name``
+    the training state is kept as ``<checkpoint_dir>/<state_name>.state.pth`` while the run trains, so a run
+    killed mid-training goes on from its last validation when it is started again."""
     name = model_name(model)
     row = {"model": name, "seed": seed, "status": "ok", "error": ""}
 
@@ -97,7 +101,9 @@ def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict
         start_run(config)
         _quiet_console()
         report("started")
-        result, _, _ = train_and_test(config, saved=saved, split_seed=split_seed, report=report)  # one split for all
+        state_file = os.path.join(config["checkpoint_dir"], f"{state_name}.state.pth") if state_name else None
+        result, _, _ = train_and_test(config, saved=saved, split_seed=split_seed, report=report,  # one split for all
+                                      state_file=state_file)
         row.update(
             best_epoch=result["best_epoch"], epochs_run=result["epochs_run"],
             epoch_time_s=round(result["epoch_time_s"], 3), n_params=result["n_params"],
@@ -139,7 +145,8 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
     ``models``: names (plugin or RecBole) or model classes. ``per_model_config``: {model name: dict}
     laid over ``config_dict`` for that model only. The result files are rewritten after every run, so an
     interrupted comparison keeps what finished; with ``resume`` a run whose row in ``out_dir/runs.csv``
-    finished with the same settings is not run again, and the rows of models or seeds that this call does
+    finished with the same settings is not run again, a run that was killed mid-training goes on from its last
+    validation (its training state under ``checkpoint_dir``), and the rows of models or seeds that this call does
     not run stay in the table (so calls on different models may share ``out_dir``, one after the other or in
     parallel processes). Returns the list of this call's row dicts.
     """
@@ -164,7 +171,8 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
                 print(f"{label} {model_name(model)} seed={seed}: finished earlier with these settings (resume)", flush=True)
                 row = {**{k: v for k, v in done.items() if k != "run"}, "settings_key": key}
             else:
-                row = run_one(model, dataset, seed, split_seed, config_file_list, settings, label=label, saved=saved)
+                row = run_one(model, dataset, seed, split_seed, config_file_list, settings, label=label, saved=saved,
+                              state_name=f"{model_name(model)}-{key}" if resume else None)
                 row["settings_key"] = key
             rows.append({"run": len(rows) + 1, **row})
             if "_traceback" in rows[-1]:

@@ -7,6 +7,7 @@ it (it imports ray at import time), and routes every model (plugin or RecBole) t
 Config, Dataset choice and trainer (weights-only checkpoints, cold-start metrics, model hooks).
 """
 import logging
+import os
 import time
 from logging import getLogger
 
@@ -16,6 +17,7 @@ from recbole_spectral.checkpoint import read_checkpoint
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
 from recbole_spectral.trainer import trainer_class
+from recbole_spectral.training_state import read_training_state, restore_training_state, save_training_state
 
 
 def init_logging(config):
@@ -96,17 +98,26 @@ def _recorded(trainer_class_, wrapper=None):
 
 
 def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_seed=None, trainer_wrapper=None,
-                   report=None):
+                   report=None, state_file=None):
     """Fit with early stopping on the validation metric, then test the best checkpoint.
 
     Returns RecBole's result dict plus ``best_epoch``, ``epochs_run``, ``epoch_time_s`` (mean),
     ``n_params``, ``model_file`` (the best checkpoint) and ``cold_users``; ``report(message)`` receives
-    progress lines.
+    progress lines. With ``state_file`` (and ``saved``) the training state is written there after every
+    validation and a run that finds one goes on from it exactly (``recbole_spectral.training_state``); the
+    file is removed once the run has been tested.
     """
     _, (train_data, valid_data, test_data), model, trainer = build_run(
         config, split_seed, lambda cls: _recorded(cls, trainer_wrapper))
     trainer.epoch_times, trainer.epoch_report = [], report
     best = {"epoch": None}
+    state_file = state_file if saved else None  # a resumed run needs its best checkpoint on disk
+    stopped = False
+    if state_file and os.path.isfile(state_file):
+        best["epoch"], trainer.epoch_times = restore_training_state(read_training_state(state_file, config), trainer, train_data)
+        stopped = trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
+        if report is not None:
+            report(f"resumed from {state_file} at epoch {trainer.start_epoch + 1}" + (" (training had ended)" if stopped else ""))
 
     def on_valid(epoch_idx, valid_score):
         improved = trainer.cur_step == 0  # RecBole's early_stopping resets cur_step on a new best
@@ -114,13 +125,20 @@ def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_see
             best["epoch"] = epoch_idx + 1
         if report is not None:
             report(f"epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f}" + (" (best)" if improved else ""))
+        if state_file:
+            save_training_state(state_file, trainer, train_data, best["epoch"], trainer.epoch_times, epoch_idx + 1)
         if callback_fn is not None:
             callback_fn(epoch_idx, valid_score)
 
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"], callback_fn=on_valid,
-    )
+    if stopped:  # killed after its last validation: only the test is left
+        best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+    else:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"], callback_fn=on_valid,
+        )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    if state_file and os.path.isfile(state_file):
+        os.remove(state_file)
     logger = getLogger()
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
