@@ -84,6 +84,9 @@ GRID = {
 }
 # the defaults chosen on ml100k-text (edge keep 0.5, loss BPR, lr 0.002), written out so rows keep their meaning
 CHOSEN_ML100K = {"edge_keep_ratio": 0.5, "loss_type": "BPR", "learning_rate": 0.002}
+# the tuned LightGCN's settings on TikTok (benchmarks/results/mm_field.md: lr 0.005, 3 layers), full graph
+TIKTOK_LIGHTGCN = {"user_modality": "item_mean", "loss_type": "BPR", "learning_rate": 0.005, "n_layers": 3,
+                   "edge_keep_ratio": 1.0}
 GRID_BY_DATASET = {
     "tiktok": {
         "graph weights image 0.8 / audio 0.2": {"modality_weights": {"image": 0.8, "audio": 0.2}},
@@ -94,6 +97,29 @@ GRID_BY_DATASET = {
             {**CHOSEN_ML100K, "user_modality": "item_mean", "modality_weights": {"image": 0.8, "audio": 0.2}},
         "edge keep 0.2, loss BPR, lr 0.002, item_mean": {**CHOSEN_ML100K, "edge_keep_ratio": 0.2, "user_modality": "item_mean"},
         "edge keep 0.5, loss BPR, lr 0.002, free P_m L2 0.001": {**CHOSEN_ML100K, "pref_reg_weight": 0.001},
+        # the tuned LightGCN's recipe on TikTok (lr 0.005, 3 layers) as SSR's backbone, with item-derived user signals
+        "item_mean, loss BPR, lr 0.005, 3 layers": TIKTOK_LIGHTGCN,
+        "item_mean, loss BPR, lr 0.005, 3 layers, edge keep 0.5": {**TIKTOK_LIGHTGCN, "edge_keep_ratio": 0.5},
+        "item_mean, loss BPR, lr 0.005, 3 layers, image 0.8 / audio 0.2":
+            {**TIKTOK_LIGHTGCN, "modality_weights": {"image": 0.8, "audio": 0.2}},
+        "free P_m, loss BPR, lr 0.005, 3 layers": {**TIKTOK_LIGHTGCN, "user_modality": "free"},
+        "item_mean, loss BPR, lr 0.005, 3 layers, no item graph": {**TIKTOK_LIGHTGCN, "use_item_graph": False},
+        # only the pairs the epoch's pruned graph left out in the loss (loss_pairs: held_out): with item_mean a
+        # positive's own features are otherwise part of its user's signal (best epoch 2-3 on the full graph)
+        "item_mean, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs":
+            {**TIKTOK_LIGHTGCN, "edge_keep_ratio": 0.5, "loss_pairs": "held_out"},
+        "item_mean, loss BPR, lr 0.002, edge keep 0.5, held-out pairs":
+            {**CHOSEN_ML100K, "user_modality": "item_mean", "loss_pairs": "held_out"},
+        "free P_m, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs":
+            {**TIKTOK_LIGHTGCN, "user_modality": "free", "edge_keep_ratio": 0.5, "loss_pairs": "held_out"},
+        # which part makes SSR over-fit at the LightGCN's lr (best epoch 2-3): one stage off at a time, then
+        # the backbone alone (one band, sum fusion, no masking, no InfoNCE, no item graph)
+        "item_mean, loss BPR, lr 0.005, 3 layers, sum fusion": {**TIKTOK_LIGHTGCN, "fusion": "sum"},
+        "item_mean, loss BPR, lr 0.005, 3 layers, no masking": {**TIKTOK_LIGHTGCN, "band_drop_prob": 0.0, "lambda_mask": 0.0},
+        "item_mean, loss BPR, lr 0.005, 3 layers, no InfoNCE": {**TIKTOK_LIGHTGCN, "lambda_cl": 0.0},
+        "item_mean, loss BPR, lr 0.005, 3 layers, backbone only": {
+            **TIKTOK_LIGHTGCN, "n_bands": 1, "fusion": "sum", "band_drop_prob": 0.0, "lambda_mask": 0.0,
+            "lambda_cl": 0.0, "use_item_graph": False},
     },
 }
 ABLATIONS = {

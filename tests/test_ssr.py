@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
 from recbole_spectral.cli import main as cli_main
+from recbole_spectral.errors import ConfigError
+from recbole_spectral.hyperparameters import check_model
 from recbole_spectral.layers.graph import normalized_bipartite_graph
 from recbole_spectral.layers.edge_pruning import DegreeSensitiveEdgePruning
 from recbole_spectral.layers.multimodal.hsno import ReleasedHSNO
@@ -180,6 +182,39 @@ def test_model_prunes_per_epoch_renormalises_and_evaluates_on_the_full_graph():
     assert model._graph()[0] is model.norm_adj
     with torch.no_grad():
         assert torch.allclose(torch.cat(model.compute_embeddings()), torch.cat(full.compute_embeddings()), atol=1e-6)
+
+
+def test_held_out_loss_scores_only_the_pairs_the_pruned_graph_left_out():
+    torch.manual_seed(0)
+    dataset = TinyMultiModalDataset()
+    quiet = {"edge_keep_ratio": 0.5, "lambda_mask": 0.0, "lambda_reg": 0.0, "lambda_cl": 0.0, "pref_reg_weight": 0.0,
+             "loss_type": "BPR"}
+    model = SSR(ssr_config(loss_pairs="held_out", **quiet), dataset)
+    every = SSR(ssr_config(loss_pairs="all", **quiet), dataset)
+    every.load_state_dict(model.state_dict())
+    model.train(), every.train()
+    model.on_train_epoch_start(0, None)
+    every.on_train_epoch_start(0, None)  # same seed: the same draw
+    assert torch.equal(every.train_adj.to_dense(), model.train_adj.to_dense())
+    graph = model.train_adj.to_dense()[:N_USERS, N_USERS:] > 0
+    observed = torch.as_tensor(dataset.inter_matrix().toarray() > 0)
+    kept_u, kept_i = graph.nonzero(as_tuple=True)
+    out_u, out_i = (observed & ~graph).nonzero(as_tuple=True)
+    neg = torch.ones(len(kept_u), dtype=torch.long)
+
+    def pairs(users, items, negs):
+        return Interaction({"user_id": users, "item_id": items, "neg_item_id": negs})
+
+    # a batch of kept edges only: nothing to score
+    assert model.calculate_loss(pairs(kept_u, kept_i, neg)).item() == 0.0
+    # a mixed batch: the mean over its held-out pairs, i.e. what the plain loss gives on those pairs alone
+    users, items = torch.cat([kept_u[:5], out_u[:7]]), torch.cat([kept_i[:5], out_i[:7]])
+    negs = torch.randint(1, N_ITEMS, (12,), generator=torch.Generator().manual_seed(1))
+    expected = every.calculate_loss(pairs(out_u[:7], out_i[:7], negs[5:]))
+    assert torch.allclose(model.calculate_loss(pairs(users, items, negs)), expected, atol=1e-6)
+    # the option needs pruning
+    with pytest.raises(ConfigError, match="loss_pairs.*edge_keep_ratio is 1.0"):
+        check_model(SSR, {**ssr_config(loss_pairs="held_out", edge_keep_ratio=1.0)})
 
 
 def test_mlp_encoder_acts_per_band_and_trains():

@@ -113,6 +113,7 @@ USER_MODALITY = ("item_mean", "free")
 FEATURE_ENCODERS = ("linear", "mlp")
 MASK_SEMANTICS = ("released", "ours")
 HSNO_MODES = ("released", "ours")
+LOSS_PAIRS = ("all", "held_out")
 
 
 class SSR(EmbeddingRecommender):
@@ -149,6 +150,7 @@ class SSR(EmbeddingRecommender):
         "pref_normalize": Bool(),
         "pref_reg_weight": Float(low=0.0),
         "edge_keep_ratio": Float(low=0.0, high=1.0, low_open=True),
+        "loss_pairs": Choice(*LOSS_PAIRS),
     }
 
     @classmethod
@@ -163,6 +165,8 @@ class SSR(EmbeddingRecommender):
             if borders is None or len(borders) != n_bands - 1 or not inside or not increasing:
                 return ("fixed_band_borders",
                         f"{n_bands - 1} increasing values strictly inside (0, 2) (band_method: fixed, n_bands: {n_bands})")
+        if values.get("loss_pairs") == "held_out" and values.get("edge_keep_ratio", 1.0) >= 1.0:
+            return "loss_pairs", "'all' when edge_keep_ratio is 1.0 (held_out scores the pairs the pruned graph left out)"
         weights, modalities = values.get("modality_weights"), values.get("modalities") or []
         if weights and modalities and all(m in weights for m in modalities) and sum(weights[m] for m in modalities) <= 0:
             return "modality_weights", f"weights with a positive sum over the dataset's modalities {list(modalities)}"
@@ -201,6 +205,7 @@ class SSR(EmbeddingRecommender):
         self.pref_normalize = config["pref_normalize"]
         self.pref_reg_weight = config["pref_reg_weight"]
         self.edge_keep_ratio = config["edge_keep_ratio"]
+        self.loss_pairs = config["loss_pairs"]
         self.cl_max_items = config["cl_max_items"]
         self.band_recalibrate_every = config["band_recalibrate_every"]
         self.signal_dim = d * (1 + len(self.modalities))
@@ -234,6 +239,7 @@ class SSR(EmbeddingRecommender):
                                           .to(self.device))
         self.train_adj = self.train_laplacian = None  # the pruned graph of the current epoch
         self.fixed_bands_train = {}  # the feature part's bands on it
+        self._kept_keys = None  # sorted user * n_items + item of its edges (loss_pairs: held_out)
         self._prune_generator = torch.Generator().manual_seed(int(config["seed"] or 0) if "seed" in config else 0)
         self.bands = SpectralBands(
             self.norm_adj.to_sparse_coo(), self.n_bands, self.chebyshev_order, method=self.band_method,
@@ -333,6 +339,8 @@ class SSR(EmbeddingRecommender):
         if self._pruning is None:
             self._pruning = DegreeSensitiveEdgePruning(self.interactions, self.edge_keep_ratio)
         kept = self._pruning.sample_matrix(self._prune_generator)
+        coo = kept.tocoo()
+        self._kept_keys = torch.from_numpy(np.sort(coo.row.astype(np.int64) * self.n_items + coo.col)).to(self.device)
         self.train_adj = normalized_bipartite_graph(kept, self.device).to_sparse_csr()
         self.train_laplacian = shifted_laplacian(self.train_adj.to_sparse_coo())
         self._sync_borders()
@@ -521,9 +529,15 @@ class SSR(EmbeddingRecommender):
         u, p, q = z[where[:n]], z[where[n:2 * n]], z[where[2 * n:]]
         pos_scores, neg_scores = (u * p).sum(1), (u * q).sum(1)
         if self.loss_type == "BCE":
-            loss = F.softplus(-pos_scores).mean() + F.softplus(neg_scores).mean()
+            pair_loss = F.softplus(-pos_scores) + F.softplus(neg_scores)
         else:
-            loss = F.softplus(neg_scores - pos_scores).mean()
+            pair_loss = F.softplus(neg_scores - pos_scores)
+        if self.loss_pairs == "held_out" and self._pruned():
+            # only the pairs whose edge this epoch's graph left out: their user's signal does not contain them
+            held_out = ~torch.isin(user * self.n_items + pos, self._kept_keys)
+            loss = (pair_loss * held_out).sum() / held_out.sum().clamp_min(1)
+        else:
+            loss = pair_loss.mean()
 
         if consistency is not None:
             loss = loss + self.lambda_mask * consistency
