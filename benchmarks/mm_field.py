@@ -65,6 +65,19 @@ NOTES = """\
 - SMORE's published Sports recipe collapses here (best epoch 1 in every seed, R@20 0.047): the development
   observation below, now at 3 seeds. The row measures that recipe on dense data, not a tuned SMORE.
 
+## What the TikTok table says (so far; rows with fewer than 3 seeds are still running)
+
+- Sparse data (median 2 training items per user; 7 % of test pairs involve items with no training interaction):
+  the tuned LightGCN (0.0902 ± 0.0018) leads and FREEDOM (0.0890 ± 0.0010) is within one spread of it; BPR
+  0.0463. VBPR's published recipe (0.0202) is far below BPR: its content term ⟨θ_u, W f_i⟩ on these 128-d
+  image/audio features costs more than it brings.
+- LGMRec's published recipe is far below LightGCN here (R@20 0.0351 at seed 2020, stopped at epoch 26 with its
+  best at 15; seed 2022 0.053 after 58 epochs). TikTok has two modalities, so the released InfoNCE between the
+  image and audio hypergraph embeddings is active (every batch row against all users and all items, summed,
+  weight 1e-4): the first epoch's loss is 4.2 per batch of 2048, of which BPR is at most log 2 = 0.69. With
+  ml100k-text's one modality there is no modality pair, hence no InfoNCE, and LGMRec is close to BPR there.
+  The row measures the published recipe; a tuned cl_weight was not tried.
+
 ## Observations from development runs (seed 2020, not the benchmark)
 
 - SMORE with its published Sports recipe (cl_loss 0.03) on the dense ml-100k-mm: validation Recall@20 falls from
@@ -74,10 +87,12 @@ NOTES = """\
   data the recipe was tuned on) it rises (0.034, 0.038, 0.041 over epochs 1-3). The field runs keep the published
   recipe; early stopping keeps the best epoch, so a SMORE row on ml100k-text may reflect this.
 - Cost: LGMRec's released InfoNCE compares every batch row with all users and all items (per modality pair), so
-  its epochs are several times LightGCN's on TikTok and ~18x at Amazon Sports scale
+  its epochs are ~10x LightGCN's on TikTok and 7.4x at Amazon Sports scale with the fused InfoNCE (18.5x before)
   (benchmarks/results/mm_scale.md); SMORE recomputes every view of every node per batch (~4x at Sports scale).
-  On 2 shared cores a LGMRec or SMORE row to early stopping takes hours, not minutes, with the published
-  learning rate (0.001); the recipe check below gives seconds per epoch on this machine.
+  On 2 shared cores a LGMRec row to early stopping took 17 and 47 min per seed on TikTok with the published
+  learning rate (0.001); the recipe check below gives seconds per epoch on this machine. Runs go through
+  compare --resume, which keeps each run's training state: a run cut by the end of a session goes on from its
+  last validation.
 """
 
 PUBLISHED = """\

@@ -110,8 +110,14 @@ GRID_BY_DATASET = {
             {**TIKTOK_LIGHTGCN, "edge_keep_ratio": 0.5, "loss_pairs": "held_out"},
         "item_mean, loss BPR, lr 0.002, edge keep 0.5, held-out pairs":
             {**CHOSEN_ML100K, "user_modality": "item_mean", "loss_pairs": "held_out"},
+        "item_mean, loss BPR, lr 0.001, 3 layers, edge keep 0.5, held-out pairs":
+            {**TIKTOK_LIGHTGCN, "learning_rate": 0.001, "edge_keep_ratio": 0.5, "loss_pairs": "held_out"},
         "free P_m, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs":
             {**TIKTOK_LIGHTGCN, "user_modality": "free", "edge_keep_ratio": 0.5, "loss_pairs": "held_out"},
+        "free P_m, loss BPR, lr 0.002, 3 layers, edge keep 0.5, held-out pairs":
+            {**TIKTOK_LIGHTGCN, "user_modality": "free", "learning_rate": 0.002, "edge_keep_ratio": 0.5, "loss_pairs": "held_out"},
+        "free P_m, loss BPR, lr 0.005, 3 layers, edge keep 0.3, held-out pairs":
+            {**TIKTOK_LIGHTGCN, "user_modality": "free", "edge_keep_ratio": 0.3, "loss_pairs": "held_out"},
         # which part makes SSR over-fit at the LightGCN's lr (best epoch 2-3): one stage off at a time, then
         # the backbone alone (one band, sum fusion, no masking, no InfoNCE, no item graph)
         "item_mean, loss BPR, lr 0.005, 3 layers, sum fusion": {**TIKTOK_LIGHTGCN, "fusion": "sum"},
