@@ -123,6 +123,10 @@ GRID_BY_DATASET = {
              "loss_pairs": "held_out"},
         "free P_m, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs, feature rank 32":
             {**TIKTOK_LIGHTGCN, "user_modality": "free", "edge_keep_ratio": 0.5, "loss_pairs": "held_out", "feature_rank": 32},
+        "free P_m, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs, feature rank 16":
+            {**TIKTOK_LIGHTGCN, "user_modality": "free", "edge_keep_ratio": 0.5, "loss_pairs": "held_out", "feature_rank": 16},
+        "item_mean, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs, feature rank 32":
+            {**TIKTOK_LIGHTGCN, "edge_keep_ratio": 0.5, "loss_pairs": "held_out", "feature_rank": 32},
         # which part makes SSR over-fit at the LightGCN's lr (best epoch 2-3): one stage off at a time, then
         # the backbone alone (one band, sum fusion, no masking, no InfoNCE, no item graph)
         "item_mean, loss BPR, lr 0.005, 3 layers, sum fusion": {**TIKTOK_LIGHTGCN, "fusion": "sum"},
