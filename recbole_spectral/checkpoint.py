@@ -127,6 +127,25 @@ def load_checkpoint(path, map_location="cpu"):
     return read_checkpoint(path, map_location=map_location)
 
 
+def trainer_payload(trainer):
+    """What every checkpoint of a trainer's run holds: format, config, weights, other state, optimizer."""
+    optimizer = getattr(trainer, "optimizer", None)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": checkpoint_config(trainer.config),
+        "state_dict": trainer.model.state_dict(),
+        "other_parameter": plain(trainer.model.other_parameter()),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+    }
+
+
+def write_checkpoint(path, payload):
+    """``torch.save`` through a temporary file, so a reader never sees a half-written checkpoint."""
+    tmp = f"{path}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
 class SafeCheckpointMixin:
     """Save/resume/reload checkpoints that hold only tensors and plain values."""
 
@@ -140,19 +159,12 @@ class SafeCheckpointMixin:
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "config": checkpoint_config(self.config),
+        write_checkpoint(saved_model_file, {
+            **trainer_payload(self),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
-            "state_dict": self.model.state_dict(),
-            "other_parameter": plain(self.model.other_parameter()),
-            "optimizer": self.optimizer.state_dict() if getattr(self, "optimizer", None) is not None else None,
-        }
-        tmp = f"{saved_model_file}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, saved_model_file)  # a reader never sees a half-written file
+        })
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
 

@@ -114,7 +114,8 @@ def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_see
     state_file = state_file if saved else None  # a resumed run needs its best checkpoint on disk
     stopped = False
     if state_file and os.path.isfile(state_file):
-        best["epoch"], trainer.epoch_times = restore_training_state(read_training_state(state_file, config), trainer, train_data)
+        best["epoch"], trainer.epoch_times = restore_training_state(
+            read_training_state(state_file, config), trainer, train_data, state_file)
         stopped = trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
         if report is not None:
             report(f"resumed from {state_file} at epoch {trainer.start_epoch + 1}" + (" (training had ended)" if stopped else ""))

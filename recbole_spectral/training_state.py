@@ -18,7 +18,7 @@ import random
 import numpy as np
 import torch
 
-from recbole_spectral.checkpoint import CHECKPOINT_FORMAT, checkpoint_config, plain, read_checkpoint, restore_weights
+from recbole_spectral.checkpoint import plain, read_checkpoint, restore_weights, trainer_payload, write_checkpoint
 from recbole_spectral.errors import CheckpointError
 
 STATE_KIND = "training-state"
@@ -57,13 +57,9 @@ def _python_state():
 def save_training_state(path, trainer, train_data, best_epoch, epoch_times, next_epoch):
     """Write the state a run needs to go on at epoch ``next_epoch`` (0-based) to ``path``, atomically."""
     model = trainer.model
-    state = {
-        "format": CHECKPOINT_FORMAT,
+    write_checkpoint(path, {
+        **trainer_payload(trainer),
         "kind": STATE_KIND,
-        "config": checkpoint_config(trainer.config),
-        "state_dict": model.state_dict(),
-        "other_parameter": plain(model.other_parameter()),
-        "optimizer": trainer.optimizer.state_dict(),
         "next_epoch": int(next_epoch),
         "cur_step": int(trainer.cur_step),
         "best_valid_score": float(trainer.best_valid_score),
@@ -78,10 +74,7 @@ def save_training_state(path, trainer, train_data, best_epoch, epoch_times, next
             "dataloader": train_data.generator.get_state() if getattr(train_data, "generator", None) is not None else None,
             "model": {name: g.get_state() for name, g in model_generators(model).items()},
         },
-    }
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    })
 
 
 def read_training_state(path, config):
@@ -95,11 +88,11 @@ def read_training_state(path, config):
     return state
 
 
-def restore_training_state(state, trainer, train_data):
-    """Put a state read by :func:`read_training_state` back into ``trainer`` (and its model) and the
-    random generators; returns (best_epoch, epoch_times)."""
+def restore_training_state(state, trainer, train_data, path="training state"):
+    """Put a state read by :func:`read_training_state` (from ``path``) back into ``trainer`` (and its model)
+    and the random generators; returns (best_epoch, epoch_times)."""
     model = trainer.model
-    restore_weights(model, state, "training state")
+    restore_weights(model, state, path)
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.start_epoch = state["next_epoch"]
     trainer.cur_step = state["cur_step"]
