@@ -66,8 +66,9 @@ def hand_signal(model, dataset):
     for m in model.modalities:
         f = model.fixed_signal_input[m]
         w = model.projection[m].weight.T
-        users = mean @ (smooth @ f) @ w if model.user_modality == "item_mean" else F.normalize(model.user_preference[m], dim=1)
-        parts.append(backbone(users, f @ w))
+        items = model.item_embedding.weight * torch.sigmoid(f @ w) if model.gated else f @ w  # gated_id: E_I ⊙ σ(FW)
+        users = mean @ (smooth @ items) if model.user_modality == "item_mean" else F.normalize(model.user_preference[m], dim=1)
+        parts.append(backbone(users, items))
     return torch.cat(parts, 1)
 
 
@@ -78,6 +79,9 @@ def hand_signal(model, dataset):
     {"user_modality": "free", "item_graph_mode": "early"},
     {"item_graph_mode": "late", "exact_max_nodes": 10_000, "user_modality": "item_mean"},
     {"use_item_graph": False, "n_layers": 1, "user_modality": "item_mean"},
+    {"modality_signal": "gated_id", "user_modality": "item_mean", "item_graph_mode": "late"},
+    {"modality_signal": "gated_id", "user_modality": "item_mean", "item_graph_mode": "early", "knn_layers": 2},
+    {"modality_signal": "gated_id", "user_modality": "free"},
 ])
 def test_sum_fusion_equals_the_hand_formula(overrides):
     """fusion 'sum': the bands add back to X; X matches late / early fusion and the user signals by hand."""
@@ -118,6 +122,31 @@ def test_item_mean_user_signal_is_the_mean_of_projected_item_features():
         for u in (1, 7, 42):
             expected = projected[r[u].indices].mean(0)
             assert torch.allclose(users[u, 8 * (j + 1): 8 * (j + 2)], expected, atol=1e-5)
+
+
+def test_gated_item_mean_users_average_the_kept_edges_in_training_and_all_edges_at_evaluation():
+    """modality_signal gated_id: branch m's item rows are E_I ⊙ σ(enc_m(F_m)); with item_mean a user's row is the
+    mean of its items' gated rows — over the epoch's kept edges in training, over all edges at evaluation."""
+    torch.manual_seed(0)
+    dataset = TinyMultiModalDataset()
+    model = SSR(ssr_config(modality_signal="gated_id", user_modality="item_mean", use_item_graph=False,
+                           edge_keep_ratio=0.5, seed=3), dataset)
+    assert len(model.user_preference) == 0 and model.fixed_signal == {}  # nothing fixed to precompute
+    m, d = model.modalities[0], 8
+    gated = model.item_embedding.weight * torch.sigmoid(model.projection[m](model.fixed_signal_input[m]))
+    model.train()
+    kept = model.resample_training_graph()
+    full = dataset.inter_matrix().tocsr()
+    with torch.no_grad():
+        z = model.learned_input()
+        model.eval()
+        z_eval = model.learned_input()
+    for u in (1, 7, 42):
+        if kept[u].nnz:
+            assert torch.allclose(z[u, d: 2 * d], gated[kept[u].indices].mean(0), atol=1e-5)
+        assert torch.allclose(z_eval[u, d: 2 * d], gated[full[u].indices].mean(0), atol=1e-5)
+    assert any(kept[u].nnz < full[u].nnz for u in (1, 7, 42))
+    assert torch.allclose(z_eval[N_USERS:, d: 2 * d], gated, atol=1e-6)
 
 
 def test_free_preferences_are_regularised():
@@ -287,6 +316,7 @@ def test_released_operator_stays_near_the_identity():
 @pytest.mark.parametrize("overrides", [
     {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"user_modality": "item_mean"}, {"band_method": "released"},
     {"feature_encoder": "mlp", "edge_keep_ratio": 0.5},
+    {"modality_signal": "gated_id", "user_modality": "item_mean"}, {"modality_signal": "gated_id", "feature_encoder": "mlp"},
 ])
 def test_loss_backpropagates_to_every_part(overrides):
     torch.manual_seed(0)

@@ -48,6 +48,11 @@ Backbone, branches β ∈ {id} ∪ modalities, each d wide:
                      free       user rows of branch m are a free P_m (n_users × d) in the output space (not
                                 through enc_m), row-normalised when ``pref_normalize``, with an L2 term
                                 ``pref_reg_weight`` on the batch's rows (the released code's choice)
+    modality_signal: features   as above (the paper: branch m carries the encoded item features)
+                     gated_id   Z_m = [U_m ; E_I ⊙ σ(enc_m([F_m, 1]))] — the item ID embeddings gated by the item's
+                                features (SMORE's item signal; beyond the paper), U_m = D_u^{-1} R (item rows)
+                                with item_mean (over the epoch's kept edges while training) or P_m with free; every
+                                branch is then learned and banded per batch (no fixed feature part)
     X = g(Â_train) Z, then the item graph:
       item_graph_mode: late     X_I ← X_I + S^T X_I      (full weight after the propagation: released, FREEDOM)
                        early    Z_I ← (I + Σ_{t≤T} S^t) Z_I before the propagation (enters with weight 1/(L+1))
@@ -87,7 +92,9 @@ by a truncated SVD to ``feature_rank`` coordinates (energy logged) and their kNN
 Differences from the released code, on purpose: features stay frozen (SVD coordinates) so that the
 feature part can be precomputed; the per-user branch weights ``weight_u`` and the re-added raw P's are
 not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
-sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split).
+sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split). Beyond the paper and
+the released code, as options: degree-sensitive edge pruning (on by default, chosen on ml100k-text validation);
+``user_modality: item_mean``, ``loss_pairs: held_out`` and ``modality_signal: gated_id`` (off by default).
 """
 from contextlib import contextmanager
 from functools import partial
@@ -114,6 +121,7 @@ FEATURE_ENCODERS = ("linear", "mlp")
 MASK_SEMANTICS = ("released", "ours")
 HSNO_MODES = ("released", "ours")
 LOSS_PAIRS = ("all", "held_out")
+MODALITY_SIGNALS = ("features", "gated_id")
 
 
 class SSR(EmbeddingRecommender):
@@ -151,6 +159,7 @@ class SSR(EmbeddingRecommender):
         "pref_reg_weight": Float(low=0.0),
         "edge_keep_ratio": Float(low=0.0, high=1.0, low_open=True),
         "loss_pairs": Choice(*LOSS_PAIRS),
+        "modality_signal": Choice(*MODALITY_SIGNALS),
     }
 
     @classmethod
@@ -206,10 +215,12 @@ class SSR(EmbeddingRecommender):
         self.pref_reg_weight = config["pref_reg_weight"]
         self.edge_keep_ratio = config["edge_keep_ratio"]
         self.loss_pairs = config["loss_pairs"]
+        self.modality_signal = config["modality_signal"]
         self.cl_max_items = config["cl_max_items"]
         self.band_recalibrate_every = config["band_recalibrate_every"]
         self.signal_dim = d * (1 + len(self.modalities))
-        self.learned_dim = d * (1 + (len(self.modalities) if self.user_modality == "free" else 0))
+        self.gated = self.modality_signal == "gated_id"
+        self.learned_dim = d * (1 + (len(self.modalities) if self.user_modality == "free" or self.gated else 0))
 
         # layers
         self.user_embedding = nn.Embedding(self.n_users, d)
@@ -249,7 +260,9 @@ class SSR(EmbeddingRecommender):
 
         # the fixed (feature) signal, propagated once: [U_m ; item rows] → g(Â) → late item graph
         self.fixed_signal_input = features  # [F_m, 1] item rows (padding row 0 = zeros)
-        self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities}
+        self.fixed_signal = {} if self.gated else {m: self._fixed_signal(features[m]) for m in self.modalities}
+        self.user_mean = self.user_item_mean() if self.gated and self.user_modality == "item_mean" else None
+        self.user_mean_train = None  # the same over the epoch's pruned graph
         self.fixed_bands = {}
         self._cached_borders = None
         self._removed_band = None  # diagnose: a band removed at inference
@@ -347,7 +360,9 @@ class SSR(EmbeddingRecommender):
         self.fixed_bands_train = {
             m: self.bands.stacked_bands(self._fixed_signal(self.fixed_signal_input[m], kept, self.train_adj),
                                         laplacian=self.train_laplacian).contiguous()
-            for m in self.modalities}
+            for m in self.fixed_signal}
+        if self.user_mean is not None:
+            self.user_mean_train = self.user_item_mean(kept)
         return kept
 
     def _pruned(self):
@@ -366,16 +381,22 @@ class SSR(EmbeddingRecommender):
         """Z of the learned part: [E_U ; E_I (early: smoothed)] and, with free user modality signals,
         [P_m ; 0] per modality (N × learned_dim)."""
         ids = torch.cat([self.user_embedding.weight, self._smooth_items_early(self.item_embedding.weight)], 0)
-        if self.user_modality != "free":
+        if self.user_modality != "free" and not self.gated:
             return ids
         zeros = torch.zeros(self.n_items, self.embedding_size, device=self.device)
-        prefs = []
+        branches = []
         for m in self.modalities:
-            p = self.user_preference[m]
-            if self.pref_normalize:
-                p = F.normalize(p, dim=1)
-            prefs.append(torch.cat([p, zeros], 0))
-        return torch.cat([ids] + prefs, 1)
+            items = zeros
+            if self.gated:  # E_I ⊙ σ(enc_m([F_m, 1])), then the early item graph
+                items = self._smooth_items_early(
+                    self.item_embedding.weight * torch.sigmoid(self.projection[m](self.fixed_signal_input[m])))
+            if self.user_modality == "free":
+                users = F.normalize(self.user_preference[m], dim=1) if self.pref_normalize else self.user_preference[m]
+            else:  # item_mean of the gated item rows, over the epoch's kept edges while training
+                mean = self.user_mean_train if self._pruned() and self.user_mean_train is not None else self.user_mean
+                users = torch.sparse.mm(mean, items)
+            branches.append(torch.cat([users, items], 0))
+        return torch.cat([ids] + branches, 1)
 
     def learned_signal(self, graph=None):
         """X of the learned part: g(Â)Z, then the late item graph."""
@@ -392,6 +413,8 @@ class SSR(EmbeddingRecommender):
         feature part mapped by its encoder added in (linear encoder: exactly the model's X), or, for the MLP
         encoder, the feature parts mapped by the MLP's first (linear) layer placed beside the learned part."""
         signal = self.learned_signal()
+        if self.gated:
+            return signal
         d = self.embedding_size
         mapped = {m: self._encoder_linear_part(m)(self.fixed_signal[m]) for m in self.modalities}
         if self.feature_encoder == "mlp":
@@ -418,7 +441,7 @@ class SSR(EmbeddingRecommender):
 
     @torch.no_grad()
     def _rebuild_fixed_bands(self):
-        self.fixed_bands = {m: self.bands.stacked_bands(self.fixed_signal[m]).contiguous() for m in self.modalities}
+        self.fixed_bands = {m: self.bands.stacked_bands(signal).contiguous() for m, signal in self.fixed_signal.items()}
         self._cached_borders = self.band_borders.clone()
         self.clear_cache()
 
@@ -433,6 +456,8 @@ class SSR(EmbeddingRecommender):
         self._sync_borders()
         graph, laplacian = self._graph()
         learned = self.bands.stacked_bands(self.learned_signal(graph), rows, laplacian=laplacian)  # (n, M, w)
+        if self.gated:  # every branch is learned
+            return learned
         d = self.embedding_size
         parts = [learned[..., :d]]
         fixed_bands = self.fixed_bands_train if self._pruned() else self.fixed_bands
