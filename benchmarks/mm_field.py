@@ -7,7 +7,8 @@ with ``stopping_step`` 10 evaluations (one per epoch) and an epoch cap (1000) fa
 the report flags a row that reached the cap. Every model trains with its published recipe (its
 ``properties/model/<Model>.yaml``: learning rate, regularisation, layers, k); LightGCN's learning rate and
 layers are chosen on validation first (a small grid run through ``compare``, first seed only); BPR keeps
-RecBole's defaults; SSR uses its YAML defaults (chosen on ml100k-text by benchmarks/ssr_field.py).
+RecBole's defaults; SSR uses its YAML defaults (chosen on ml100k-text by benchmarks/ssr_field.py) and, on TikTok,
+the recipe ``properties/recipes/SSR-tiktok.yaml`` chosen on TikTok's validation by the same script (``RECIPES``).
 
 Steps (each one a ``compare`` run with its own ``out_dir`` under ``--out_root/<dataset>/``, so an interrupted
 benchmark resumes: every step calls ``compare_models(..., resume=True)``, which keeps the finished runs
@@ -47,6 +48,9 @@ MODELS = ["BPR", "LightGCN", "VBPR", "FREEDOM", "LGMRec", "SMORE", "SSR"]
 SOURCES = {"tiktok": "multimodal/tiktok", "ml100k-text": "multimodal/ml100k-text"}
 LIGHTGCN_GRID = [{"learning_rate": lr, "n_layers": n} for lr in (0.005, 0.001) for n in (2, 3)]
 PER_MODEL = {}  # every model with its YAML defaults (SSR: chosen by benchmarks/ssr_field.py on ml100k-text)
+# per-dataset settings chosen on that dataset's validation, shipped as recipes (properties/recipes/): SSR on the
+# sparse TikTok (benchmarks/results/ssr_field.md, the TikTok grid)
+RECIPES = {"tiktok": {"SSR": "SSR-tiktok.yaml"}}
 SEEDS = [2020, 2021, 2022]
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
@@ -199,8 +203,19 @@ def tuned_lightgcn(args, dataset):
     return best
 
 
-def field(args, dataset, models):
+def per_model_settings(dataset):
+    """PER_MODEL with the dataset's recipes (RECIPES) read in as overrides (so they enter the settings key)."""
+    import yaml
+    from recbole_spectral import paths
+
     per_model = dict(PER_MODEL)
+    for model, recipe in RECIPES.get(dataset, {}).items():
+        per_model[model] = {**per_model.get(model, {}), **yaml.safe_load(paths.recipe_file(recipe).read_text())}
+    return per_model
+
+
+def field(args, dataset, models):
+    per_model = per_model_settings(dataset)
     if "LightGCN" in models:
         per_model["LightGCN"] = tuned_lightgcn(args, dataset) or tune(args, dataset)
     out = os.path.join(args.out_root, dataset, "field")
@@ -210,7 +225,7 @@ def field(args, dataset, models):
 def timing(args, dataset, models):
     config = {**settings(args, dataset), "epochs": args.timing_epochs}
     out = os.path.join(args.out_root, dataset, f"timing-{args.timing_epochs}ep")
-    return run_compare(models, dataset, args.seeds[:1], config, out, PER_MODEL)
+    return run_compare(models, dataset, args.seeds[:1], config, out, per_model_settings(dataset))
 
 
 # -- report ----------------------------------------------------------------------------------------------

@@ -96,6 +96,9 @@ GRID_BY_DATASET = {
             {**CHOSEN_ML100K, "loss_pairs": "held_out", "feature_rank": 32},
         "edge keep 0.5, loss BPR, lr 0.002, item_mean, held-out pairs, feature rank 32":
             {**CHOSEN_ML100K, "user_modality": "item_mean", "loss_pairs": "held_out", "feature_rank": 32},
+        # SMORE's item signal (modality_signal gated_id), the best on TikTok
+        "edge keep 0.5, loss BPR, lr 0.002, gated ID, item_mean":
+            {**CHOSEN_ML100K, "modality_signal": "gated_id", "user_modality": "item_mean"},
     },
     "tiktok": {
         "graph weights image 0.8 / audio 0.2": {"modality_weights": {"image": 0.8, "audio": 0.2}},
@@ -142,6 +145,12 @@ GRID_BY_DATASET = {
         "gated ID, item_mean, loss BPR, lr 0.005, 3 layers, edge keep 0.5, held-out pairs, feature rank 32":
             {**TIKTOK_LIGHTGCN, "modality_signal": "gated_id", "edge_keep_ratio": 0.5, "loss_pairs": "held_out",
              "feature_rank": 32},
+        "gated ID, item_mean, loss BPR, lr 0.001, 3 layers": {**TIKTOK_LIGHTGCN, "modality_signal": "gated_id",
+                                                               "learning_rate": 0.001},
+        "gated ID, item_mean, loss BPR, lr 0.002, 3 layers": {**TIKTOK_LIGHTGCN, "modality_signal": "gated_id",
+                                                               "learning_rate": 0.002},
+        "gated ID, item_mean, loss BPR, lr 0.005, 3 layers, edge keep 0.5": {**TIKTOK_LIGHTGCN, "modality_signal": "gated_id",
+                                                                            "edge_keep_ratio": 0.5},
         # which part makes SSR over-fit at the LightGCN's lr (best epoch 2-3): one stage off at a time, then
         # the backbone alone (one band, sum fusion, no masking, no InfoNCE, no item graph)
         "item_mean, loss BPR, lr 0.005, 3 layers, sum fusion": {**TIKTOK_LIGHTGCN, "fusion": "sum"},

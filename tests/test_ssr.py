@@ -420,3 +420,17 @@ def test_wide_features_are_reduced_by_truncated_svd_keeping_inner_products():
         raw = torch.as_tensor(dataset.features[m])
         assert torch.allclose(reduced @ reduced.T, raw @ raw.T, atol=1e-3 * float((raw @ raw.T).abs().max()))
     model.calculate_loss(batch()).backward()
+
+
+def test_tiktok_recipe_is_one_config_file_and_builds_the_gated_model(workdir):
+    """properties/recipes/SSR-tiktok.yaml (chosen on TikTok's validation) is a complete config file: it passes the
+    hyperparameter checks and gives the gated-ID, item-mean, full-graph model."""
+    from recbole_spectral import paths
+    from recbole_spectral.config import SpectralConfig
+
+    config = SpectralConfig("SSR", "ml-100k-mm", [str(paths.recipe_file("SSR-tiktok.yaml"))], {"use_gpu": False})
+    expected = {"modality_signal": "gated_id", "user_modality": "item_mean", "edge_keep_ratio": 1.0,
+                "loss_pairs": "all", "loss_type": "BPR", "n_layers": 3, "learning_rate": 0.002}
+    assert {k: config[k] for k in expected} == expected
+    model = SSR(ssr_config(**expected), TinyMultiModalDataset())
+    assert model.gated and len(model.user_preference) == 0 and model.learned_dim == 8 * (1 + len(model.modalities))
