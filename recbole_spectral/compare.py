@@ -95,7 +95,7 @@ def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict
     def report(message):
         print(f"{label} {name} seed={seed} {message}".strip(), flush=True)
 
-    start = time.time()
+    start, before = time.time(), 0.0
     try:
         config = SpectralConfig(model, dataset, config_file_list, {**(config_dict or {}), "seed": seed})
         start_run(config)
@@ -111,11 +111,12 @@ def run_one(model, dataset, seed, split_seed, config_file_list=None, config_dict
         )
         row.update({f"valid_{k}": v for k, v in (result["best_valid_result"] or {}).items()})
         row.update({f"test_{k}": v for k, v in (result["test_result"] or {}).items()})
+        before = result["time_before_resume_s"]  # a resumed run's time counts its earlier processes too
         getLogger().info(f"test result: {result['test_result']}")
     except Exception as err:  # a failed run is a result too; the comparison goes on
         row["status"], row["error"] = "failed", one_line(err)
         row["_traceback"] = traceback.format_exc()  # goes to <out_dir>/errors.log, not the console
-    row["total_time_s"] = round(time.time() - start, 2)
+    row["total_time_s"] = round(time.time() - start + before, 2)
     report(f"{row['status']} in {row['total_time_s']:.1f}s" + (f": {row['error']}" if row["error"] else ""))
     return row
 

@@ -102,20 +102,23 @@ def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_see
     """Fit with early stopping on the validation metric, then test the best checkpoint.
 
     Returns RecBole's result dict plus ``best_epoch``, ``epochs_run``, ``epoch_time_s`` (mean),
-    ``n_params``, ``model_file`` (the best checkpoint) and ``cold_users``; ``report(message)`` receives
+    ``n_params``, ``model_file`` (the best checkpoint), ``cold_users`` and ``time_before_resume_s`` (wall time
+    the run spent in earlier processes, 0 for a run not resumed); ``report(message)`` receives
     progress lines. With ``state_file`` (and ``saved``) the training state is written there after every
     validation and a run that finds one goes on from it exactly (``recbole_spectral.training_state``); the
     file is removed once the run has been tested.
     """
+    started = time.time()
     _, (train_data, valid_data, test_data), model, trainer = build_run(
         config, split_seed, lambda cls: _recorded(cls, trainer_wrapper))
     trainer.epoch_times, trainer.epoch_report = [], report
     best = {"epoch": None}
     state_file = state_file if saved else None  # a resumed run needs its best checkpoint on disk
-    stopped = False
+    stopped, before = False, 0.0
     if state_file and os.path.isfile(state_file):
-        best["epoch"], trainer.epoch_times = restore_training_state(
-            read_training_state(state_file, config), trainer, train_data, state_file)
+        state = read_training_state(state_file, config)
+        before = float(state.get("elapsed_s", 0.0))  # 0 for a state of an older version
+        best["epoch"], trainer.epoch_times = restore_training_state(state, trainer, train_data, state_file)
         stopped = trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
         if report is not None:
             report(f"resumed from {state_file} at epoch {trainer.start_epoch + 1}" + (" (training had ended)" if stopped else ""))
@@ -127,7 +130,8 @@ def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_see
         if report is not None:
             report(f"epoch {epoch_idx + 1}: valid {config['valid_metric']} {valid_score:.4f}" + (" (best)" if improved else ""))
         if state_file:
-            save_training_state(state_file, trainer, train_data, best["epoch"], trainer.epoch_times, epoch_idx + 1)
+            save_training_state(state_file, trainer, train_data, best["epoch"], trainer.epoch_times, epoch_idx + 1,
+                                before + time.time() - started)
         if callback_fn is not None:
             callback_fn(epoch_idx, valid_score)
 
@@ -156,6 +160,7 @@ def train_and_test(config, saved=True, verbose=True, callback_fn=None, split_see
         "model_file": trainer.saved_model_file if saved else None,
         # test users with at most cold_start_threshold training interactions (None without the setting)
         "cold_users": getattr(trainer.evaluator, "last_cold_users", None),
+        "time_before_resume_s": before,
     }
     return result, model, trainer
 

@@ -54,8 +54,9 @@ def _python_state():
     return {"version": version, "internal": list(internal), "gauss": gauss}
 
 
-def save_training_state(path, trainer, train_data, best_epoch, epoch_times, next_epoch):
-    """Write the state a run needs to go on at epoch ``next_epoch`` (0-based) to ``path``, atomically."""
+def save_training_state(path, trainer, train_data, best_epoch, epoch_times, next_epoch, elapsed_s=0.0):
+    """Write the state a run needs to go on at epoch ``next_epoch`` (0-based) to ``path``, atomically;
+    ``elapsed_s``: the run's wall time so far, over all its processes."""
     model = trainer.model
     write_checkpoint(path, {
         **trainer_payload(trainer),
@@ -67,6 +68,7 @@ def save_training_state(path, trainer, train_data, best_epoch, epoch_times, next
         "best_epoch": best_epoch,
         "best_model_file": str(trainer.saved_model_file),
         "epoch_times": [float(t) for t in epoch_times],
+        "elapsed_s": float(elapsed_s),
         "rng": {
             "torch": torch.get_rng_state(),
             "numpy": _numpy_state(),

@@ -54,7 +54,11 @@ def test_a_killed_run_resumes_exactly(model, workdir):
 
     before, result = run(model, dataset, overrides, workdir, state, kill=lambda epoch, score: epoch == 1)
     assert result is None and sorted(before) == [1] and os.path.isfile(state)
+    elapsed = torch.load(state, weights_only=True)["elapsed_s"]  # wall time of the killed process
     after, result = run(model, dataset, overrides, workdir, state)
+
+    assert expected["time_before_resume_s"] == 0.0 and elapsed > 0.0
+    assert result["time_before_resume_s"] == pytest.approx(elapsed)  # a resumed run's time includes the first part
 
     assert sorted(after) == [2, 3]  # epoch 1 is not trained again
     assert {**before, **after} == straight  # bit for bit: same weights, optimiser and random streams
