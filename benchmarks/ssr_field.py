@@ -235,7 +235,13 @@ def mean_std(values, digits=4):
 def report(args):
     lines = ["# SSR at the level of the field: default selection and ablations", "",
              "Produced by `benchmarks/ssr_field.py` (every run through `compare_models(resume=True)`); settings "
-             f"{json.dumps(COMMON)}, at most {1 if args.smoke else args.max_epochs} epochs. Raw rows: `{args.out_root}/<step>/<dataset>/<variant>/runs.csv`.", ""]
+             f"{json.dumps(COMMON)}, at most {1 if args.smoke else args.max_epochs} epochs. Raw rows: "
+             f"`{os.path.relpath(args.out_root, ROOT)}/<step>/<dataset>/<variant>/runs.csv`.", "",
+             "Commands (data converted with `prepare mmrec` under $RECBOLE_SPECTRAL_DATA):", "", "```",
+             "python benchmarks/ssr_field.py --steps grid --datasets tiktok ml100k-text [--only '<variant>' ...]",
+             "python benchmarks/ssr_field.py --steps grid --datasets tiktok --grid-seed 2021 --only '<variant>'   # more seeds",
+             f"python benchmarks/ssr_field.py --steps ablations --base {args.base}",
+             f"python benchmarks/ssr_field.py --steps report --base {args.base}", "```", ""]
     for dataset in args.grid_datasets:
         grid = variants("grid", dataset, args)
         lines += [f"## Default-selection grid on {dataset} (seed {args.grid_seed}, the leading candidates also at "
