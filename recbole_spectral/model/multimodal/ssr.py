@@ -378,8 +378,8 @@ class SSR(EmbeddingRecommender):
     # signal and bands
     # ------------------------------------------------------------------------------------------
     def learned_input(self):
-        """Z of the learned part: [E_U ; E_I (early: smoothed)] and, with free user modality signals,
-        [P_m ; 0] per modality (N × learned_dim)."""
+        """Z of the learned part: [E_U ; E_I (early: smoothed)] and, per modality, [P_m ; 0] (free user signals,
+        feature branches), [U_m ; E_I ⊙ σ(enc_m([F_m, 1]))] (gated_id; U_m = P_m or the item mean) (N × learned_dim)."""
         ids = torch.cat([self.user_embedding.weight, self._smooth_items_early(self.item_embedding.weight)], 0)
         if self.user_modality != "free" and not self.gated:
             return ids
