@@ -73,7 +73,7 @@ NOTES = """\
 
 - Sparse data (median 2 training items per user; 7 % of test pairs involve items with no training interaction):
   SMORE (0.0931 ± 0.0024), SSR with its TikTok recipe (0.0915 ± 0.0027) and the tuned LightGCN (0.0902 ± 0.0018)
-  are within about one spread of each other on Recall@20; SSR has the best NDCG@10/@20 (0.0420 ± 0.0012 at @20
+  lie within 0.003 of each other on Recall@20 (seed spreads 0.002-0.003); SSR has the best NDCG@10/@20 (0.0420 ± 0.0012 at @20
   against LightGCN's 0.0401 and SMORE's 0.0394); FREEDOM 0.0890 ± 0.0010; BPR 0.0463. VBPR's published recipe
   (0.0202) is far below BPR: its content term ⟨θ_u, W f_i⟩ on these 128-d image/audio features costs more than
   it brings.
