@@ -214,12 +214,11 @@ def tuned_lightgcn(args, dataset):
 
 def per_model_settings(dataset):
     """PER_MODEL with the dataset's recipes (RECIPES) read in as overrides (so they enter the settings key)."""
-    import yaml
     from recbole_spectral import paths
 
     per_model = dict(PER_MODEL)
     for model, recipe in RECIPES.get(dataset, {}).items():
-        per_model[model] = {**per_model.get(model, {}), **yaml.safe_load(paths.recipe_file(recipe).read_text())}
+        per_model[model] = {**per_model.get(model, {}), **paths.read_recipe(recipe)}
     return per_model
 
 

@@ -151,6 +151,10 @@ GRID_BY_DATASET = {
                                                                "learning_rate": 0.002},
         "gated ID, item_mean, loss BPR, lr 0.005, 3 layers, edge keep 0.5": {**TIKTOK_LIGHTGCN, "modality_signal": "gated_id",
                                                                             "edge_keep_ratio": 0.5},
+        # the gate after the bands (modality_signal gated_bands): only the d ID columns are banded per batch
+        "gated bands, item_mean, loss BPR, lr 0.002, 3 layers": {**TIKTOK_LIGHTGCN, "modality_signal": "gated_bands",
+                                                                  "learning_rate": 0.002},
+        "gated bands, item_mean, loss BPR, lr 0.005, 3 layers": {**TIKTOK_LIGHTGCN, "modality_signal": "gated_bands"},
         # which part makes SSR over-fit at the LightGCN's lr (best epoch 2-3): one stage off at a time, then
         # the backbone alone (one band, sum fusion, no masking, no InfoNCE, no item graph)
         "item_mean, loss BPR, lr 0.005, 3 layers, sum fusion": {**TIKTOK_LIGHTGCN, "fusion": "sum"},
@@ -208,12 +212,9 @@ def base_overrides(base):
     """The ablations' full model: JSON overrides, or a shipped recipe (``properties/recipes/<name>.yaml``) or
     any YAML file, read as overrides (so its values enter each run's settings key)."""
     if base.endswith((".yaml", ".yml")):
-        import yaml
         from recbole_spectral import paths
 
-        path = base if os.path.isfile(base) else str(paths.recipe_file(base))
-        with open(path) as fp:
-            return yaml.safe_load(fp) or {}
+        return paths.read_recipe(base)
     return json.loads(base)
 
 

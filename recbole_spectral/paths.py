@@ -27,6 +27,18 @@ def recipe_file(name: str) -> Path:
     return properties_dir() / "recipes" / name
 
 
+def read_recipe(name: str) -> dict:
+    """The settings of a recipe as a dict: a shipped one by name (``properties/recipes/<name>``) or any YAML
+    file by path — for tools that lay a recipe over their own settings (so its values enter a run's key)."""
+    import yaml
+
+    path = Path(name) if os.path.isfile(name) else recipe_file(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {name!r}: no such file, and not a shipped recipe in {recipe_file('')}")
+    with open(path) as fp:
+        return yaml.safe_load(fp) or {}
+
+
 def dataset_properties_file(dataset: str) -> Path:
     return properties_dir() / "dataset" / f"{dataset}.yaml"
 

@@ -62,11 +62,15 @@ def hand_signal(model, dataset):
 
     r = (torch.as_tensor(dataset.inter_matrix().toarray(), dtype=torch.float32) > 0).float()
     mean = r / r.sum(1, keepdim=True).clamp_min(1)
-    parts = [backbone(model.user_embedding.weight, model.item_embedding.weight)]
+    ids = backbone(model.user_embedding.weight, model.item_embedding.weight)
+    parts = [ids]
     for m in model.modalities:
         f = model.fixed_signal_input[m]
         w = model.projection[m].weight.T
-        items = model.item_embedding.weight * torch.sigmoid(f @ w) if model.gated else f @ w  # gated_id: E_I ⊙ σ(FW)
+        if model.gated_bands:  # gated_bands: X_id ⊙ [mean of the items' gates ; σ(FW)]
+            parts.append(ids * torch.cat([mean @ torch.sigmoid(f @ w), torch.sigmoid(f @ w)]))
+            continue
+        items = model.item_embedding.weight * torch.sigmoid(f @ w) if model.gated_input else f @ w  # gated_id: E_I ⊙ σ(FW)
         users = mean @ (smooth @ items) if model.user_modality == "item_mean" else F.normalize(model.user_preference[m], dim=1)
         parts.append(backbone(users, items))
     return torch.cat(parts, 1)
@@ -82,6 +86,8 @@ def hand_signal(model, dataset):
     {"modality_signal": "gated_id", "user_modality": "item_mean", "item_graph_mode": "late"},
     {"modality_signal": "gated_id", "user_modality": "item_mean", "item_graph_mode": "early", "knn_layers": 2},
     {"modality_signal": "gated_id", "user_modality": "free"},
+    {"modality_signal": "gated_bands", "user_modality": "item_mean", "item_graph_mode": "late"},
+    {"modality_signal": "gated_bands", "user_modality": "item_mean", "item_graph_mode": "early", "knn_layers": 2},
 ])
 def test_sum_fusion_equals_the_hand_formula(overrides):
     """fusion 'sum': the bands add back to X; X matches late / early fusion and the user signals by hand."""
@@ -147,6 +153,36 @@ def test_gated_item_mean_users_average_the_kept_edges_in_training_and_all_edges_
         assert torch.allclose(z_eval[u, d: 2 * d], gated[full[u].indices].mean(0), atol=1e-5)
     assert any(kept[u].nnz < full[u].nnz for u in (1, 7, 42))
     assert torch.allclose(z_eval[N_USERS:, d: 2 * d], gated, atol=1e-6)
+
+
+def test_gated_bands_band_only_the_id_signal_and_gate_each_band_per_node():
+    """modality_signal gated_bands: only the d ID columns are propagated and banded; band b of branch m is the ID
+    band b with each item's row times σ(enc_m(F_m)) and each user's row times the mean of its items' gates (over
+    the kept edges in training)."""
+    torch.manual_seed(0)
+    dataset = TinyMultiModalDataset()
+    model = SSR(ssr_config(modality_signal="gated_bands", user_modality="item_mean", edge_keep_ratio=0.5, seed=3),
+                dataset)
+    assert model.learned_dim == 8 and model.fixed_signal == {} and len(model.user_preference) == 0
+    m, d = model.modalities[1], 8
+    model.train()
+    kept = model.resample_training_graph()
+    gate = torch.sigmoid(model.projection[m](model.fixed_signal_input[m]))
+    u1, u2 = [u for u in range(1, N_USERS) if kept[u].nnz][:2]
+    rows = torch.tensor([u1, u2, N_USERS + 3, N_USERS + 10])
+    with torch.no_grad():
+        bands = model.node_bands(rows)
+        ids = model.bands.stacked_bands(model.learned_signal(model.train_adj), rows, laplacian=model.train_laplacian)
+    assert bands.shape == (4, model.n_bands, d * (1 + len(model.modalities)))
+    assert torch.allclose(bands[..., :d], ids)
+    expected_gates = [gate[kept[u1].indices].mean(0), gate[kept[u2].indices].mean(0), gate[3], gate[10]]
+    for row, g in enumerate(expected_gates):
+        assert torch.allclose(bands[row, :, 2 * d: 3 * d], ids[row] * g, atol=1e-6)
+
+
+def test_gated_bands_need_item_mean_users():
+    with pytest.raises(ConfigError, match="user_modality"):
+        check_model(SSR, ssr_config(modality_signal="gated_bands", user_modality="free"))
 
 
 def test_free_preferences_are_regularised():
@@ -317,6 +353,8 @@ def test_released_operator_stays_near_the_identity():
     {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"user_modality": "item_mean"}, {"band_method": "released"},
     {"feature_encoder": "mlp", "edge_keep_ratio": 0.5},
     {"modality_signal": "gated_id", "user_modality": "item_mean"}, {"modality_signal": "gated_id", "feature_encoder": "mlp"},
+    {"modality_signal": "gated_bands", "user_modality": "item_mean", "edge_keep_ratio": 0.5},
+    {"modality_signal": "gated_bands", "user_modality": "item_mean", "feature_encoder": "mlp"},
 ])
 def test_loss_backpropagates_to_every_part(overrides):
     torch.manual_seed(0)
@@ -433,4 +471,16 @@ def test_tiktok_recipe_is_one_config_file_and_builds_the_gated_model(workdir):
                 "loss_pairs": "all", "loss_type": "BPR", "n_layers": 3, "learning_rate": 0.002}
     assert {k: config[k] for k in expected} == expected
     model = SSR(ssr_config(**expected), TinyMultiModalDataset())
-    assert model.gated and len(model.user_preference) == 0 and model.learned_dim == 8 * (1 + len(model.modalities))
+    assert model.gated_input and len(model.user_preference) == 0 and model.learned_dim == 8 * (1 + len(model.modalities))
+
+
+def test_read_recipe_gives_a_shipped_recipe_or_a_yaml_file_as_settings(tmp_path):
+    """paths.read_recipe: the one reader of recipes for tools that lay them over their own settings."""
+    from recbole_spectral import paths
+
+    assert paths.read_recipe("SSR-tiktok.yaml")["modality_signal"] == "gated_id"
+    own = tmp_path / "mine.yaml"
+    own.write_text("learning_rate: 0.01\n")
+    assert paths.read_recipe(str(own)) == {"learning_rate": 0.01}
+    with pytest.raises(FileNotFoundError, match="no-such.yaml"):
+        paths.read_recipe("no-such.yaml")

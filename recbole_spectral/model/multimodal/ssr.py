@@ -53,6 +53,11 @@ Backbone, branches β ∈ {id} ∪ modalities, each d wide:
                                 features (SMORE's item signal; beyond the paper), U_m = D_u^{-1} R (item rows)
                                 with item_mean (over the epoch's kept edges while training) or P_m with free; every
                                 branch is then learned and banded per batch (no fixed feature part)
+                     gated_bands only the ID branch is propagated and banded; band b of branch m is the ID band gated
+                                per node, B_b^m = B_b^id ⊙ G_m with G_m = [D_u^{-1} R σ(enc_m([F_m, 1])) ; σ(enc_m([F_m, 1]))]
+                                (items: their own gate; users: the mean of their items' gates, over the kept edges
+                                while training; needs item_mean). Beyond the paper and SMORE (which gates before the
+                                propagation): the gate is diagonal per node, so only d columns are banded per batch
     X = g(Â_train) Z, then the item graph:
       item_graph_mode: late     X_I ← X_I + S^T X_I      (full weight after the propagation: released, FREEDOM)
                        early    Z_I ← (I + Σ_{t≤T} S^t) Z_I before the propagation (enters with weight 1/(L+1))
@@ -86,7 +91,8 @@ propagation, late item graph, bands) is computed once per calibration on the ful
 (M × N × (r_f+1) per modality); a batch gathers its rows and applies enc_m. The learned part is E_U, E_I
 (and P_m with ``user_modality: free``): L sparse products for g, T item-graph products (late), and a
 Chebyshev basis of degree deg f_b (K, or 3 for ``released``) on the training graph, forward and backward;
-with ``item_mean`` that is d = 64 columns instead of d(1 + |mod|). Wider item features are reduced once
+with ``item_mean`` that is d = 64 columns instead of d(1 + |mod|); ``gated_id`` bands d(1 + |mod|) learned
+columns, ``gated_bands`` d (the gates cost one encoder pass over the items and one user-mean product each). Wider item features are reduced once
 by a truncated SVD to ``feature_rank`` coordinates (energy logged) and their kNN graph built on them.
 
 Differences from the released code, on purpose: features stay frozen (SVD coordinates) so that the
@@ -94,7 +100,8 @@ feature part can be precomputed; the per-user branch weights ``weight_u`` and th
 not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
 sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split). Beyond the paper and
 the released code, as options: degree-sensitive edge pruning (on by default, chosen on ml100k-text validation);
-``user_modality: item_mean``, ``loss_pairs: held_out`` and ``modality_signal: gated_id`` (off by default).
+``user_modality: item_mean``, ``loss_pairs: held_out`` and ``modality_signal: gated_id | gated_bands`` (off by
+default).
 """
 from contextlib import contextmanager
 from functools import partial
@@ -121,7 +128,7 @@ FEATURE_ENCODERS = ("linear", "mlp")
 MASK_SEMANTICS = ("released", "ours")
 HSNO_MODES = ("released", "ours")
 LOSS_PAIRS = ("all", "held_out")
-MODALITY_SIGNALS = ("features", "gated_id")
+MODALITY_SIGNALS = ("features", "gated_id", "gated_bands")
 
 
 class SSR(EmbeddingRecommender):
@@ -174,6 +181,8 @@ class SSR(EmbeddingRecommender):
             if borders is None or len(borders) != n_bands - 1 or not inside or not increasing:
                 return ("fixed_band_borders",
                         f"{n_bands - 1} increasing values strictly inside (0, 2) (band_method: fixed, n_bands: {n_bands})")
+        if values.get("modality_signal") == "gated_bands" and values.get("user_modality") == "free":
+            return "user_modality", "'item_mean' when modality_signal is gated_bands (a user's gate is its items' mean gate)"
         if values.get("loss_pairs") == "held_out" and values.get("edge_keep_ratio", 1.0) >= 1.0:
             return "loss_pairs", "'all' when edge_keep_ratio is 1.0 (held_out scores the pairs the pruned graph left out)"
         weights, modalities = values.get("modality_weights"), values.get("modalities") or []
@@ -219,8 +228,11 @@ class SSR(EmbeddingRecommender):
         self.cl_max_items = config["cl_max_items"]
         self.band_recalibrate_every = config["band_recalibrate_every"]
         self.signal_dim = d * (1 + len(self.modalities))
-        self.gated = self.modality_signal == "gated_id"
-        self.learned_dim = d * (1 + (len(self.modalities) if self.user_modality == "free" or self.gated else 0))
+        self.feature_part = self.modality_signal == "features"  # a fixed, precomputed feature part per modality
+        self.gated_input = self.modality_signal == "gated_id"  # modality branches learned and propagated
+        self.gated_bands = self.modality_signal == "gated_bands"  # modality branches = gated ID bands
+        learned_modalities = self.gated_input or (self.feature_part and self.user_modality == "free")
+        self.learned_dim = d * (1 + (len(self.modalities) if learned_modalities else 0))
 
         # layers
         self.user_embedding = nn.Embedding(self.n_users, d)
@@ -260,8 +272,8 @@ class SSR(EmbeddingRecommender):
 
         # the fixed (feature) signal, propagated once: [U_m ; item rows] → g(Â) → late item graph
         self.fixed_signal_input = features  # [F_m, 1] item rows (padding row 0 = zeros)
-        self.fixed_signal = {} if self.gated else {m: self._fixed_signal(features[m]) for m in self.modalities}
-        self.user_mean = self.user_item_mean() if self.gated and self.user_modality == "item_mean" else None
+        self.fixed_signal = {m: self._fixed_signal(features[m]) for m in self.modalities} if self.feature_part else {}
+        self.user_mean = self.user_item_mean() if not self.feature_part and self.user_modality == "item_mean" else None
         self.user_mean_train = None  # the same over the epoch's pruned graph
         self.fixed_bands = {}
         self._cached_borders = None
@@ -381,22 +393,35 @@ class SSR(EmbeddingRecommender):
         """Z of the learned part: [E_U ; E_I (early: smoothed)] and, per modality, [P_m ; 0] (free user signals,
         feature branches), [U_m ; E_I ⊙ σ(enc_m([F_m, 1]))] (gated_id; U_m = P_m or the item mean) (N × learned_dim)."""
         ids = torch.cat([self.user_embedding.weight, self._smooth_items_early(self.item_embedding.weight)], 0)
-        if self.user_modality != "free" and not self.gated:
+        if self.user_modality != "free" and not self.gated_input:
             return ids
         zeros = torch.zeros(self.n_items, self.embedding_size, device=self.device)
         branches = []
         for m in self.modalities:
             items = zeros
-            if self.gated:  # E_I ⊙ σ(enc_m([F_m, 1])), then the early item graph
-                items = self._smooth_items_early(
-                    self.item_embedding.weight * torch.sigmoid(self.projection[m](self.fixed_signal_input[m])))
+            if self.gated_input:  # E_I ⊙ σ(enc_m([F_m, 1])), then the early item graph
+                items = self._smooth_items_early(self.item_embedding.weight * self.item_gate(m))
             if self.user_modality == "free":
                 users = F.normalize(self.user_preference[m], dim=1) if self.pref_normalize else self.user_preference[m]
             else:  # item_mean of the gated item rows, over the epoch's kept edges while training
-                mean = self.user_mean_train if self._pruned() and self.user_mean_train is not None else self.user_mean
-                users = torch.sparse.mm(mean, items)
+                users = torch.sparse.mm(self._user_mean(), items)
             branches.append(torch.cat([users, items], 0))
         return torch.cat([ids] + branches, 1)
+
+    def item_gate(self, m):
+        """σ(enc_m([F_m, 1])): modality m's gate of every item (n_items × d)."""
+        return torch.sigmoid(self.projection[m](self.fixed_signal_input[m]))
+
+    def _user_mean(self):
+        """D_u^{-1} R over the epoch's kept edges while training (when pruning), over all edges otherwise."""
+        return self.user_mean_train if self._pruned() and self.user_mean_train is not None else self.user_mean
+
+    def node_gates(self, m, rows=None):
+        """gated_bands: modality m's gate of every node at ``rows`` — items σ(enc_m([F_m, 1])), users the mean of
+        their items' gates (n × d)."""
+        items = self.item_gate(m)
+        gates = torch.cat([torch.sparse.mm(self._user_mean(), items), items], 0)
+        return gates if rows is None else gates[rows]
 
     def learned_signal(self, graph=None):
         """X of the learned part: g(Â)Z, then the late item graph."""
@@ -413,7 +438,7 @@ class SSR(EmbeddingRecommender):
         feature part mapped by its encoder added in (linear encoder: exactly the model's X), or, for the MLP
         encoder, the feature parts mapped by the MLP's first (linear) layer placed beside the learned part."""
         signal = self.learned_signal()
-        if self.gated:
+        if not self.feature_part:  # gated signals: the borders sit on what is banded, the learned signal
             return signal
         d = self.embedding_size
         mapped = {m: self._encoder_linear_part(m)(self.fixed_signal[m]) for m in self.modalities}
@@ -456,8 +481,10 @@ class SSR(EmbeddingRecommender):
         self._sync_borders()
         graph, laplacian = self._graph()
         learned = self.bands.stacked_bands(self.learned_signal(graph), rows, laplacian=laplacian)  # (n, M, w)
-        if self.gated:  # every branch is learned
+        if self.gated_input:  # every branch is learned
             return learned
+        if self.gated_bands:  # branch m = the ID bands, each node's row gated by its modality-m gate
+            return torch.cat([learned] + [learned * self.node_gates(m, rows).unsqueeze(1) for m in self.modalities], -1)
         d = self.embedding_size
         parts = [learned[..., :d]]
         fixed_bands = self.fixed_bands_train if self._pruned() else self.fixed_bands
