@@ -7,8 +7,8 @@ Steps (``--steps``, default all):
    ``GRID_BASE`` (the defaults the grid started from; ``GRID``; the TikTok graph weights only on TikTok),
    first seed, on TikTok and ml100k-text; scored by best validation Recall@20 (early stopping). The report
    names the best variant on each dataset — the evidence for the YAML defaults.
-2. ``ablations``: on TikTok, seeds 2020/2021/2022, at convergence: the full model (YAML defaults, or
-   ``--base`` after the grid), no masking, sum instead of G-HSNO, no InfoNCE, each band split (energy,
+2. ``ablations``: on TikTok, seeds 2020/2021/2022, at convergence: the full model (YAML defaults, or each
+   ``--base`` after the grid, in ``<out-root>/ablations/<dataset>/<base>/``), no masking, sum instead of G-HSNO, no InfoNCE, each band split (energy,
    fixed equal-width, released), no item graph.
 3. ``report``: ``--report`` (default benchmarks/results/ssr_field.md) rebuilt from every finished run.
 
@@ -28,6 +28,7 @@ and the training states of unfinished runs go to ``--work``/saved (default /tmp/
     python benchmarks/ssr_field.py --smoke --out-root /tmp/ssr_field_smoke     # 1 epoch on ml-100k-mm
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -99,6 +100,10 @@ GRID_BY_DATASET = {
         # SMORE's item signal (modality_signal gated_id), the best on TikTok
         "edge keep 0.5, loss BPR, lr 0.002, gated ID, item_mean":
             {**CHOSEN_ML100K, "modality_signal": "gated_id", "user_modality": "item_mean"},
+        "edge keep 0.5, loss BPR, lr 0.002, gated bands, item_mean":
+            {**CHOSEN_ML100K, "modality_signal": "gated_bands", "user_modality": "item_mean"},
+        "loss BPR, lr 0.002, gated bands, item_mean, full graph":
+            {**CHOSEN_ML100K, "modality_signal": "gated_bands", "user_modality": "item_mean", "edge_keep_ratio": 1.0},
     },
     "tiktok": {
         "graph weights image 0.8 / audio 0.2": {"modality_weights": {"image": 0.8, "audio": 0.2}},
@@ -181,10 +186,12 @@ def slug(text):
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
-def run_variant(step, dataset, label, overrides, seeds, args):
+def run_variant(step, folder, label, overrides, seeds, args, dataset=None):
+    """One variant: ``compare_models`` on ``dataset`` (default: ``folder``) into ``<out-root>/<step>/<folder>/<variant>``."""
     from recbole_spectral.compare import compare_models
 
-    out_dir = os.path.join(args.out_root, step, dataset, slug(label))
+    dataset = dataset or folder
+    out_dir = os.path.join(args.out_root, step, folder, slug(label))
     config = {**COMMON, "epochs": args.max_epochs, "checkpoint_dir": os.path.join(args.work, "saved")}
     if args.smoke:
         config.update({"epochs": 1, "eval_step": 1})
@@ -195,13 +202,13 @@ def run_variant(step, dataset, label, overrides, seeds, args):
     print(f"== {step} {dataset} {label}: done in {time.time() - start:.0f} s", flush=True)
 
 
-def variants(step, dataset, args):
+def variants(step, dataset, args, base=None):
     if step == "grid":
         grid = {**GRID, **GRID_BY_DATASET.get(dataset, {})}
         if args.smoke:
             grid = {k: grid[k] for k in ("default", "mlp encoder")}
         return grid
-    base = base_overrides(args.base)
+    base = base_overrides(base)
     ablations = {label: {**base, **overrides} for label, overrides in ABLATIONS.items()}
     if args.smoke:
         ablations = {k: ablations[k] for k in ("full (energy split)", "sum instead of G-HSNO")}
@@ -216,6 +223,14 @@ def base_overrides(base):
 
         return paths.read_recipe(base)
     return json.loads(base)
+
+
+def base_dir(base):
+    """The ablations of one base model live under ``<out-root>/ablations/<dataset>/<base_dir>/``: the recipe's
+    file name without .yaml, or 'json-' and a hash of the JSON overrides."""
+    if base.endswith((".yaml", ".yml")):
+        return slug(os.path.splitext(os.path.basename(base))[0])
+    return "json-" + hashlib.sha1(json.dumps(json.loads(base), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def finished_rows(out_dir):
@@ -241,8 +256,8 @@ def report(args):
              "Commands (data converted with `prepare mmrec` under $RECBOLE_SPECTRAL_DATA):", "", "```",
              "python benchmarks/ssr_field.py --steps grid --datasets tiktok ml100k-text [--only '<variant>' ...]",
              "python benchmarks/ssr_field.py --steps grid --datasets tiktok --grid-seed 2021 --only '<variant>'   # more seeds",
-             f"python benchmarks/ssr_field.py --steps ablations --base {args.base}",
-             f"python benchmarks/ssr_field.py --steps report --base {args.base}", "```", ""]
+             f"python benchmarks/ssr_field.py --steps ablations --base {' '.join(args.base)}",
+             f"python benchmarks/ssr_field.py --steps report --base {' '.join(args.base)}", "```", ""]
     for dataset in args.grid_datasets:
         grid = variants("grid", dataset, args)
         lines += [f"## Default-selection grid on {dataset} (seed {args.grid_seed}, the leading candidates also at "
@@ -270,19 +285,23 @@ def report(args):
                       "(one seed's Recall@20 carries a binomial SE of about sqrt(R(1-R)/n_pairs): ≈ 0.005 on TikTok's 3,051 validation pairs)."]
         lines.append("")
     dataset = args.ablation_dataset
-    lines += [f"## Ablations on {dataset} at convergence (seeds {', '.join(map(str, args.seeds))}; mean ± std; "
-              f"base `{args.base}`: `{json.dumps(base_overrides(args.base))}`)", "",
-              "| variant | overrides | seeds | " + " | ".join(f"test {m}" for m in METRICS) +
-              " | cold test recall@20 | best epoch | s/epoch |", "|---|---|---|" + "---|" * (len(METRICS) + 3)]
-    for label, overrides in variants("ablations", dataset, args).items():
-        rows = finished_rows(os.path.join(args.out_root, "ablations", dataset, slug(label)))
-        cells = [mean_std([r[f"test_{m}"] for r in rows if f"test_{m}" in r]) for m in METRICS]
-        cold = mean_std([r["test_cold_recall@20"] for r in rows if "test_cold_recall@20" in r])
-        epochs = mean_std([r["best_epoch"] for r in rows if "best_epoch" in r], 1)
-        speed = mean_std([r["epoch_time_s"] for r in rows if "epoch_time_s" in r], 1)
-        lines.append(f"| {label} | `{json.dumps(overrides)}` | {len(rows)} | " + " | ".join(cells) +
-                     f" | {cold} | {epochs} | {speed} |")
-    lines += ["", "Epoch times are wall times on a shared machine: compare only runs made at the same time.", ""]
+    for base in args.base:
+        lines += [f"## Ablations on {dataset} at convergence (seeds {', '.join(map(str, args.seeds))}; mean ± std; "
+                  f"base `{base}`: `{json.dumps(base_overrides(base))}`)", "",
+                  "| variant | overrides | seeds | valid recall@20 | " + " | ".join(f"test {m}" for m in METRICS) +
+                  " | cold test recall@20 | best epoch | s/epoch |", "|---|---|---|---|" + "---|" * (len(METRICS) + 3)]
+        for label in variants("ablations", dataset, args, base):
+            rows = finished_rows(os.path.join(args.out_root, "ablations", dataset, base_dir(base), slug(label)))
+            valid = mean_std([r["best_valid_score"] for r in rows if "best_valid_score" in r])
+            cells = [mean_std([r[f"test_{m}"] for r in rows if f"test_{m}" in r]) for m in METRICS]
+            cold = mean_std([r["test_cold_recall@20"] for r in rows if "test_cold_recall@20" in r])
+            epochs = mean_std([r["best_epoch"] for r in rows if "best_epoch" in r], 1)
+            speed = mean_std([r["epoch_time_s"] for r in rows if "epoch_time_s" in r], 1)
+            seeds = ", ".join(str(int(float(r["seed"]))) for r in rows if "seed" in r) or "0"
+            lines.append(f"| {label} | `{json.dumps(ABLATIONS[label])}` | {seeds} | {valid} | " + " | ".join(cells) +
+                         f" | {cold} | {epochs} | {speed} |")
+        lines.append("")
+    lines += ["Epoch times are wall times on a shared machine: compare only runs made at the same time.", ""]
     text = "\n".join(lines)
     os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
     with open(args.report, "w") as out:
@@ -297,8 +316,9 @@ def main():
     parser.add_argument("--ablation-dataset", default="tiktok")
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     parser.add_argument("--grid-seed", type=int, default=SEEDS[0])
-    parser.add_argument("--base", default="{}", help="the ablations' full model (after the grid): JSON overrides, "
-                        "or a recipe name (properties/recipes/, e.g. SSR-tiktok.yaml) or YAML file")
+    parser.add_argument("--base", nargs="+", default=["{}"], help="the ablations' full model(s) (after the grid): JSON "
+                        "overrides, or a recipe name (properties/recipes/, e.g. SSR-tiktok.yaml) or YAML file; "
+                        "each base's ablations run and are reported in turn")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variant labels")
     parser.add_argument("--max-epochs", type=int, default=COMMON["epochs"])
     parser.add_argument("--out-root", default=os.path.join(ROOT, "benchmarks", "results", "ssr_field"))
@@ -317,9 +337,11 @@ def main():
                 if args.only is None or label in args.only:
                     run_variant("grid", dataset, label, {**GRID_BASE, **overrides}, [args.grid_seed], args)
     if "ablations" in args.steps:
-        for label, overrides in variants("ablations", args.ablation_dataset, args).items():
-            if args.only is None or label in args.only:
-                run_variant("ablations", args.ablation_dataset, label, overrides, args.seeds, args)
+        for base in args.base:
+            for label, overrides in variants("ablations", args.ablation_dataset, args, base).items():
+                if args.only is None or label in args.only:
+                    run_variant("ablations", os.path.join(args.ablation_dataset, base_dir(base)), label, overrides,
+                                args.seeds, args, dataset=args.ablation_dataset)
     if "report" in args.steps:
         report(args)
 

@@ -462,23 +462,23 @@ def test_wide_features_are_reduced_by_truncated_svd_keeping_inner_products():
 
 def test_tiktok_recipe_is_one_config_file_and_builds_the_gated_model(workdir):
     """properties/recipes/SSR-tiktok.yaml (chosen on TikTok's validation) is a complete config file: it passes the
-    hyperparameter checks and gives the gated-ID, item-mean, full-graph model."""
+    hyperparameter checks and gives the gated-bands, item-mean, full-graph model."""
     from recbole_spectral import paths
     from recbole_spectral.config import SpectralConfig
 
     config = SpectralConfig("SSR", "ml-100k-mm", [str(paths.recipe_file("SSR-tiktok.yaml"))], {"use_gpu": False})
-    expected = {"modality_signal": "gated_id", "user_modality": "item_mean", "edge_keep_ratio": 1.0,
+    expected = {"modality_signal": "gated_bands", "user_modality": "item_mean", "edge_keep_ratio": 1.0,
                 "loss_pairs": "all", "loss_type": "BPR", "n_layers": 3, "learning_rate": 0.002}
     assert {k: config[k] for k in expected} == expected
     model = SSR(ssr_config(**expected), TinyMultiModalDataset())
-    assert model.gated_input and len(model.user_preference) == 0 and model.learned_dim == 8 * (1 + len(model.modalities))
+    assert model.gated_bands and len(model.user_preference) == 0 and model.learned_dim == 8
 
 
 def test_read_recipe_gives_a_shipped_recipe_or_a_yaml_file_as_settings(tmp_path):
     """paths.read_recipe: the one reader of recipes for tools that lay them over their own settings."""
     from recbole_spectral import paths
 
-    assert paths.read_recipe("SSR-tiktok.yaml")["modality_signal"] == "gated_id"
+    assert paths.read_recipe("SSR-tiktok.yaml")["modality_signal"] == "gated_bands"
     own = tmp_path / "mine.yaml"
     own.write_text("learning_rate: 0.01\n")
     assert paths.read_recipe(str(own)) == {"learning_rate": 0.01}
