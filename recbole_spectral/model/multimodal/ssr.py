@@ -92,8 +92,9 @@ propagation, late item graph, bands) is computed once per calibration on the ful
 (and P_m with ``user_modality: free``): L sparse products for g, T item-graph products (late), and a
 Chebyshev basis of degree deg f_b (K, or 3 for ``released``) on the training graph, forward and backward;
 with ``item_mean`` that is d = 64 columns instead of d(1 + |mod|); ``gated_id`` bands d(1 + |mod|) learned
-columns, ``gated_bands`` d (the gates cost one encoder pass over the items and one user-mean product each). Wider item features are reduced once
-by a truncated SVD to ``feature_rank`` coordinates (energy logged) and their kNN graph built on them.
+columns, ``gated_bands`` d (its gates cost one encoder pass over the items and one user-mean product per
+modality). Wider item features are reduced once by a truncated SVD to ``feature_rank`` coordinates (energy
+logged) and their kNN graph built on them.
 
 Differences from the released code, on purpose: features stay frozen (SVD coordinates) so that the
 feature part can be precomputed; the per-user branch weights ``weight_u`` and the re-added raw P's are
