@@ -58,13 +58,23 @@ def _quiet_console():
 _LOCATION_KEYS = ("checkpoint_dir", "data_path", "log_root", "knn_cache_dir")
 
 
-def _file_digest(path, legacy=False):
+# Options added to a model's shipped YAML after runs were made, each with the default under which the code
+# computes exactly what it computed before the option existed: left out of the key while they hold that
+# default, so that finished runs still resume (a run that sets another value gets another key).
+ADDED_OPTIONS = {"SSR": {"hsno_context_scale": True}}
+
+
+def _file_digest(path, legacy=False, added=None):
     """sha1 of a config file's parsed YAML content, so that comments and layout do not change a run's key
-    (the raw bytes with ``legacy``, the key of rows written before, or where the file is not YAML)."""
+    (the raw bytes with ``legacy``, the key of rows written before, or where the file is not YAML);
+    ``added``: keys left out while they hold the given value (``ADDED_OPTIONS``)."""
     data = Path(path).read_bytes()
     if not legacy:
         try:
-            data = json.dumps(yaml.safe_load(data), sort_keys=True, default=str).encode()
+            parsed = yaml.safe_load(data)
+            if isinstance(parsed, dict) and added:
+                parsed = {k: v for k, v in parsed.items() if k not in added or v != added[k]}
+            data = json.dumps(parsed, sort_keys=True, default=str).encode()
         except yaml.YAMLError:
             pass
     return hashlib.sha1(data).hexdigest()
@@ -77,9 +87,10 @@ def settings_key(model, dataset, seed, split_seed, config_file_list, settings, l
     settings = {k: v for k, v in settings.items() if k not in _LOCATION_KEYS}
     files = [_file_digest(path, legacy) for path in config_file_list or []]
     # the plugin's shipped defaults too: a run made before a model's (or dataset's) YAML changed is not reused
-    for path in (paths.model_properties_file(model_name(model)), paths.dataset_properties_file(dataset)):
+    added = ADDED_OPTIONS.get(model_name(model))
+    for path, extra in ((paths.model_properties_file(model_name(model)), added), (paths.dataset_properties_file(dataset), None)):
         if path.is_file():
-            files.append(_file_digest(path, legacy))
+            files.append(_file_digest(path, legacy, extra))
     text = json.dumps([model_name(model), dataset, seed, split_seed, files, settings], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 

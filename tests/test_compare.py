@@ -208,6 +208,22 @@ def test_the_settings_key_follows_the_shipped_model_defaults(tmp_path, monkeypat
     assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) != before
 
 
+def test_an_option_added_at_its_old_behaviour_keeps_the_key(tmp_path, monkeypatch):
+    """ADDED_OPTIONS: a key added to a model's YAML with the default that reproduces the earlier code leaves the
+    key of finished runs unchanged; another value of it is another run."""
+    from recbole_spectral import compare, paths
+
+    yaml_file = tmp_path / "SSR.yaml"
+    monkeypatch.setattr(paths, "model_properties_file", lambda model: yaml_file)
+    monkeypatch.setattr(compare, "ADDED_OPTIONS", {"SSR": {"new_option": True}})
+    yaml_file.write_text("n_layers: 2\n")
+    before = compare.settings_key("SSR", "ml-100k-mm", 2020, 2020, None, {"epochs": 5})
+    yaml_file.write_text("n_layers: 2\nnew_option: True\n")
+    assert compare.settings_key("SSR", "ml-100k-mm", 2020, 2020, None, {"epochs": 5}) == before
+    yaml_file.write_text("n_layers: 2\nnew_option: False\n")
+    assert compare.settings_key("SSR", "ml-100k-mm", 2020, 2020, None, {"epochs": 5}) != before
+
+
 def test_a_row_keyed_the_legacy_way_is_reused_and_rekeyed(tmp_path, capsys):
     from recbole_spectral.compare import settings_key, write_results
 

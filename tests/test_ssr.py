@@ -349,8 +349,25 @@ def test_released_operator_stays_near_the_identity():
         assert torch.allclose(op(bands, mask)[0].norm(dim=1), mixed.sum(1).norm(dim=1), rtol=1e-4)  # norm kept
 
 
+def test_released_operator_without_context_scale_stays_within_the_bounded_factors():
+    """context_scale=False: no context MLP; the output is Σ_k (βA)_k H_k scaled by the bounded gains, with the
+    norm of the gains times the band sum — within e^±0.1 of the plain band sum's norm."""
+    torch.manual_seed(0)
+    op = ReleasedHSNO(3, 12, rank=4, context_scale=False)
+    assert op.scale_mlp is None
+    bands = torch.randn(20, 3, 12)
+    out, weights = op(bands)
+    gains = op.gains()
+    summed = bands.sum(1)
+    weighted = gains * ((weights @ op.kernel()).unsqueeze(-1) * bands).sum(1)
+    expected = weighted * ((gains * summed).norm(dim=1, keepdim=True) + 1e-6) / (weighted.norm(dim=1, keepdim=True) + 1e-6)
+    assert torch.allclose(out, expected, atol=1e-5)
+    ratio = out.norm(dim=1) / summed.norm(dim=1)
+    assert float(ratio.min()) >= np.exp(-0.1) - 1e-5 and float(ratio.max()) <= np.exp(0.1) + 1e-5
+
+
 @pytest.mark.parametrize("overrides", [
-    {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"user_modality": "item_mean"}, {"band_method": "released"},
+    {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"hsno_context_scale": False}, {"user_modality": "item_mean"}, {"band_method": "released"},
     {"feature_encoder": "mlp", "edge_keep_ratio": 0.5},
     {"modality_signal": "gated_id", "user_modality": "item_mean"}, {"modality_signal": "gated_id", "feature_encoder": "mlp"},
     {"modality_signal": "gated_bands", "user_modality": "item_mean", "edge_keep_ratio": 0.5},

@@ -92,9 +92,13 @@ class ReleasedHSNO(nn.Module):
 
     Regulariser: mean((Q Kᵀ/√r)²) + mean(V²). The released class also builds an encoder, a frequency
     gate, a rank router and an output projection that its forward never uses; they are left out here.
+
+    ``context_scale=False`` (beyond the released code) drops the context scale, the one factor not bounded
+    near 1 (each dimension of each node scaled by a learned value in (0, 1)): the operator then stays within
+    the bounded gains and band weights of the identity.
     """
 
-    def __init__(self, n_bands, dim, rank=4, gain_bound=0.1, weight_range=0.1, eps=1e-6):
+    def __init__(self, n_bands, dim, rank=4, gain_bound=0.1, weight_range=0.1, eps=1e-6, context_scale=True):
         super().__init__()
         self.n_bands, self.dim, self.rank, self.gain_bound, self.eps = n_bands, dim, rank, gain_bound, eps
         self.query = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_bands, rank)))
@@ -102,7 +106,8 @@ class ReleasedHSNO(nn.Module):
         self.log_gain = nn.Parameter(torch.randn(rank, dim))
         self.rank_weight = nn.Parameter(torch.zeros(rank))
         hidden = max(dim // 4, 1)
-        self.scale_mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.Sigmoid())
+        self.scale_mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.Sigmoid()) if context_scale else None
         self.weight_mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, n_bands))
         nn.init.normal_(self.weight_mlp[-1].weight, mean=0.0, std=1e-3)
         nn.init.zeros_(self.weight_mlp[-1].bias)
@@ -130,7 +135,7 @@ class ReleasedHSNO(nn.Module):
         Σ_m Y_m = s ⊙ Σ_k keep_k H_k and Σ_m β_m Y_m = s ⊙ Σ_k ((βA)_k keep_k) H_k."""
         n, m, _ = bands.shape
         context = bands.sum(1)
-        scale = self.gains() * self.scale_mlp(context)
+        scale = self.gains() * self.scale_mlp(context) if self.scale_mlp is not None else self.gains()
         kernel = self.kernel()
         out = []
         for keep in keeps:

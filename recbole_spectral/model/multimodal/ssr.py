@@ -79,7 +79,7 @@ Stage 2, band masking (training): keep_b ~ Bernoulli(1−p) per node and band, �
     mask_semantics: released  score from the unmasked output; λ_mask · mean_elements (z_mask − sg(z))²
                     ours      score from the masked output;   λ_mask · mean_nodes ‖z_mask − sg(z)‖²
 Stage 3: fusion: hsno with hsno_mode released (:class:`ReleasedHSNO`, one operator for users, one for
-    items) or ours (:class:`GHSNO`: softmax kernel, per-rank gains, softmax band gate, norm kept); or
+    items; ``hsno_context_scale: False`` drops its context scale, beyond the released code) or ours (:class:`GHSNO`: softmax kernel, per-rank gains, softmax band gate, norm kept); or
     ``fusion: sum`` (z = Σ_b B_b = X).
 Stage 4, alignment: for every ordered pair of modalities and every band, InfoNCE (τ) between the same item's
     two modality slices of B_b; negatives = other items of the batch in that band and the same item in the
@@ -150,6 +150,7 @@ class SSR(EmbeddingRecommender):
         "fusion": Choice(*FUSIONS),
         "hsno_mode": Choice(*HSNO_MODES),
         "hsno_rank": Int(low=1),
+        "hsno_context_scale": Bool(),
         "temperature": Float(low=0.0, low_open=True),
         "lambda_reg": Float(low=0.0),
         "lambda_cl": Float(low=0.0),
@@ -252,8 +253,9 @@ class SSR(EmbeddingRecommender):
         if self.fusion == "hsno" and self.hsno_mode == "ours":
             self.hsno = GHSNO(self.n_bands, self.signal_dim, self.rank, self.temperature)
         elif self.fusion == "hsno":
-            self.hsno_user = ReleasedHSNO(self.n_bands, self.signal_dim, self.rank)
-            self.hsno_item = ReleasedHSNO(self.n_bands, self.signal_dim, self.rank)
+            scale = config["hsno_context_scale"]
+            self.hsno_user = ReleasedHSNO(self.n_bands, self.signal_dim, self.rank, context_scale=scale)
+            self.hsno_item = ReleasedHSNO(self.n_bands, self.signal_dim, self.rank, context_scale=scale)
 
         # graphs (plain tensors, never parameters)
         self.norm_adj = normalized_bipartite_graph(self.interactions, self.device).to_sparse_csr()
