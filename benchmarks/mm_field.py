@@ -86,7 +86,7 @@ NOTES = """\
 - Until 2026-12-02 the recipe gated the item ID embeddings before the propagation (`gated_id`, now
   properties/recipes/SSR-tiktok-gated-id.yaml): 0.0915 ± 0.0027 Recall@20, 0.0420 ± 0.0012 NDCG@20 (validation
   0.1013 / 0.1006 / 0.0951 against gated_bands' 0.0993 / 0.0964 / 0.0987), at 6.5-7.7x a LightGCN epoch at Amazon
-  Sports scale against gated_bands' 1.5x; its rows are kept in mm_field/tiktok/ssr-gated-id-recipe-runs.csv.
+  Sports scale against gated_bands' 1.5x; its rows are kept in mm_field/tiktok/ssr-gated-id-recipe/runs.csv.
   The gated_bands rows of seeds 2021/2022 ran with `--seeds 2021 2022 2020`; their settings keys were rewritten
   to the default seed order's (the split is the dataset's fixed files, so the first seed changes nothing), and
   seed 2020 reproduced the grid run that chose the recipe exactly (valid 0.0993, test 0.0918).

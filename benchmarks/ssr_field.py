@@ -9,7 +9,8 @@ Steps (``--steps``, default all):
    names the best variant on each dataset — the evidence for the YAML defaults.
 2. ``ablations``: on TikTok, seeds 2020/2021/2022, at convergence: the full model (YAML defaults, or each
    ``--base`` after the grid, in ``<out-root>/ablations/<dataset>/<base>/``), no masking, sum instead of G-HSNO, no InfoNCE, each band split (energy,
-   fixed equal-width, released), no item graph.
+   fixed equal-width, released), no item graph. On TikTok the full model of a shipped recipe is not run again:
+   its row is the field's runs of that recipe (``FIELD_RUNS``, benchmarks/mm_field.py).
 3. ``report``: ``--report`` (default benchmarks/results/ssr_field.md) rebuilt from every finished run.
 
 Every variant is one ``compare_models(["SSR"], dataset, seeds, ...)`` call with its own ``out_dir``
@@ -184,6 +185,12 @@ ABLATIONS = {
     "no item graph": {"use_item_graph": False},
 }
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+# the full model of a recipe base as run in the field (benchmarks/mm_field.py: the same settings but an epoch
+# cap of 1000; no run comes near either cap): the ablations' "full (energy split)" row on TikTok, not run again
+FIELD_RUNS = {
+    "SSR-tiktok.yaml": "benchmarks/results/mm_field/tiktok/field",
+    "SSR-tiktok-gated-id.yaml": "benchmarks/results/mm_field/tiktok/ssr-gated-id-recipe",
+}
 
 
 def slug(text):
@@ -235,6 +242,11 @@ def base_dir(base):
     if base.endswith((".yaml", ".yml")):
         return slug(os.path.splitext(os.path.basename(base))[0])
     return "json-" + hashlib.sha1(json.dumps(json.loads(base), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def field_runs(base, dataset, label):
+    """The folder of the field's runs that stand for this ablation row (the full model of a recipe on TikTok), or None."""
+    return FIELD_RUNS.get(base) if dataset == "tiktok" and label == "full (energy split)" else None
 
 
 def finished_rows(out_dir):
@@ -295,14 +307,19 @@ def report(args):
                   "| variant | overrides | seeds | valid recall@20 | " + " | ".join(f"test {m}" for m in METRICS) +
                   " | cold test recall@20 | best epoch | s/epoch |", "|---|---|---|---|" + "---|" * (len(METRICS) + 3)]
         for label in variants("ablations", dataset, args, base):
-            rows = finished_rows(os.path.join(args.out_root, "ablations", dataset, base_dir(base), slug(label)))
+            field = field_runs(base, dataset, label)
+            if field:  # the field's runs of the same full model
+                rows = [r for r in finished_rows(os.path.join(ROOT, field)) if r.get("model") == "SSR"]
+            else:
+                rows = finished_rows(os.path.join(args.out_root, "ablations", dataset, base_dir(base), slug(label)))
             valid = mean_std([r["best_valid_score"] for r in rows if "best_valid_score" in r])
             cells = [mean_std([r[f"test_{m}"] for r in rows if f"test_{m}" in r]) for m in METRICS]
             cold = mean_std([r["test_cold_recall@20"] for r in rows if "test_cold_recall@20" in r])
             epochs = mean_std([r["best_epoch"] for r in rows if "best_epoch" in r], 1)
             speed = mean_std([r["epoch_time_s"] for r in rows if "epoch_time_s" in r], 1)
             seeds = ", ".join(str(int(float(r["seed"]))) for r in rows if "seed" in r) or "0"
-            lines.append(f"| {label} | `{json.dumps(ABLATIONS[label])}` | {seeds} | {valid} | " + " | ".join(cells) +
+            shown = f"{label}: the field runs ({field})" if field else label
+            lines.append(f"| {shown} | `{json.dumps(ABLATIONS[label])}` | {seeds} | {valid} | " + " | ".join(cells) +
                          f" | {cold} | {epochs} | {speed} |")
         lines.append("")
     lines += ["Epoch times are wall times on a shared machine: compare only runs made at the same time.", ""]
@@ -343,7 +360,9 @@ def main():
     if "ablations" in args.steps:
         for base in args.base:
             for label, overrides in variants("ablations", args.ablation_dataset, args, base).items():
-                if args.only is None or label in args.only:
+                if field_runs(base, args.ablation_dataset, label):
+                    print(f"== ablations {label}: the field runs of {base} ({field_runs(base, args.ablation_dataset, label)})")
+                elif args.only is None or label in args.only:
                     run_variant("ablations", os.path.join(args.ablation_dataset, base_dir(base)), label, overrides,
                                 args.seeds, args, dataset=args.ablation_dataset)
     if "report" in args.steps:
