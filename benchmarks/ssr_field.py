@@ -8,9 +8,10 @@ Steps (``--steps``, default all):
    first seed, on TikTok and ml100k-text; scored by best validation Recall@20 (early stopping). The report
    names the best variant on each dataset — the evidence for the YAML defaults.
 2. ``ablations``: on TikTok, seeds 2020/2021/2022, at convergence: the full model (YAML defaults, or each
-   ``--base`` after the grid, in ``<out-root>/ablations/<dataset>/<base>/``), no masking, sum instead of G-HSNO, no InfoNCE, each band split (energy,
-   fixed equal-width, released), no item graph. On TikTok the full model of a shipped recipe is not run again:
-   its row is the field's runs of that recipe (``FIELD_RUNS``, benchmarks/mm_field.py).
+   ``--base`` after the grid, in ``<out-root>/ablations/<dataset>/<base>/``), no masking, sum instead of
+   G-HSNO, no InfoNCE, each band split (energy, fixed equal-width, released), no item graph. On TikTok the
+   full model of a shipped recipe is not run again: its row is the field's runs of that recipe
+   (``FIELD_RUNS``, benchmarks/mm_field.py).
 3. ``report``: ``--report`` (default benchmarks/results/ssr_field.md) rebuilt from every finished run.
 
 Every variant is one ``compare_models(["SSR"], dataset, seeds, ...)`` call with its own ``out_dir``
