@@ -361,9 +361,11 @@ def main():
     if "ablations" in args.steps:
         for base in args.base:
             for label, overrides in variants("ablations", args.ablation_dataset, args, base).items():
+                if args.only is not None and label not in args.only:
+                    continue
                 if field_runs(base, args.ablation_dataset, label):
                     print(f"== ablations {label}: the field runs of {base} ({field_runs(base, args.ablation_dataset, label)})")
-                elif args.only is None or label in args.only:
+                else:
                     run_variant("ablations", os.path.join(args.ablation_dataset, base_dir(base)), label, overrides,
                                 args.seeds, args, dataset=args.ablation_dataset)
     if "report" in args.steps:
