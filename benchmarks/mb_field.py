@@ -243,13 +243,13 @@ NOTES = """Why measured and published figures differ (read before comparing):
   (published 0.3751), HistoryPop 0.0920, and their top-10 lists hold far fewer own-history items (share 0.32
   against ~0.99 on taobao-15k). Validation and test differ here: SpectraMB validates at HR@10 0.150-0.151
   but tests at 0.097, as tmall's test buys are not one per user, unlike the validation rows the converter
-  holds out. Seeds (CPU budget; the count is in each row): SpectraMB, CRGCN and both LightGCN rows 3,
-  MB-CGCN 2, MuLe and the SpectraMB paper model 1 (the rest resume: ``--only MuLe`` etc.; SpectraMB's seed 2022 ran in
+  holds out. Seeds (CPU budget; the count is in each row): SpectraMB, CRGCN, MB-CGCN and both LightGCN
+  rows 3, MuLe and the SpectraMB paper model 1 (the rest resume: ``--only MuLe`` etc.; SpectraMB's seed 2022 ran in
   parallel with the same command and ``--out_dir`` elsewhere; its runs.csv row was appended). SpectraMB (defaults, with the
   auxiliary-edge term) 0.0972 ± 0.0003 is above every learned baseline run here (LightGCN all behaviors
-  0.0744 ± 0.0009, MuLe 0.0729, SpectraMB paper model 0.0621, CRGCN 0.0616, MB-CGCN 0.0560, LightGCN target only
+  0.0744 ± 0.0009, MuLe 0.0729, SpectraMB paper model 0.0621, CRGCN 0.0616, MB-CGCN 0.0556, LightGCN target only
   0.0472) and HistoryPop (0.0920), below CascadingRank (0.1180).
-  MB-CGCN's best validation comes at its first epoch on both seeds: its cascade (collect 2 / cart 4 / buy 3
+  MB-CGCN's best validation comes at its first epoch at every seed: its cascade (collect 2 / cart 4 / buy 3
   layers, the taobao command's; collect is the first behavior here) starts from the 40-epoch warm-up on
   collect, and training at the published lr 0.001 lowers validation HR@10 from there (seed 2020: 0.0909 at
   epoch 1, 0.0771 at epoch 12). LightGCN on all behaviors is level with MuLe here (0.0744 ± 0.0009 over 3
