@@ -83,7 +83,8 @@ Stage 3: fusion: hsno with hsno_mode released (:class:`ReleasedHSNO`, one operat
     ``fusion: sum`` (z = Σ_b B_b = X).
 Stage 4, alignment: for every ordered pair of modalities and every band, InfoNCE (τ) between the same item's
     two modality slices of B_b; negatives = other items of the batch in that band and the same item in the
-    other bands. Skipped with one modality.
+    other bands. Skipped with one modality. ``cl_views: id_and_modalities`` (beyond the paper) adds the ID
+    branch's slice as one more view, so that one modality is aligned with the ID branch.
 Score ŷ_ui = ⟨z_u, z_i⟩; loss = BCE (or BPR) + λ_mask L_mask + λ_reg L_reg + λ_cl L_cl (+ pref L2).
 
 Cost (per batch). Only what is learned is banded per batch: the fixed feature part X_m^feat (smoothing,
@@ -101,8 +102,8 @@ feature part can be precomputed; the per-user branch weights ``weight_u`` and th
 not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
 sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split). Beyond the paper and
 the released code, as options: degree-sensitive edge pruning (on by default, chosen on ml100k-text validation);
-``user_modality: item_mean``, ``loss_pairs: held_out`` and ``modality_signal: gated_id | gated_bands`` (off by
-default).
+``user_modality: item_mean``, ``loss_pairs: held_out``, ``modality_signal: gated_id | gated_bands`` and
+``cl_views: id_and_modalities`` (off by default).
 """
 from contextlib import contextmanager
 from functools import partial
