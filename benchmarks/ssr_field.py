@@ -114,8 +114,6 @@ GRID_BY_DATASET = {
         # one modality, so no InfoNCE between modalities: the ID branch as a second view (cl_views), at TikTok's weight
         "edge keep 0.5, loss BPR, lr 0.002, InfoNCE ID-text 0.003":
             {**CHOSEN_ML100K, "cl_views": "id_and_modalities", "lambda_cl": 0.003},
-        "edge keep 0.5, loss BPR, lr 0.002, InfoNCE ID-text 0.03":
-            {**CHOSEN_ML100K, "cl_views": "id_and_modalities", "lambda_cl": 0.03},
         # the InfoNCE weight (TikTok: 1e-3 and 1e-2 validate far above the released 1e-4)
         "edge keep 0.5, loss BPR, lr 0.002, InfoNCE 0.001": {**CHOSEN_ML100K, "lambda_cl": 0.001},
         "edge keep 0.5, loss BPR, lr 0.002, InfoNCE 0.01": {**CHOSEN_ML100K, "lambda_cl": 0.01},
