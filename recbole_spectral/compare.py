@@ -61,7 +61,7 @@ _LOCATION_KEYS = ("checkpoint_dir", "data_path", "log_root", "knn_cache_dir")
 # Options added to a model's shipped YAML after runs were made, each with the default under which the code
 # computes exactly what it computed before the option existed: left out of the key while they hold that
 # default, so that finished runs still resume (a run that sets another value gets another key).
-ADDED_OPTIONS = {"SSR": {"hsno_context_scale": True}}
+ADDED_OPTIONS = {"SSR": {"hsno_context_scale": True, "cl_views": "modalities"}}
 
 
 def _file_digest(path, legacy=False, added=None):

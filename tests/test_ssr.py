@@ -405,6 +405,23 @@ def test_one_modality_skips_alignment_and_trains():
     assert model.user_preference["audio"].grad is not None
 
 
+def test_id_view_enters_the_alignment_exactly_like_one_more_modality():
+    """cl_views id_and_modalities: the ID slot is one more InfoNCE view. On one modality that gives the loss
+    two modalities give (same rows in their modality slots), and its gradient reaches the ID embeddings."""
+    torch.manual_seed(0)
+    rows = torch.randn(6, 3, 24)
+    one = SSR(ssr_config(cl_views="id_and_modalities"), TinyMultiModalDataset(modalities=("audio",)))
+    two = SSR(ssr_config(), TinyMultiModalDataset(modalities=("audio", "image")))
+    expected = two.alignment_loss(rows)
+    assert float(one.alignment_loss(rows[..., 8:])) == pytest.approx(float(expected), rel=1e-6)
+    assert float(one.alignment_loss(rows[..., :16])) != pytest.approx(float(expected), rel=1e-3)
+    assert float(SSR(ssr_config(), TinyMultiModalDataset(modalities=("audio",))).alignment_loss(rows[..., :16])) == 0.0
+    model = SSR(ssr_config(cl_views="id_and_modalities"), TinyMultiModalDataset(modalities=("audio",)))
+    items = torch.arange(N_USERS, N_USERS + 6)
+    model.alignment_loss(model.node_bands(items)).backward()
+    assert float(model.item_embedding.weight.grad.abs().sum()) > 0
+
+
 def test_three_modalities_use_equal_item_graph_weights_when_unnamed():
     model = SSR(ssr_config(), TinyMultiModalDataset(modalities=("a", "b", "c")))
     assert model.signal_dim == 4 * 8

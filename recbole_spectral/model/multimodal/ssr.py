@@ -83,7 +83,8 @@ Stage 3: fusion: hsno with hsno_mode released (:class:`ReleasedHSNO`, one operat
     ``fusion: sum`` (z = Σ_b B_b = X).
 Stage 4, alignment: for every ordered pair of modalities and every band, InfoNCE (τ) between the same item's
     two modality slices of B_b; negatives = other items of the batch in that band and the same item in the
-    other bands. Skipped with one modality.
+    other bands. Skipped with one modality. ``cl_views: id_and_modalities`` (beyond the paper) adds the ID
+    branch's slice as one more view, so that one modality is aligned with the ID branch.
 Score ŷ_ui = ⟨z_u, z_i⟩; loss = BCE (or BPR) + λ_mask L_mask + λ_reg L_reg + λ_cl L_cl (+ pref L2).
 
 Cost (per batch). Only what is learned is banded per batch: the fixed feature part X_m^feat (smoothing,
@@ -101,8 +102,8 @@ feature part can be precomputed; the per-user branch weights ``weight_u`` and th
 not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
 sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split). Beyond the paper and
 the released code, as options: degree-sensitive edge pruning (on by default, chosen on ml100k-text validation);
-``user_modality: item_mean``, ``loss_pairs: held_out`` and ``modality_signal: gated_id | gated_bands`` (off by
-default).
+``user_modality: item_mean``, ``loss_pairs: held_out``, ``modality_signal: gated_id | gated_bands`` and
+``cl_views: id_and_modalities`` (off by default).
 """
 from contextlib import contextmanager
 from functools import partial
@@ -130,6 +131,7 @@ MASK_SEMANTICS = ("released", "ours")
 HSNO_MODES = ("released", "ours")
 LOSS_PAIRS = ("all", "held_out")
 MODALITY_SIGNALS = ("features", "gated_id", "gated_bands")
+CL_VIEWS = ("modalities", "id_and_modalities")
 
 
 class SSR(EmbeddingRecommender):
@@ -155,6 +157,7 @@ class SSR(EmbeddingRecommender):
         "lambda_reg": Float(low=0.0),
         "lambda_cl": Float(low=0.0),
         "cl_max_items": Int(low=2),
+        "cl_views": Choice(*CL_VIEWS),
         "use_item_graph": Bool(),
         "item_graph_mode": Choice(*ITEM_GRAPH_MODES),
         "knn_k": Int(low=1),
@@ -228,6 +231,8 @@ class SSR(EmbeddingRecommender):
         self.loss_pairs = config["loss_pairs"]
         self.modality_signal = config["modality_signal"]
         self.cl_max_items = config["cl_max_items"]
+        # the InfoNCE views: branch slots of the band rows (0 = the ID branch, 1 + j = modality j)
+        self.cl_views = ([0] if config["cl_views"] == "id_and_modalities" else []) + [1 + j for j in range(len(self.modalities))]
         self.band_recalibrate_every = config["band_recalibrate_every"]
         self.signal_dim = d * (1 + len(self.modalities))
         self.feature_part = self.modality_signal == "features"  # a fixed, precomputed feature part per modality
@@ -526,16 +531,17 @@ class SSR(EmbeddingRecommender):
     # losses
     # ------------------------------------------------------------------------------------------
     def alignment_loss(self, item_bands):
-        """Stage 4 InfoNCE per band between every pair of modalities (item_bands: n × M × D)."""
-        n_mod = len(self.modalities)
-        if n_mod < 2:
+        """Stage 4 InfoNCE per band between every ordered pair of views (``cl_views``: the modalities, or the ID
+        branch and the modalities) of the same items (item_bands: n × M × D)."""
+        views = self.cl_views
+        if len(views) < 2:
             return item_bands.new_zeros(())
         d, m_bands = self.embedding_size, self.n_bands
-        slices = [F.normalize(item_bands[:, :, d * (j + 1): d * (j + 2)], dim=-1) for j in range(n_mod)]
+        slices = [F.normalize(item_bands[:, :, d * v: d * (v + 1)], dim=-1) for v in views]
         target = torch.arange(item_bands.shape[0], device=item_bands.device)
         losses = []
-        for a in range(n_mod):
-            for c in range(n_mod):
+        for a in range(len(views)):
+            for c in range(len(views)):
                 if a == c:
                     continue
                 for b in range(m_bands):
@@ -598,7 +604,7 @@ class SSR(EmbeddingRecommender):
             loss = loss + self.lambda_mask * consistency
         if self.lambda_reg > 0 and self.fusion == "hsno":
             loss = loss + self.lambda_reg * self.fusion_regularizer()
-        if self.lambda_cl > 0 and len(self.modalities) > 1:
+        if self.lambda_cl > 0 and len(self.cl_views) > 1:
             items, inverse = torch.unique(pos, return_inverse=True)
             first = torch.full((items.shape[0],), n, dtype=torch.long, device=pos.device)
             first = first.scatter_reduce(0, inverse, torch.arange(n, device=pos.device), reduce="amin")
