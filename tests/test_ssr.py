@@ -180,6 +180,18 @@ def test_gated_bands_band_only_the_id_signal_and_gate_each_band_per_node():
         assert torch.allclose(bands[row, :, 2 * d: 3 * d], ids[row] * g, atol=1e-6)
 
 
+def test_gated_bands_gates_of_some_rows_equal_those_rows_of_every_gate():
+    """node_gates(m, rows) averages only the rows' users, in any row order, and equals every node's gates at rows."""
+    torch.manual_seed(0)
+    model = SSR(ssr_config(modality_signal="gated_bands", user_modality="item_mean", edge_keep_ratio=0.5),
+                TinyMultiModalDataset())
+    rows = torch.tensor([N_USERS + 4, 3, 0, N_USERS + 1, N_USERS - 1, 3])
+    for training in (True, False):  # the pruned graph's user means, then the full graph's
+        model.train(training)
+        for m in model.modalities:
+            assert torch.allclose(model.node_gates(m, rows), model.node_gates(m)[rows], atol=1e-6)
+
+
 def test_gated_bands_need_item_mean_users():
     with pytest.raises(ConfigError, match="user_modality"):
         check_model(SSR, ssr_config(modality_signal="gated_bands", user_modality="free"))

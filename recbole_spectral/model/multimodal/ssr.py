@@ -428,8 +428,14 @@ class SSR(EmbeddingRecommender):
         """gated_bands: modality m's gate of every node at ``rows`` — items σ(enc_m([F_m, 1])), users the mean of
         their items' gates (n × d)."""
         items = self.item_gate(m)
-        gates = torch.cat([torch.sparse.mm(self._user_mean(), items), items], 0)
-        return gates if rows is None else gates[rows]
+        if rows is None:
+            return torch.cat([torch.sparse.mm(self._user_mean(), items), items], 0)
+        # only the batch's users are averaged (one sparse row gather instead of every user's mean)
+        is_user = rows < self.n_users
+        gates = items.new_empty(rows.shape[0], items.shape[1])
+        gates[is_user] = torch.sparse.mm(self._user_mean().index_select(0, rows[is_user]), items)
+        gates[~is_user] = items[rows[~is_user] - self.n_users]
+        return gates
 
     def learned_signal(self, graph=None):
         """X of the learned part: g(Â)Z, then the late item graph."""
