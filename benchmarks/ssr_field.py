@@ -322,7 +322,7 @@ def report(args):
         if scored:
             best = max(scored)
             lines += ["", f"Best mean validation score: **{best[2]}** ({best[0]:.4f}, {best[1]} seed(s)) "
-                      "(one seed's Recall@20 carries a binomial SE of about sqrt(R(1-R)/n_pairs): ≈ 0.005 on TikTok's 3,051 validation pairs)."]
+                      "(one seed's Recall@20 carries a binomial SE of about sqrt(R(1-R)/n_pairs): ≈ 0.005 on TikTok's 3,051 validation pairs; on ml100k-text the seed-to-seed std of one setting is 0.002–0.004)."]
         lines.append("")
     dataset = args.ablation_dataset
     for base in args.base:
