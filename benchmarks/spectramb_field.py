@@ -169,18 +169,31 @@ def run_dir(args, dataset, overrides, files, seeds):
     return os.path.join(args.out_dir, dataset, "runs", f"{key}-seeds-{'-'.join(map(str, seeds))}")
 
 
+def finished_in_other_seed_lists(out_dir):
+    """The finished runs, one per seed, that the other seed lists of ``out_dir``'s settings hold for a seed in
+    its list (the first folder in name order wins a seed)."""
+    from recbole_spectral.compare import read_rows
+
+    prefix, seed_list = os.path.basename(out_dir).split("-seeds-")
+    seeds = {int(s) for s in seed_list.split("-")}
+    rows = {}
+    for other in sorted(Path(out_dir).parent.glob(f"{prefix}-seeds-*")):
+        if str(other) != str(out_dir):
+            for r in read_rows(str(other)):
+                if r.get("status") == "ok" and r.get("seed") in seeds:
+                    rows.setdefault(r["seed"], r)
+    return [rows[s] for s in sorted(rows)]
+
+
 def start_from_other_seed_lists(out_dir):
     """A new seed list of a variant starts from the finished runs of its other seed lists with a seed in the
     new list (e.g. the grid's seed 2020 inside the 3-seed ablation): compare's resume then skips each run
     whose settings key matches."""
-    from recbole_spectral.compare import read_rows, write_results
+    from recbole_spectral.compare import write_results
 
     if os.path.isfile(os.path.join(out_dir, "runs.csv")):
         return
-    prefix, seed_list = os.path.basename(out_dir).split("-seeds-")
-    seeds = {int(s) for s in seed_list.split("-")}
-    rows = [r for other in sorted(Path(out_dir).parent.glob(f"{prefix}-seeds-*"))
-            for r in read_rows(str(other)) if r.get("status") == "ok" and r.get("seed") in seeds]
+    rows = finished_in_other_seed_lists(out_dir)
     if rows:
         write_results(rows, out_dir)
 
@@ -223,7 +236,8 @@ def run_part(args, part, dataset, workdir):
 # -- report ----------------------------------------------------------------------------------------
 def collect(out_dir):
     """Every variant's meta file, with the finished rows of its compare folder (the rows stored in the meta
-    by earlier versions of this script where the folder has no runs.csv)."""
+    by earlier versions of this script where the folder has no runs.csv; where neither has a finished run,
+    those of the same settings' other seed lists)."""
     from recbole_spectral.compare import read_rows
 
     found = []
@@ -234,6 +248,10 @@ def collect(out_dir):
         if os.path.isfile(os.path.join(run_dir, "runs.csv")):
             meta["rows"] = read_rows(run_dir)
         meta.setdefault("rows", [])
+        if not any(r.get("status") == "ok" for r in meta["rows"]):
+            # the same settings may have finished under another seed list (the grid's seed 2020 inside a
+            # 3-seed ablation that started first)
+            meta["rows"] = finished_in_other_seed_lists(run_dir) or meta["rows"]
         found.append(meta)
     return found
 

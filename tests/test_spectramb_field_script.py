@@ -74,3 +74,18 @@ def test_the_report_reads_each_variant_from_its_compare_folder(tmp_path):
     lines = script.table(list(entries.values()))
     assert any(line.startswith("| mean fusion | 1/3 | ") for line in lines)
     assert any(line.startswith("| 1 layer | 0/3 | — |") for line in lines)
+
+
+def test_the_report_shows_a_one_seed_variant_from_the_same_settings_longer_seed_list(tmp_path):
+    """The grid's seed-2020 row of a variant whose 3-seed ablation ran first (same settings, other folder)."""
+    script = load_script()
+    write_runs(tmp_path / "taobao-15k" / "runs" / "v1234-seeds-2020-2021-2022", [
+        {"run": n, "model": "SpectraMB", "seed": seed, "status": "ok", "settings_key": "a", "test_hit@10": hit}
+        for n, (seed, hit) in enumerate([(2020, 0.31), (2021, 0.32)], 1)])
+    meta_dir = tmp_path / "taobao-15k" / "grid"
+    meta_dir.mkdir(parents=True)
+    (meta_dir / "view-softmax.json").write_text(json.dumps(
+        {"part": "grid", "dataset": "taobao-15k", "label": "view softmax", "order": 0, "seeds": [2020],
+         "run_dir": "taobao-15k/runs/v1234-seeds-2020", "command": "python benchmarks/spectramb_field.py"}))
+    (entry,) = script.collect(str(tmp_path))
+    assert [(r["seed"], r["test_hit@10"]) for r in entry["rows"]] == [(2020, 0.31)]
