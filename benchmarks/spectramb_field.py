@@ -114,6 +114,9 @@ def auxiliary_behaviors(dataset):
     from recbole_spectral.config import SpectralConfig
 
     config = SpectralConfig("SpectraMB", dataset, config_dict={"use_gpu": False})
+    if not config["behaviors"]:  # the converted dataset's YAML names them; without it there is nothing to drop
+        raise SystemExit(f"spectramb_field.py: dataset '{dataset}' has no 'behaviors' (is it converted under "
+                         f"$RECBOLE_SPECTRAL_DATA = {os.environ.get('RECBOLE_SPECTRAL_DATA')!r}?)")
     return [b for b in config["behaviors"] if b != config["target_behavior"]]
 
 

@@ -3,6 +3,8 @@ runs of its other seed lists, so the 3-seed ablations do not repeat the grid's s
 import csv
 import json
 
+import pytest
+
 from recbole_spectral.compare import read_rows
 from tests.helpers import load_benchmark
 
@@ -89,3 +91,11 @@ def test_the_report_shows_a_one_seed_variant_from_the_same_settings_longer_seed_
          "run_dir": "taobao-15k/runs/v1234-seeds-2020", "command": "python benchmarks/spectramb_field.py"}))
     (entry,) = script.collect(str(tmp_path))
     assert [(r["seed"], r["test_hit@10"]) for r in entry["rows"]] == [(2020, 0.31)]
+
+
+def test_robustness_on_a_dataset_that_is_not_converted_stops_with_one_line(monkeypatch, tmp_path):
+    script = load_script()
+    monkeypatch.setenv("RECBOLE_SPECTRAL_DATA", str(tmp_path))
+    with pytest.raises(SystemExit, match="dataset 'taobao-15k' has no 'behaviors'") as stop:
+        script.auxiliary_behaviors("taobao-15k")
+    assert str(tmp_path) in str(stop.value) and "\n" not in str(stop.value)
