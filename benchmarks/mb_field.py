@@ -244,16 +244,16 @@ NOTES = """Why measured and published figures differ (read before comparing):
   against ~0.99 on taobao-15k). Validation and test differ here: SpectraMB validates at HR@10 0.150-0.151
   but tests at 0.097, as tmall's test buys are not one per user, unlike the validation rows the converter
   holds out. Seeds (CPU budget; the count is in each row): SpectraMB, CRGCN, MB-CGCN and both LightGCN
-  rows 3, MuLe and the SpectraMB paper model 1 (the rest resume: ``--only MuLe`` etc.; SpectraMB's seed 2022 ran in
+  rows and MuLe 3, the SpectraMB paper model 1 (it resumes: ``--only 'SpectraMB, paper model'``; SpectraMB's seed 2022 ran in
   parallel with the same command and ``--out_dir`` elsewhere; its runs.csv row was appended). SpectraMB (defaults, with the
   auxiliary-edge term) 0.0972 ± 0.0003 is above every learned baseline run here (LightGCN all behaviors
-  0.0744 ± 0.0009, MuLe 0.0729, SpectraMB paper model 0.0621, CRGCN 0.0616, MB-CGCN 0.0556, LightGCN target only
+  0.0744 ± 0.0009, MuLe 0.0718 ± 0.0011, SpectraMB paper model 0.0621, CRGCN 0.0616, MB-CGCN 0.0556, LightGCN target only
   0.0472) and HistoryPop (0.0920), below CascadingRank (0.1180).
   MB-CGCN's best validation comes at its first epoch at every seed: its cascade (collect 2 / cart 4 / buy 3
   layers, the taobao command's; collect is the first behavior here) starts from the 40-epoch warm-up on
   collect, and training at the published lr 0.001 lowers validation HR@10 from there (seed 2020: 0.0909 at
-  epoch 1, 0.0771 at epoch 12). LightGCN on all behaviors is level with MuLe here (0.0744 ± 0.0009 over 3
-  seeds vs 0.0729 at one), while on taobao-15k it is far below (0.0747 vs 0.1864).
+  epoch 1, 0.0771 at epoch 12). LightGCN on all behaviors is slightly above MuLe here (0.0744 ± 0.0009 vs
+  0.0718 ± 0.0011, 3 seeds each), while on taobao-15k it is far below (0.0747 vs 0.1864).
 - The auxiliary-history share is a diagnostic, not a quality measure: on taobao-15k 85 % of test buys are
   items the user viewed or carted in training, so HistoryPop's share is ~1 by construction (below 1 only
   for users with fewer than 10 unbought auxiliary items) and a high
