@@ -95,19 +95,19 @@ def variants(part, dataset, first):
         yield "default + view softmax", {**preset, "attention_softmax": "view"}, []
         yield "default + context filters", {**preset, "filter_mode": "context"}, []
     elif part == "ablations" and dataset == first:
-        yield "SpectraMB (YAML default)", {}, []
+        yield "SpectraMB (YAML default)", dict(preset), []
         yield "w/o aux-edge term (the paper's model: official recipe, model part)", {}, official
-        yield "w/o spectral filter", {"spectral_filter": False}, []
-        yield "mean fusion", {"fusion": "mean"}, []
-        yield "w/o residual global", {"residual_global": False}, []
-        yield "view softmax (paper) instead of feature softmax", {"attention_softmax": "view"}, []
+        yield "w/o spectral filter", {**preset, "spectral_filter": False}, []
+        yield "mean fusion", {**preset, "fusion": "mean"}, []
+        yield "w/o residual global", {**preset, "residual_global": False}, []
+        yield "view softmax (paper) instead of feature softmax", {**preset, "attention_softmax": "view"}, []
         for layers in (1, 2, 3):
-            yield f"{layers} layer{'s' if layers > 1 else ''}", {"n_layers": layers}, []
+            yield f"{layers} layer{'s' if layers > 1 else ''}", {**preset, "n_layers": layers}, []
     elif part == "robustness" and dataset == first:
         for ratio in NOISE_RATIOS:
-            yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {"noise_add_ratio": ratio, "noise_behaviors": None}, []
+            yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {**preset, "noise_add_ratio": ratio, "noise_behaviors": None}, []
         for behavior in auxiliary_behaviors(dataset):
-            yield f"without {behavior}", {"drop_behaviors": [behavior]}, []
+            yield f"without {behavior}", {**preset, "drop_behaviors": [behavior]}, []
 
 
 def auxiliary_behaviors(dataset):
