@@ -78,36 +78,42 @@ PREVIOUS_DEFAULTS = {"init": "xavier", "n_layers": 1, "filter_init": "identity",
 
 
 def variants(part, dataset, first):
-    """(label, config overrides, config files) of one part on one dataset."""
+    """(label, config overrides, config files) of one part on one dataset; every variant without a config
+    file runs on the dataset's official output preset (taobao 1.25 = the YAML default, dropped by
+    effective_overrides; tmall 1.0, as in mb_field.py's SpectraMB row)."""
     official = [official_recipe(dataset)]
-    # the dataset's official output preset (taobao 1.25 = the YAML default, dropped by effective_overrides)
     with open(official[0]) as fp:
         preset = {"residual_weight": yaml.safe_load(fp)["residual_weight"]}
+    for label, overrides, files in part_variants(part, dataset, first, official):
+        yield label, (overrides if files else {**preset, **overrides}), files
+
+
+def part_variants(part, dataset, first, official):
     if part == "grid":
-        yield "YAML default: official model part + aux-edge term, init 1.0 (beyond the paper)", dict(preset), []
+        yield "YAML default: official model part + aux-edge term, init 1.0 (beyond the paper)", {}, []
         yield "official recipe (model part; the paper's model)", {}, official
         yield "official recipe + aux-edge term, init 0.1 (beyond the paper)", {"aux_edge_term": True, "aux_edge_init": 0.1}, official
         yield "previous defaults (1 layer, xavier, identity filters, unit output mix, ID-row L2)", dict(PREVIOUS_DEFAULTS), []
-        yield "default + cascade", {**preset, "view_mode": "cascade"}, []
-        yield "default + cascade from global", {**preset, "view_mode": "cascade_global"}, []
-        yield "default + also/not-bought views", {**preset, "extra_views": ["also_bought", "not_bought"]}, []
-        yield "default + fused views at full weight (c_f = 1, F carrying the factor d)", {**preset, "fused_weight": 1.0}, []
-        yield "default + view softmax", {**preset, "attention_softmax": "view"}, []
-        yield "default + context filters", {**preset, "filter_mode": "context"}, []
+        yield "default + cascade", {"view_mode": "cascade"}, []
+        yield "default + cascade from global", {"view_mode": "cascade_global"}, []
+        yield "default + also/not-bought views", {"extra_views": ["also_bought", "not_bought"]}, []
+        yield "default + fused views at full weight (c_f = 1, F carrying the factor d)", {"fused_weight": 1.0}, []
+        yield "default + view softmax", {"attention_softmax": "view"}, []
+        yield "default + context filters", {"filter_mode": "context"}, []
     elif part == "ablations" and dataset == first:
-        yield "SpectraMB (YAML default)", dict(preset), []
+        yield "SpectraMB (YAML default)", {}, []
         yield "w/o aux-edge term (the paper's model: official recipe, model part)", {}, official
-        yield "w/o spectral filter", {**preset, "spectral_filter": False}, []
-        yield "mean fusion", {**preset, "fusion": "mean"}, []
-        yield "w/o residual global", {**preset, "residual_global": False}, []
-        yield "view softmax (paper) instead of feature softmax", {**preset, "attention_softmax": "view"}, []
+        yield "w/o spectral filter", {"spectral_filter": False}, []
+        yield "mean fusion", {"fusion": "mean"}, []
+        yield "w/o residual global", {"residual_global": False}, []
+        yield "view softmax (paper) instead of feature softmax", {"attention_softmax": "view"}, []
         for layers in (1, 2, 3):
-            yield f"{layers} layer{'s' if layers > 1 else ''}", {**preset, "n_layers": layers}, []
+            yield f"{layers} layer{'s' if layers > 1 else ''}", {"n_layers": layers}, []
     elif part == "robustness" and dataset == first:
         for ratio in NOISE_RATIOS:
-            yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {**preset, "noise_add_ratio": ratio, "noise_behaviors": None}, []
+            yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {"noise_add_ratio": ratio, "noise_behaviors": None}, []
         for behavior in auxiliary_behaviors(dataset):
-            yield f"without {behavior}", {**preset, "drop_behaviors": [behavior]}, []
+            yield f"without {behavior}", {"drop_behaviors": [behavior]}, []
 
 
 def auxiliary_behaviors(dataset):
