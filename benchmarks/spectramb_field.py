@@ -3,20 +3,25 @@
 Each (part, dataset, variant) is one ``compare_models(["SpectraMB"], ...)`` call with ``resume=True`` in a
 folder per dataset and (effective settings, seeds): ``<out-dir>/<dataset>/runs/<key>-seeds-.../`` (runs.csv,
 summary.md, chart.png, rewritten after every run), so an interrupted benchmark resumes where it stopped, parts
-can run one after another, and variants equal to the default (e.g. "1 layer", "noise 0 %") reuse its runs.
+can run one after another, and variants with equal settings (e.g. "3 layers", "noise 0 %" and the ablations'
+base) reuse each other's runs.
 Each variant's rows and settings also go to ``<out-dir>/<dataset>/<part>/<variant>.json``; the Markdown
 report (``--report``) is rebuilt from those.
 
 Parts (``--parts``):
-  grid        default selection on VALIDATION HR@10, 1 seed (``--grid-seeds``), every dataset: the YAML
-              default (the official model part + the auxiliary-edge term, beyond the paper), the official
+  grid        default selection on VALIDATION HR@10, 1 seed (``--grid-seeds``), every dataset: the base (the
+              official model part + the auxiliary-edge term, beyond the paper, 3 layers), the official
               recipe (properties/recipes/SpectraMB-official[-tmall].yaml, model part, CPU schedule: the
               paper's model), the auxiliary-edge term at its earlier init 0.1, the defaults before this grid,
-              and options on top of the default (cascading views, MuLe views, view softmax, context filters).
-  ablations   w/o the auxiliary-edge term, no spectral filter, mean fusion, no residual global, view vs
-              feature softmax, 1/2/3 layers; first dataset, ``--seeds``.
-  robustness  random pairs added to every auxiliary behavior (noise 0/10/30/50 %) and each auxiliary
-              behavior dropped; first dataset, ``--seeds``.
+              options on top of the base (cascading views, MuLe views, view softmax, context filters) and
+              the YAML default (the base at 1 layer).
+  ablations   on the 3-layer base: w/o the auxiliary-edge term, no spectral filter, mean fusion, no residual
+              global, view vs feature softmax, 1 (the YAML default) / 2 / 3 layers, and the YAML default +
+              context filters; first dataset, ``--seeds``.
+  robustness  on the 3-layer base: random pairs added to every auxiliary behavior (noise 0/10/30/50 %) and
+              each auxiliary behavior dropped; first dataset, ``--seeds``.
+Every variant without a config file runs at 3 layers (``BASE_DEPTH``) unless it sets ``n_layers``: these
+parts were run before validation picked 1 layer for the YAML.
 The main table (SpectraMB's default and the paper's model next to every multi-behavior baseline, 3 seeds,
 same split, same metrics, full ranking with only training target items masked, early stopping on validation
 HR@10) is benchmarks/mb_field.py's.
@@ -77,38 +82,47 @@ PREVIOUS_DEFAULTS = {"init": "xavier", "n_layers": 1, "filter_init": "identity",
                      "weight_decay": 0.0, "aux_edge_term": False}
 
 
+# The grid, the ablations and the robustness runs were made at the official depth, 3 layers, before validation
+# at 3 seeds picked 1 layer on both datasets (the YAML default since): they stay based there, so every variant
+# without a config file runs at 3 layers unless it sets n_layers itself ("1 layer" is the YAML default).
+BASE_DEPTH = {"n_layers": 3}
+
+
 def variants(part, dataset, first):
     """(label, config overrides, config files) of one part on one dataset; every variant without a config
-    file runs on the dataset's official output preset (taobao 1.25 = the YAML default, dropped by
-    effective_overrides; tmall 1.0, as in mb_field.py's SpectraMB row)."""
+    file runs at BASE_DEPTH and on the dataset's official output preset (taobao 1.25 = the YAML default,
+    dropped by effective_overrides; tmall 1.0, as in mb_field.py's SpectraMB rows)."""
     official = [official_recipe(dataset)]
     with open(official[0]) as fp:
         preset = {"residual_weight": yaml.safe_load(fp)["residual_weight"]}
     for label, overrides, files in part_variants(part, dataset, first, official):
-        yield label, (overrides if files else {**preset, **overrides}), files
+        yield label, (overrides if files else {**preset, **BASE_DEPTH, **overrides}), files
 
 
 def part_variants(part, dataset, first, official):
     if part == "grid":
-        yield "YAML default: official model part + aux-edge term, init 1.0 (beyond the paper)", {}, []
+        yield "base: official model part + aux-edge term, init 1.0, 3 layers (beyond the paper)", {}, []
         yield "official recipe (model part; the paper's model)", {}, official
         yield "official recipe + aux-edge term, init 0.1 (beyond the paper)", {"aux_edge_term": True, "aux_edge_init": 0.1}, official
         yield "previous defaults (1 layer, xavier, identity filters, unit output mix, ID-row L2)", dict(PREVIOUS_DEFAULTS), []
-        yield "default + cascade", {"view_mode": "cascade"}, []
-        yield "default + cascade from global", {"view_mode": "cascade_global"}, []
-        yield "default + also/not-bought views", {"extra_views": ["also_bought", "not_bought"]}, []
-        yield "default + fused views at full weight (c_f = 1, F carrying the factor d)", {"fused_weight": 1.0}, []
-        yield "default + view softmax", {"attention_softmax": "view"}, []
-        yield "default + context filters", {"filter_mode": "context"}, []
+        yield "base + cascade", {"view_mode": "cascade"}, []
+        yield "base + cascade from global", {"view_mode": "cascade_global"}, []
+        yield "base + also/not-bought views", {"extra_views": ["also_bought", "not_bought"]}, []
+        yield "base + fused views at full weight (c_f = 1, F carrying the factor d)", {"fused_weight": 1.0}, []
+        yield "base + view softmax", {"attention_softmax": "view"}, []
+        yield "base + context filters", {"filter_mode": "context"}, []
+        yield "YAML default: the base at 1 layer (chosen at 3 seeds, ablations)", {"n_layers": 1}, []
     elif part == "ablations" and dataset == first:
-        yield "SpectraMB (YAML default)", {}, []
+        yield "SpectraMB at 3 layers (the base of these ablations)", {}, []
         yield "w/o aux-edge term (the paper's model: official recipe, model part)", {}, official
         yield "w/o spectral filter", {"spectral_filter": False}, []
         yield "mean fusion", {"fusion": "mean"}, []
         yield "w/o residual global", {"residual_global": False}, []
         yield "view softmax (paper) instead of feature softmax", {"attention_softmax": "view"}, []
         for layers in (1, 2, 3):
-            yield f"{layers} layer{'s' if layers > 1 else ''}", {"n_layers": layers}, []
+            yield f"{layers} layer{'s' if layers > 1 else ' (the YAML default)'}", {"n_layers": layers}, []
+        # the grid's one option within the seed spread at 3 layers (seed 2020), checked at 3 seeds on the default depth
+        yield "1 layer + context filters (vs the YAML default)", {"n_layers": 1, "filter_mode": "context"}, []
     elif part == "robustness" and dataset == first:
         for ratio in NOISE_RATIOS:
             yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {"noise_add_ratio": ratio, "noise_behaviors": None}, []

@@ -14,7 +14,8 @@ def test_rows_resolve_and_stop_early_with_patience_of_ten_evaluations():
     script = load_script()
     labels = [label for label, *_ in script.ROWS]
     assert labels == ["HistoryPop", "CascadingRank", "LightGCN (target only)", "LightGCN (all behaviors)",
-                      "CRGCN", "MB-CGCN", "MuLe", "SpectraMB", "SpectraMB, paper model"]
+                      "CRGCN", "MB-CGCN", "MuLe", "SpectraMB", "SpectraMB, 3 layers",
+                      "SpectraMB, paper model"]
     for _, model, _, _ in script.ROWS:
         registry.get_model(model)
     assert script.COMMON["stopping_step"] >= 10 and script.COMMON["epochs"] >= 500

@@ -48,21 +48,22 @@ def final_embeddings(model):
 def test_defaults_are_read_from_the_yaml():
     torch.manual_seed(0)
     model = SpectraMB(model_config("SpectraMB", embedding_size=8, attention_size=4), TinyMultiBehaviorDataset())
-    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (3, "static", "attention", "feature")
+    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (1, "static", "attention", "feature")
     assert len(model.view_filters) == 3 and model.attention.dim == 8
     # chosen by validation on taobao-15k: the auxiliary-edge term (beyond the paper) is on, α_b starts at 1
     torch.testing.assert_close(model.aux_edge_weight.detach(), torch.ones(2))
 
 
-def test_the_defaults_are_the_official_model_part_plus_the_auxiliary_edge_term():
+def test_the_defaults_are_the_official_model_part_at_one_layer_plus_the_auxiliary_edge_term():
     from recbole_spectral.config import SpectralConfig
 
     default = SpectralConfig("SpectraMB", "ml-100k-mb", config_dict={"use_gpu": False})
     official = SpectralConfig("SpectraMB", "ml-100k-mb", [str(paths.recipe_file("SpectraMB-official.yaml"))],
                               {"use_gpu": False})
-    model_keys = set(SpectraMB.hyperparameters) - {"aux_edge_term", "aux_edge_init"} | {"weight_decay"}
+    model_keys = set(SpectraMB.hyperparameters) - {"aux_edge_term", "aux_edge_init", "n_layers"} | {"weight_decay"}
     assert {k: default[k] for k in model_keys} == {k: official[k] for k in model_keys}
     assert default["aux_edge_term"] and not official["aux_edge_term"]
+    assert (default["n_layers"], official["n_layers"]) == (1, 3)  # 1 layer chosen on validation at 3 seeds
     assert (default["train_batch_size"], default["learning_rate"], default["stopping_step"]) == (4096, 2e-3, 10)
 
 

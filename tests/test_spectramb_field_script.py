@@ -99,3 +99,27 @@ def test_robustness_on_a_dataset_that_is_not_converted_stops_with_one_line(monke
     with pytest.raises(SystemExit, match="dataset 'taobao-15k' has no 'behaviors'") as stop:
         script.auxiliary_behaviors("taobao-15k")
     assert str(tmp_path) in str(stop.value) and "\n" not in str(stop.value)
+
+
+def test_the_parts_stay_based_at_three_layers_and_one_layer_is_the_yaml_default(tmp_path):
+    """The grid, ablations and robustness runs were made at the official depth before validation picked 1 layer
+    for the YAML: every variant without a config file runs at 3 layers unless it sets n_layers itself, and the
+    1-layer rows are the YAML default (the "default" compare folder); context filters are also checked at 1 layer."""
+    script = load_script()
+
+    class Args:
+        out_dir = str(tmp_path)
+
+    for part in ("grid", "ablations"):
+        for label, overrides, files in script.variants(part, "ml-100k-mb", "ml-100k-mb"):
+            effective = script.effective_overrides("ml-100k-mb", overrides, files)
+            folder = script.run_dir(Args, "ml-100k-mb", effective, files, [2020])
+            if files:  # the official recipe file sets 3 layers itself
+                assert "n_layers" not in overrides, label
+            elif overrides.get("n_layers") == 1 and "context filters" in label:  # an option at the default depth
+                assert effective == {"filter_mode": "context"}, label
+            elif overrides.get("n_layers") == 1 and label.startswith(("1 layer", "YAML default")):
+                assert effective == {} and folder.endswith("default-seeds-2020"), label
+            elif "previous defaults" not in label:
+                assert effective["n_layers"] in (2, 3), label
+                assert not folder.endswith("default-seeds-2020"), label
