@@ -16,8 +16,8 @@ Parts (``--parts``):
               options on top of the base (cascading views, MuLe views, view softmax, context filters) and
               the YAML default (the base at 1 layer).
   ablations   on the 3-layer base: w/o the auxiliary-edge term, no spectral filter, mean fusion, no residual
-              global, view vs feature softmax, 1 (the YAML default) / 2 / 3 layers, and the YAML default +
-              context filters; first dataset, ``--seeds``.
+              global, view vs feature softmax, 1 (the YAML default) / 2 / 3 layers; then the same ablations
+              and context filters on the YAML default (1 layer); first dataset, ``--seeds``.
   robustness  on the 3-layer base: random pairs added to every auxiliary behavior (noise 0/10/30/50 %) and
               each auxiliary behavior dropped; first dataset, ``--seeds``.
 Every variant without a config file runs at 3 layers (``BASE_DEPTH``) unless it sets ``n_layers``: these
@@ -121,8 +121,13 @@ def part_variants(part, dataset, first, official):
         yield "view softmax (paper) instead of feature softmax", {"attention_softmax": "view"}, []
         for layers in (1, 2, 3):
             yield f"{layers} layer{'s' if layers > 1 else ' (the YAML default)'}", {"n_layers": layers}, []
-        # the grid's one option within the seed spread at 3 layers (seed 2020), checked at 3 seeds on the default depth
-        yield "1 layer + context filters (vs the YAML default)", {"n_layers": 1, "filter_mode": "context"}, []
+        # the same ablations at the YAML default's depth (1 layer), and the grid option that validated best at 3
+        # layers (context filters)
+        for name, option in (("context filters", {"filter_mode": "context"}), ("mean fusion", {"fusion": "mean"}),
+                             ("w/o spectral filter", {"spectral_filter": False}),
+                             ("view softmax", {"attention_softmax": "view"}),
+                             ("w/o residual global", {"residual_global": False})):
+            yield f"1 layer + {name} (vs the YAML default)", {"n_layers": 1, **option}, []
     elif part == "robustness" and dataset == first:
         for ratio in NOISE_RATIOS:
             yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {"noise_add_ratio": ratio, "noise_behaviors": None}, []

@@ -104,7 +104,7 @@ def test_robustness_on_a_dataset_that_is_not_converted_stops_with_one_line(monke
 def test_the_parts_stay_based_at_three_layers_and_one_layer_is_the_yaml_default(tmp_path):
     """The grid, ablations and robustness runs were made at the official depth before validation picked 1 layer
     for the YAML: every variant without a config file runs at 3 layers unless it sets n_layers itself, and the
-    1-layer rows are the YAML default (the "default" compare folder); context filters are also checked at 1 layer."""
+    1-layer rows are the YAML default (the "default" compare folder); options are also checked at 1 layer."""
     script = load_script()
 
     class Args:
@@ -116,8 +116,8 @@ def test_the_parts_stay_based_at_three_layers_and_one_layer_is_the_yaml_default(
             folder = script.run_dir(Args, "ml-100k-mb", effective, files, [2020])
             if files:  # the official recipe file sets 3 layers itself
                 assert "n_layers" not in overrides, label
-            elif overrides.get("n_layers") == 1 and "context filters" in label:  # an option at the default depth
-                assert effective == {"filter_mode": "context"}, label
+            elif overrides.get("n_layers") == 1 and "(vs the YAML default)" in label:  # an option at the default depth
+                assert len(effective) == 1 and "n_layers" not in effective, label
             elif overrides.get("n_layers") == 1 and label.startswith(("1 layer", "YAML default")):
                 assert effective == {} and folder.endswith("default-seeds-2020"), label
             elif "previous defaults" not in label:
