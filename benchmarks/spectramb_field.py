@@ -18,8 +18,9 @@ Parts (``--parts``):
   ablations   on the 3-layer base: w/o the auxiliary-edge term, no spectral filter, mean fusion, no residual
               global, view vs feature softmax, 1 (the YAML default) / 2 / 3 layers; then the same ablations
               and context filters on the YAML default (1 layer); first dataset, ``--seeds``.
-  robustness  on the 3-layer base: random pairs added to every auxiliary behavior (noise 0/10/30/50 %) and
-              each auxiliary behavior dropped; first dataset, ``--seeds``.
+  robustness  random pairs added to every auxiliary behavior (noise 0/10/30/50 %) and each auxiliary
+              behavior dropped, on the 3-layer base and then on the YAML default (1 layer); first dataset,
+              ``--seeds``.
 Every variant without a config file runs at 3 layers (``BASE_DEPTH``) unless it sets ``n_layers``: these
 parts were run before validation picked 1 layer for the YAML.
 The main table (SpectraMB's default and the paper's model next to every multi-behavior baseline, 3 seeds,
@@ -129,10 +130,13 @@ def part_variants(part, dataset, first, official):
                              ("w/o residual global", {"residual_global": False})):
             yield f"1 layer + {name} (vs the YAML default)", {"n_layers": 1, **option}, []
     elif part == "robustness" and dataset == first:
-        for ratio in NOISE_RATIOS:
-            yield f"noise {int(ratio * 100)} % on every auxiliary behavior", {"noise_add_ratio": ratio, "noise_behaviors": None}, []
-        for behavior in auxiliary_behaviors(dataset):
-            yield f"without {behavior}", {"drop_behaviors": [behavior]}, []
+        # first on the 3-layer base (where they were run first), then on the YAML default (1 layer)
+        for depth, prefix in (({}, ""), ({"n_layers": 1}, "1 layer, ")):
+            for ratio in NOISE_RATIOS:
+                yield (f"{prefix}noise {int(ratio * 100)} % on every auxiliary behavior",
+                       {**depth, "noise_add_ratio": ratio, "noise_behaviors": None}, [])
+            for behavior in auxiliary_behaviors(dataset):
+                yield f"{prefix}without {behavior}", {**depth, "drop_behaviors": [behavior]}, []
 
 
 def auxiliary_behaviors(dataset):

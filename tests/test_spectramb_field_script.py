@@ -123,3 +123,32 @@ def test_the_parts_stay_based_at_three_layers_and_one_layer_is_the_yaml_default(
             elif "previous defaults" not in label:
                 assert effective["n_layers"] in (2, 3), label
                 assert not folder.endswith("default-seeds-2020"), label
+
+
+def test_robustness_runs_on_the_three_layer_base_and_again_on_the_yaml_default(monkeypatch, tmp_path):
+    """Each robustness variant is made twice: on the 3-layer base and at the YAML default's 1 layer; there,
+    noise 0 % is the YAML default itself (it reuses the default's runs)."""
+    script = load_script()
+    monkeypatch.setattr(script, "auxiliary_behaviors", lambda dataset: ["view", "cart"])
+
+    class Args:
+        out_dir = str(tmp_path)
+
+    rows = list(script.variants("robustness", "ml-100k-mb", "ml-100k-mb"))
+    labels = [label for label, _, _ in rows]
+    assert labels == ["noise 0 % on every auxiliary behavior", "noise 10 % on every auxiliary behavior",
+                      "noise 30 % on every auxiliary behavior", "noise 50 % on every auxiliary behavior",
+                      "without view", "without cart"] + [
+        "1 layer, " + label for label in ["noise 0 % on every auxiliary behavior",
+                                          "noise 10 % on every auxiliary behavior",
+                                          "noise 30 % on every auxiliary behavior",
+                                          "noise 50 % on every auxiliary behavior", "without view", "without cart"]]
+    for label, overrides, files in rows:
+        effective = script.effective_overrides("ml-100k-mb", overrides, files)
+        folder = script.run_dir(Args, "ml-100k-mb", effective, files, [2020])
+        if label.startswith("1 layer, noise 0 %"):
+            assert effective == {} and folder.endswith("default-seeds-2020"), label
+        elif label.startswith("1 layer, "):
+            assert "n_layers" not in effective and len(effective) == 1, (label, effective)
+        else:
+            assert effective["n_layers"] == 3, label
