@@ -87,6 +87,11 @@ PREVIOUS_DEFAULTS = {"init": "xavier", "n_layers": 1, "filter_init": "identity",
 # at 3 seeds picked 1 layer on both datasets (the YAML default since): they stay based there, so every variant
 # without a config file runs at 3 layers unless it sets n_layers itself ("1 layer" is the YAML default).
 BASE_DEPTH = {"n_layers": 3}
+# (label on the 3-layer base, name at the YAML default's 1 layer, option): one part of the model removed or changed
+ABLATIONS = (("w/o spectral filter", "w/o spectral filter", {"spectral_filter": False}),
+             ("mean fusion", "mean fusion", {"fusion": "mean"}),
+             ("w/o residual global", "w/o residual global", {"residual_global": False}),
+             ("view softmax (paper) instead of feature softmax", "view softmax", {"attention_softmax": "view"}))
 
 
 def variants(part, dataset, first):
@@ -116,18 +121,13 @@ def part_variants(part, dataset, first, official):
     elif part == "ablations" and dataset == first:
         yield "SpectraMB at 3 layers (the base of these ablations)", {}, []
         yield "w/o aux-edge term (the paper's model: official recipe, model part)", {}, official
-        yield "w/o spectral filter", {"spectral_filter": False}, []
-        yield "mean fusion", {"fusion": "mean"}, []
-        yield "w/o residual global", {"residual_global": False}, []
-        yield "view softmax (paper) instead of feature softmax", {"attention_softmax": "view"}, []
+        for label, _, option in ABLATIONS:
+            yield label, option, []
         for layers in (1, 2, 3):
             yield f"{layers} layer{'s' if layers > 1 else ' (the YAML default)'}", {"n_layers": layers}, []
-        # the same ablations at the YAML default's depth (1 layer), and the grid option that validated best at 3
-        # layers (context filters)
-        for name, option in (("context filters", {"filter_mode": "context"}), ("mean fusion", {"fusion": "mean"}),
-                             ("w/o spectral filter", {"spectral_filter": False}),
-                             ("view softmax", {"attention_softmax": "view"}),
-                             ("w/o residual global", {"residual_global": False})):
+        # the same ablations at the YAML default's depth (1 layer), after the grid option that validated best at
+        # 3 layers (context filters)
+        for _, name, option in (("", "context filters", {"filter_mode": "context"}),) + ABLATIONS:
             yield f"1 layer + {name} (vs the YAML default)", {"n_layers": 1, **option}, []
     elif part == "robustness" and dataset == first:
         # first on the 3-layer base (where they were run first), then on the YAML default (1 layer)

@@ -136,13 +136,10 @@ def test_robustness_runs_on_the_three_layer_base_and_again_on_the_yaml_default(m
 
     rows = list(script.variants("robustness", "ml-100k-mb", "ml-100k-mb"))
     labels = [label for label, _, _ in rows]
-    assert labels == ["noise 0 % on every auxiliary behavior", "noise 10 % on every auxiliary behavior",
-                      "noise 30 % on every auxiliary behavior", "noise 50 % on every auxiliary behavior",
-                      "without view", "without cart"] + [
-        "1 layer, " + label for label in ["noise 0 % on every auxiliary behavior",
-                                          "noise 10 % on every auxiliary behavior",
-                                          "noise 30 % on every auxiliary behavior",
-                                          "noise 50 % on every auxiliary behavior", "without view", "without cart"]]
+    base = ["noise 0 % on every auxiliary behavior", "noise 10 % on every auxiliary behavior",
+            "noise 30 % on every auxiliary behavior", "noise 50 % on every auxiliary behavior",
+            "without view", "without cart"]
+    assert labels == base + ["1 layer, " + label for label in base]
     for label, overrides, files in rows:
         effective = script.effective_overrides("ml-100k-mb", overrides, files)
         folder = script.run_dir(Args, "ml-100k-mb", effective, files, [2020])
