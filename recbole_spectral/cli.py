@@ -1,7 +1,7 @@
 """Command line: ``run_recbole_spectral.py [SUBCOMMAND] --model=... --dataset=... [--key=value ...]``.
 
 The dispatcher on top of the package: without a subcommand it trains and tests one model
-(``quick_start``); ``prepare`` / ``compare`` / ``tune`` are lazy imports of the module that implements
+(``quick_start``); ``prepare`` / ``compare`` / ``tune`` / ``diagnose`` / ``study`` are lazy imports of the module that implements
 them. Bad input ends with one line on stderr and exit code 2, never a traceback.
 """
 import argparse
@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "compare": "recbole_spectral.compare:main",
     "tune": "recbole_spectral.tuning:main",
     "diagnose": "recbole_spectral.diagnose:main",
+    "study": "recbole_spectral.study:main",
 }
 
 

@@ -58,39 +58,26 @@ def _quiet_console():
 _LOCATION_KEYS = ("checkpoint_dir", "data_path", "log_root", "knn_cache_dir")
 
 
-# Options added to a model's shipped YAML after runs were made, each with the default under which the code
-# computes exactly what it computed before the option existed: left out of the key while they hold that
-# default, so that finished runs still resume (a run that sets another value gets another key).
-ADDED_OPTIONS = {"SSR": {"hsno_context_scale": True, "cl_views": "modalities"}}
-
-
-def _file_digest(path, legacy=False, added=None):
+def _file_digest(path):
     """sha1 of a config file's parsed YAML content, so that comments and layout do not change a run's key
-    (the raw bytes with ``legacy``, the key of rows written before, or where the file is not YAML);
-    ``added``: keys left out while they hold the given value (``ADDED_OPTIONS``)."""
+    (the raw bytes where the file is not YAML)."""
     data = Path(path).read_bytes()
-    if not legacy:
-        try:
-            parsed = yaml.safe_load(data)
-            if isinstance(parsed, dict) and added:
-                parsed = {k: v for k, v in parsed.items() if k not in added or v != added[k]}
-            data = json.dumps(parsed, sort_keys=True, default=str).encode()
-        except yaml.YAMLError:
-            pass
+    try:
+        data = json.dumps(yaml.safe_load(data), sort_keys=True, default=str).encode()
+    except yaml.YAMLError:
+        pass
     return hashlib.sha1(data).hexdigest()
 
 
-def settings_key(model, dataset, seed, split_seed, config_file_list, settings, legacy=False):
+def settings_key(model, dataset, seed, split_seed, config_file_list, settings):
     """A short hash of everything that defines one run: a finished row with the same key is reused by
-    ``resume``. ``legacy``: the key as rows written before 2026-12-02 have it (raw bytes of the YAML files,
-    comments included); ``compare_models`` still reuses such rows and rewrites their key."""
+    ``resume`` (and by a study)."""
     settings = {k: v for k, v in settings.items() if k not in _LOCATION_KEYS}
-    files = [_file_digest(path, legacy) for path in config_file_list or []]
+    files = [_file_digest(path) for path in config_file_list or []]
     # the plugin's shipped defaults too: a run made before a model's (or dataset's) YAML changed is not reused
-    added = ADDED_OPTIONS.get(model_name(model))
-    for path, extra in ((paths.model_properties_file(model_name(model)), added), (paths.dataset_properties_file(dataset), None)):
+    for path in (paths.model_properties_file(model_name(model)), paths.dataset_properties_file(dataset)):
         if path.is_file():
-            files.append(_file_digest(path, legacy, extra))
+            files.append(_file_digest(path))
     text = json.dumps([model_name(model), dataset, seed, split_seed, files, settings], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -176,8 +163,7 @@ def compare_models(models, dataset, seeds=(2020,), config_dict=None, out_dir="re
         for seed in seeds:
             settings = {**(config_dict or {}), **per_model_config.get(model_name(model), {})}
             key = settings_key(model, dataset, seed, split_seed, config_file_list, settings)
-            done = earlier.get(key) or earlier.get(settings_key(model, dataset, seed, split_seed, config_file_list,
-                                                                settings, legacy=True))
+            done = earlier.get(key)
             label = f"[{len(rows) + 1}/{total}]"
             if done:
                 print(f"{label} {model_name(model)} seed={seed}: finished earlier with these settings (resume)", flush=True)

@@ -208,37 +208,6 @@ def test_the_settings_key_follows_the_shipped_model_defaults(tmp_path, monkeypat
     assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) != before
 
 
-def test_an_option_added_at_its_old_behaviour_keeps_the_key(tmp_path, monkeypatch):
-    """ADDED_OPTIONS: a key added to a model's YAML with the default that reproduces the earlier code leaves the
-    key of finished runs unchanged; another value of it is another run."""
-    from recbole_spectral import compare, paths
-
-    yaml_file = tmp_path / "SSR.yaml"
-    monkeypatch.setattr(paths, "model_properties_file", lambda model: yaml_file)
-    monkeypatch.setattr(compare, "ADDED_OPTIONS", {"SSR": {"new_option": True}})
-    yaml_file.write_text("n_layers: 2\n")
-    before = compare.settings_key("SSR", "ml-100k-mm", 2020, 2020, None, {"epochs": 5})
-    yaml_file.write_text("n_layers: 2\nnew_option: True\n")
-    assert compare.settings_key("SSR", "ml-100k-mm", 2020, 2020, None, {"epochs": 5}) == before
-    yaml_file.write_text("n_layers: 2\nnew_option: False\n")
-    assert compare.settings_key("SSR", "ml-100k-mm", 2020, 2020, None, {"epochs": 5}) != before
-
-
-def test_a_row_keyed_the_legacy_way_is_reused_and_rekeyed(tmp_path, capsys):
-    from recbole_spectral.compare import settings_key, write_results
-
-    legacy = settings_key("HistoryPop", "ml-100k-mb", 2020, 2020, None, SETTINGS, legacy=True)
-    current = settings_key("HistoryPop", "ml-100k-mb", 2020, 2020, None, SETTINGS)
-    assert legacy != current  # the legacy key hashes the shipped YAML files' bytes, comments included
-    row = {"run": 1, "model": "HistoryPop", "seed": 2020, "status": "ok", "settings_key": legacy, "test_ndcg@10": 0.25}
-    write_results([row], str(tmp_path))
-    rows = compare_models(["HistoryPop"], "ml-100k-mb", seeds=[2020], config_dict=SETTINGS, out_dir=str(tmp_path),
-                          resume=True)
-    assert "finished earlier with these settings (resume)" in capsys.readouterr().out
-    assert rows[0]["test_ndcg@10"] == 0.25 and rows[0]["settings_key"] == current
-    assert read_csv(tmp_path / "runs.csv")[0]["settings_key"] == current
-
-
 def test_resumed_calls_on_other_models_share_one_table(tmp_path, capsys):
     out = str(tmp_path / "shared")
     compare_models(["Pop"], "ml-100k", seeds=[2020], config_dict=SETTINGS, out_dir=out, resume=True)

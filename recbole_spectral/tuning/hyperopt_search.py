@@ -15,18 +15,45 @@ class SpectralHyperTuning(HyperTuning):
     a failed trial is recorded (hyperopt goes on) instead of ending the search; a best score of 0.0 is
     kept (RecBole's ``if not self.best_score`` drops it); ``plot_hyper`` runs on numpy >= 1.24 (RecBole's
     uses ``np.str``) and writes the file without opening a browser.
+
+    Two options for callers that need a reproducible search (a study): ``seed`` fixes hyperopt's random
+    state (RecBole's draws a fresh one), so the same finished trials replay to the same next suggestion, and
+    ``objective(params)`` replaces the run of a trial (a study answers finished trials from its store).
+    ``startup_trials``: random trials before TPE models the results (hyperopt's default 20 would make any
+    smaller budget a random search).
     """
 
-    def __init__(self, base, params, algo, max_evals, early_stop, display_file=None):
+    def __init__(self, base, params, algo, max_evals, early_stop, display_file=None, objective=None, seed=None,
+                 startup_trials=None):
         self.base, self.param_specs = base, params
         self.trials_log = []
+        self.run_objective, self.seed = objective, seed
+        if algo == "bayes" and startup_trials is not None:
+            from functools import partial
+
+            from hyperopt import tpe
+
+            algo = partial(tpe.suggest, n_startup_jobs=int(startup_trials))
         super().__init__(self._objective, space=hyperopt_space(params), algo=algo, max_evals=max_evals,
                          early_stop=early_stop, display_file=display_file)
         if algo == "exhaustive":  # RecBole searches the whole grid; max_evals caps it
             self.max_evals = min(int(max_evals), grid_size(params)) if max_evals else grid_size(params)
 
     def _objective(self, config_dict, config_file_list=None):
+        if self.run_objective is not None:
+            return self.run_objective(config_dict)
         return run_trial(self.base, config_dict)
+
+    def run(self):
+        if self.seed is None:
+            return super().run()
+        import numpy as np
+        from hyperopt import fmin
+
+        fmin(self.trial, self.space, algo=self.algo, max_evals=self.max_evals, early_stop_fn=self.early_stop_fn,
+             rstate=np.random.RandomState(self.seed), show_progressbar=False)
+        if self.display_file is not None:
+            self.plot_hyper()
 
     def trial(self, params):
         import hyperopt

@@ -22,40 +22,46 @@ def parse_params_file(path):
     """[(name, kind, args)] from a RecBole params file; a bad line is a one-line ConfigError."""
     if not os.path.isfile(path):
         raise ConfigError(f"params file '{path}' does not exist")
-    params = []
     with open(path) as fp:
-        for number, raw in enumerate(fp, 1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            where = f"params file {path}, line {number}"
-            parts = line.split(None, 2)
-            if len(parts) < 3:
-                raise ConfigError(f"{where}: expected '<name> <choice|uniform|quniform|loguniform> <values>', got '{line}'")
-            name, kind, text = parts
-            if kind not in KINDS:
-                raise ConfigError(f"{where}: unknown type '{kind}' (expected one of {', '.join(KINDS)})")
-            if kind == "choice":
-                try:
-                    values = ast.literal_eval(text.replace(" ", "") if text.startswith("[") else text)
-                except (ValueError, SyntaxError):
-                    values = None
-                if not isinstance(values, (list, tuple)) or not values:
-                    raise ConfigError(f"{where}: choice needs a non-empty list like [0.01,0.001], got '{text}'")
-                args = (list(values),)
-            else:
-                try:
-                    args = tuple(float(v) for v in text.replace(",", " ").split())
-                except ValueError:
-                    args = ()
-                if len(args) != KINDS[kind] or args[0] > args[1]:
-                    shape = "low,high" if KINDS[kind] == 2 else "low,high,q"
-                    raise ConfigError(f"{where}: {kind} needs {shape} numbers with low <= high, got '{text}'")
-            if any(name == p[0] for p in params):
-                raise ConfigError(f"{where}: parameter '{name}' is given twice")
-            params.append((name, kind, args))
+        return parse_params_lines(fp, f"params file {path}")
+
+
+def parse_params_lines(lines, source):
+    """[(name, kind, args)] from params-file lines (a file, or a study plan's inline space written as
+    ``name: "kind values"`` and turned into lines); ``source`` names where they come from in errors."""
+    params = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{source}, line {number}"
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            raise ConfigError(f"{where}: expected '<name> <choice|uniform|quniform|loguniform> <values>', got '{line}'")
+        name, kind, text = parts
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: unknown type '{kind}' (expected one of {', '.join(KINDS)})")
+        if kind == "choice":
+            try:
+                values = ast.literal_eval(text.replace(" ", "") if text.startswith("[") else text)
+            except (ValueError, SyntaxError):
+                values = None
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"{where}: choice needs a non-empty list like [0.01,0.001], got '{text}'")
+            args = (list(values),)
+        else:
+            try:
+                args = tuple(float(v) for v in text.replace(",", " ").split())
+            except ValueError:
+                args = ()
+            if len(args) != KINDS[kind] or args[0] > args[1]:
+                shape = "low,high" if KINDS[kind] == 2 else "low,high,q"
+                raise ConfigError(f"{where}: {kind} needs {shape} numbers with low <= high, got '{text}'")
+        if any(name == p[0] for p in params):
+            raise ConfigError(f"{where}: parameter '{name}' is given twice")
+        params.append((name, kind, args))
     if not params:
-        raise ConfigError(f"params file '{path}' defines no parameters")
+        raise ConfigError(f"{source} defines no parameters")
     return params
 
 
