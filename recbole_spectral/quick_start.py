@@ -60,23 +60,32 @@ def _size_evaluation(config, dataset):
                          f"(eval_score_budget {config['eval_score_budget']})")
 
 
-def build_run(config, split_seed=None, trainer_wrapper=None):
-    """Dataset, dataloaders, model and trainer for ``config``, seeded like RecBole's run_recbole.
-
-    ``split_seed`` seeds dataset building and splitting (default ``config["seed"]``), so runs with
-    different seeds can share one split; ``trainer_wrapper`` maps the trainer class to a subclass.
-    """
+def build_data(config, split_seed=None):
+    """Dataset and (train, valid, test) dataloaders for ``config``, seeded like RecBole's run_recbole:
+    ``split_seed`` seeds dataset building and splitting (default ``config["seed"]``), so runs with different
+    seeds can share one split."""
     init_seed(config["seed"] if split_seed is None else split_seed, config["reproducibility"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
     _size_evaluation(config, dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return dataset, data_preparation(config, dataset)
+
+
+def build_model(config, train_data, trainer_wrapper=None):
+    """Model and trainer for ``config`` on ``train_data``'s dataset, seeded by the run's seed (several models can
+    share one dataset this way, as the speed probes do); ``trainer_wrapper`` maps the trainer class to a subclass."""
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     getLogger().info(model)
     cls = trainer_class(config)
-    trainer = (trainer_wrapper(cls) if trainer_wrapper else cls)(config, model)
-    return dataset, (train_data, valid_data, test_data), model, trainer
+    return model, (trainer_wrapper(cls) if trainer_wrapper else cls)(config, model)
+
+
+def build_run(config, split_seed=None, trainer_wrapper=None):
+    """Dataset, dataloaders, model and trainer for ``config`` (:func:`build_data`, then :func:`build_model`)."""
+    dataset, loaders = build_data(config, split_seed)
+    model, trainer = build_model(config, loaders[0], trainer_wrapper)
+    return dataset, loaders, model, trainer
 
 
 class _EpochRecord:

@@ -603,7 +603,8 @@ def _plot(plan, entries, metrics, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = metrics[0] if metrics else None
+    wanted = f"test_{str(plan['protocol'].get('valid_metric', '')).lower()}"
+    metric = wanted if wanted in metrics else (metrics[0] if metrics else None)
     fig, axes = plt.subplots(1, len(plan["datasets"]), figsize=(6 * len(plan["datasets"]), 4.5), squeeze=False)
     for ax, dataset in zip(axes[0], plan["datasets"]):
         shown = [e for e in entries if e["dataset"] == dataset and _stats([r.get(metric) for r in _ok(e)])]
