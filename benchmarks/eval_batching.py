@@ -2,7 +2,7 @@
 catalogue of > 2,048 items) against the run path's score budget (``eval_score_budget``), same checkpoint,
 same metrics to the last digit, measured side by side in one process.
 
-    nice -n 5 python benchmarks/eval_batching.py --dataset taobao-15k --out benchmarks/results/eval_batching.md
+    nice -n 5 python -m benchmarks.eval_batching --dataset taobao-15k --out benchmarks/results/eval_batching.md
 
 For each model (default LightGCN and SpectraMB) one short training run (``--epochs``, the run path's
 defaults otherwise) writes a checkpoint; then its full test evaluation is timed ``--repeats`` times with
@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from recbole_spectral import paths  # noqa: E402
-from recbole_spectral.config import SpectralConfig  # noqa: E402
-from recbole_spectral.data.converters.crgcn import convert_crgcn  # noqa: E402
-from recbole_spectral.quick_start import build_run, full_sort_users_per_batch, start_run, train_and_test  # noqa: E402
+from recbole_spectral import paths
+from recbole_spectral.config import SpectralConfig
+from recbole_spectral.data.converters.crgcn import convert_crgcn
+from recbole_spectral.quick_start import build_run, full_sort_users_per_batch, start_run, train_and_test
 
 SIZINGS = {"RecBole default": None, "score budget": 2 ** 24}
 
@@ -45,7 +44,7 @@ def main(argv=None):
     base = {"epochs": args.epochs, "use_gpu": False, "show_progress": False, "state": "WARNING",
             "train_batch_size": 8192, "checkpoint_dir": os.path.join(work, "saved"), "eval_batch_size": 4096}
     lines = [f"# Full test evaluation: batch sizing on {args.dataset}", "",
-             f"Command: `nice -n 5 python benchmarks/eval_batching.py {' '.join(argv or sys.argv[1:])}`", "",
+             f"Command: `nice -n 5 python -m benchmarks.eval_batching {' '.join(argv or sys.argv[1:])}`", "",
              "| model | users per batch (RecBole default) | users per batch (score budget 2^24) | "
              "eval s (default) | eval s (budget) | speed-up | metrics identical |", "|---|---:|---:|---:|---:|---:|---|"]
     for model in args.models.split(","):

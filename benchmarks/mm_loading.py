@@ -14,7 +14,7 @@ Each phase runs in its own process so that its peak RSS (``resource.getrusage``)
   load       MultiModalDataset (interactions + both modalities aligned to internal ids)
   knn        load + kNN graph per modality (k, cosine, tiled), built without cache, then reloaded from cache
 
-Usage: python benchmarks/mm_loading.py [--shared ../shared/datasets] [--work DIR] [--k 10] [--out FILE]
+Usage: python -m benchmarks.mm_loading [--shared ../shared/datasets] [--work DIR] [--k 10] [--out FILE]
 """
 import argparse
 import json
@@ -148,7 +148,7 @@ def main():
     lines = [
         "# Multimodal loading at Amazon Sports scale (GENERATED features)",
         "",
-        f"Command: `python benchmarks/mm_loading.py --k {args.k}` (work folder {args.work}, outside the repo)",
+        f"Command: `python -m benchmarks.mm_loading --k {args.k}` (work folder {args.work}, outside the repo)",
         "",
         f"Interactions: real Amazon Sports (MMRec) `sports.inter`, {mm['users']:,} users, {mm['items']:,} items. "
         f"Features: **GENERATED** image {n_items:,} x 4,096 and text {n_items:,} x 384 float32 "

@@ -13,7 +13,7 @@ then alternate LightGCN and the model for ``--rounds`` rounds of the training pa
 (``trainer._train_epoch``, per-epoch hooks included, e.g. FREEDOM's edge pruning), or of the first
 ``--batches`` batches of an epoch when given. Ratio = model time ÷ the LightGCN time of the same round.
 
-    nice -n 5 python benchmarks/mm_scale.py --batches 20 --out benchmarks/results/mm_scale.md
+    nice -n 5 python -m benchmarks.mm_scale --batches 20 --out benchmarks/results/mm_scale.md
 """
 import argparse
 import gc
@@ -23,11 +23,7 @@ import platform
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-
-from ssr_scale import NAME, FirstBatches, add_scale_arguments, current_rss_mib, data_description, prepare_scale_data, rss_mib, write_report  # noqa: E402
+from benchmarks.ssr_scale import NAME, FirstBatches, add_scale_arguments, current_rss_mib, data_description, prepare_scale_data, rss_mib, write_report
 
 MODELS = ["VBPR", "FREEDOM", "LGMRec", "SMORE", "SSR"]
 
@@ -39,20 +35,14 @@ def main():
     args = parser.parse_args()
     settings, n_items = prepare_scale_data(args)
 
-    from recbole.utils import init_seed
     from recbole_spectral.config import SpectralConfig
-    from recbole_spectral.data import create_dataset, data_preparation
-    from recbole_spectral.registry import get_model
-    from recbole_spectral.trainer import trainer_class
+    from recbole_spectral.quick_start import build_data, build_model
 
     load_before = os.getloadavg()
 
     lconfig = SpectralConfig("LightGCN", NAME, config_dict=settings)
-    init_seed(lconfig["seed"], lconfig["reproducibility"])
-    dataset = create_dataset(lconfig)
-    train_data, _, _ = data_preparation(lconfig, dataset)
-    lightgcn = get_model("LightGCN")(lconfig, train_data._dataset)
-    lightgcn_trainer = trainer_class(lconfig)(lconfig, lightgcn)
+    dataset, (train_data, _, _) = build_data(lconfig)
+    _, lightgcn_trainer = build_model(lconfig, train_data)
     loader = FirstBatches(train_data, args.batches) if args.batches else train_data
     scope = "one full epoch" if not args.batches else f"the first {args.batches} of {len(train_data)} batches of an epoch"
     result = {"batch_size": args.batch_size, "threads": args.threads, "scope": scope, "models": {},
@@ -61,11 +51,9 @@ def main():
 
     for name in args.models:
         config = SpectralConfig(name, NAME, config_dict=settings)
-        init_seed(config["seed"], config["reproducibility"])
         start = time.perf_counter()
-        model = get_model(name)(config, train_data._dataset)
+        model, trainer = build_model(config, train_data)
         build_s = time.perf_counter() - start
-        trainer = trainer_class(config)(config, model)
         rounds = []
         for round_ in range(args.rounds):
             t = time.perf_counter()
@@ -85,7 +73,7 @@ def main():
 
     lines = [
         "# Multimodal baselines at Amazon Sports scale (GENERATED features; timings only)", "",
-        "Command: `nice -n 5 python benchmarks/mm_scale.py " + " ".join(sys.argv[1:]) + "` "
+        "Command: `nice -n 5 python -m benchmarks.mm_scale " + " ".join(sys.argv[1:]) + "` "
         f"(work folder {args.work}, outside the repo)", "",
         data_description(result, n_items), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other sessions (load average "

@@ -7,7 +7,7 @@ pairs per epoch). Epochs are alternated (LightGCN, SpectraMB, LightGCN, ...). Wi
 the first N batches of each epoch are timed and the epoch time is extrapolated to the full epoch
 (seconds per batch × batches per epoch); the report states which, and gives the per-batch ratio too.
 
-    nice -n 10 python benchmarks/spectramb_speed.py --dataset taobao-15k --batches 20 \
+    nice -n 10 python -m benchmarks.spectramb_speed --dataset taobao-15k --batches 20 \
         --out benchmarks/results/spectramb_speed.md
 """
 import argparse
@@ -19,27 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from ssr_scale import FirstBatches  # noqa: E402  (the first n batches of a loader)
+from benchmarks.ssr_scale import FirstBatches  # the first n batches of a loader
 
 
 def build(model, dataset, settings):
-    from recbole.utils import init_seed
-
     from recbole_spectral.config import SpectralConfig
-    from recbole_spectral.data import create_dataset, data_preparation
-    from recbole_spectral.trainer import trainer_class
+    from recbole_spectral.quick_start import build_run
 
     config = SpectralConfig(model, dataset, config_dict=settings)
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train_data, _, _ = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    net = config.model_class(config, train_data._dataset)
-    return config, train_data, trainer_class(config)(config, net)
+    _, (train_data, _, _), _, trainer = build_run(config)
+    return config, train_data, trainer
 
 
 def main(argv=None):
@@ -97,7 +86,7 @@ def main(argv=None):
     scope = "full epochs" if not args.batches else f"the first {args.batches} batches of an epoch, extrapolated"
     lines = [
         f"# SpectraMB vs LightGCN (all behaviors): training speed on {args.dataset}", "",
-        "Command: `nice -n 10 python benchmarks/spectramb_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "",
+        "Command: `nice -n 10 python -m benchmarks.spectramb_speed " + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "",
         f"One process, {args.threads} torch thread(s), batch {batch} for both, timed: {scope} (fastest of "
         f"{args.rounds} round(s)); machine {platform.machine()}, {os.cpu_count()} cores shared with other jobs "
         f"(load average {load[0]:.1f} before, {result['load_after']:.1f} after). LightGCN: RecBole's, "

@@ -17,11 +17,11 @@ One process, measured side by side:
                   the report); the ratio compares each SSR setting with the LightGCN epoch of its round;
   peak memory   = peak RSS of the process (ru_maxrss), plus the RSS just before the SSR model is built.
 
-    nice -n 5 python benchmarks/ssr_scale.py --out benchmarks/results/ssr_scale.md
-    nice -n 10 python benchmarks/ssr_scale.py --batches 25 --out /tmp/ssr_scale.md   # a capped epoch
+    nice -n 5 python -m benchmarks.ssr_scale --out benchmarks/results/ssr_scale.md
+    nice -n 10 python -m benchmarks.ssr_scale --batches 25 --out /tmp/ssr_scale.md   # a capped epoch
 
 Default settings: ``default`` (properties/model/SSR.yaml), ``default, user_modality item_mean``, and ``previous``
-(the options that reproduce the SSR of benchmarks/results/ssr.md: free P_m unnormalised, early item graph,
+(the options that reproduce an earlier version of SSR: free P_m unnormalised, early item graph,
 K = 5, masked-output loss, softmax-gated operator; measured at 8.1x by the previous code).
 """
 import argparse
@@ -35,8 +35,6 @@ import time
 from itertools import islice
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 NAME = "sports-generated"
 PREVIOUS = {"user_modality": "free", "pref_normalize": False, "pref_reg_weight": 0.0, "chebyshev_order": 5,
@@ -92,7 +90,7 @@ def prepare_scale_data(args):
     import torch
 
     torch.set_num_threads(args.threads)
-    from mm_loading import generate_mmrec_folder
+    from benchmarks.mm_loading import generate_mmrec_folder
     from recbole_spectral.data.converters.mmrec import convert
 
     folder, n_items, _ = generate_mmrec_folder(os.path.abspath(args.shared), args.work)
@@ -131,11 +129,8 @@ def main():
     settings, n_items = prepare_scale_data(args)
     cache = settings["knn_cache_dir"]
 
-    from recbole.utils import init_seed
     from recbole_spectral.config import SpectralConfig
-    from recbole_spectral.data import create_dataset, data_preparation
-    from recbole_spectral.registry import get_model
-    from recbole_spectral.trainer import trainer_class
+    from recbole_spectral.quick_start import build_data, build_model
 
     load_before = os.getloadavg()
     result = {"batch_size": args.batch_size, "threads": args.threads, "batches": args.batches or "all"}
@@ -145,9 +140,7 @@ def main():
     result["ssr_settings"] = ssr_settings
     start = time.perf_counter()
     config = SpectralConfig("SSR", NAME, config_dict={**settings, **ssr_settings[labels[0]]})
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
+    dataset, (train_data, valid_data, _) = build_data(config)
     result["load_s"] = time.perf_counter() - start
     result["users"], result["items"] = dataset.user_num - 1, dataset.item_num - 1
     result["train_interactions"] = len(train_data._dataset)
@@ -160,12 +153,11 @@ def main():
 
     shutil.rmtree(cache, ignore_errors=True)
     result["rss_before_models_mib"] = current_rss_mib()
-    models, configs = {}, {}
+    models, configs, trainers = {}, {}, {}
     for i, label in enumerate(labels):
         configs[label] = SpectralConfig("SSR", NAME, config_dict={**settings, **ssr_settings[label]})
-        init_seed(config["seed"], config["reproducibility"])
         t = time.perf_counter()
-        models[label] = get_model("SSR")(configs[label], train_data._dataset)
+        models[label], trainers[label] = build_model(configs[label], train_data)
         if i == 0:
             result["ssr_build_s"] = time.perf_counter() - t
     ssr = models[labels[0]]
@@ -183,11 +175,9 @@ def main():
     result["ssr_params"] = {label: sum(p.numel() for p in m.parameters() if p.requires_grad) for label, m in models.items()}
 
     lconfig = SpectralConfig("LightGCN", NAME, config_dict=settings)
-    init_seed(lconfig["seed"], lconfig["reproducibility"])
-    lightgcn = get_model("LightGCN")(lconfig, train_data._dataset)
+    lightgcn, lightgcn_trainer = build_model(lconfig, train_data)
     result["lightgcn_params"] = sum(p.numel() for p in lightgcn.parameters() if p.requires_grad)
-    trainers = {"LightGCN": trainer_class(lconfig)(lconfig, lightgcn)}
-    trainers.update({label: trainer_class(configs[label])(configs[label], models[label]) for label in labels})
+    trainers = {"LightGCN": lightgcn_trainer, **trainers}
     loader = FirstBatches(train_data, args.batches) if args.batches else train_data
     result["batches_per_epoch"] = len(train_data)
     times = {name: [] for name in trainers}
@@ -207,7 +197,7 @@ def main():
     scope = "one full epoch" if not args.batches else f"the first {args.batches} of {len(train_data)} batches of an epoch"
     lines = [
         "# SSR at Amazon Sports scale (GENERATED features; timings only)", "",
-        "Command: `nice -n 10 python benchmarks/ssr_scale.py " + " ".join(sys.argv[1:]) + "` "
+        "Command: `nice -n 10 python -m benchmarks.ssr_scale " + " ".join(sys.argv[1:]) + "` "
         f"(work folder {args.work}, outside the repo)", "",
         data_description(result, n_items), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other sessions (load average "

@@ -1,7 +1,6 @@
-"""Helpers shared by the tests: paths, fast run settings, the CLI in a subprocess, benchmark scripts as
-modules, model configs from the shipped YAML, and tiny in-memory datasets that implement the multi-behavior and multimodal Dataset
-contracts (what models read from a dataset), for model tests that need no files."""
-import importlib.util
+"""Helpers shared by the tests: paths, fast run settings, the CLI in a subprocess, model configs from the shipped
+YAML, and tiny in-memory datasets that implement the multi-behavior and multimodal Dataset contracts (what models read
+from a dataset), for model tests that need no files."""
 import logging
 import subprocess
 import sys
@@ -33,14 +32,6 @@ def run_cli(*args, cwd):
     """``run_recbole_spectral.py *args`` in a subprocess (cwd: where log/ and saved/ go)."""
     return subprocess.run([sys.executable, str(ROOT / "run_recbole_spectral.py"), *args],
                           cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-def load_benchmark(name):
-    """``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def model_config(model, **overrides):
