@@ -47,7 +47,7 @@ of the union of all behaviors):
    and RecBole's ``weight_decay`` (Adam's L2 on every parameter, as the official ``decay``).
 
 6. BEYOND THE PAPER (``aux_edge_term``; ON in the YAML defaults because validation chose it: taobao-15k
-   valid HR@10 0.302 with it, 0.156 without, see properties/model/SpectraMB.yaml):
+   valid HR@10 0.302 with it, 0.156 without, see docs/spectramb.md):
    ŷ(u, i) += Σ_b β_b(u) · 1[(u, i) ∈ b] over the
    auxiliary behaviors b, with β_b(u) = α_b · 2σ(ρ_{u,b}): α_b a learned per-behavior weight (init
    ``aux_edge_init``) and 2σ(ρ_{u,b}) a learned per-user reliability (ρ = 0 at init, so β = α). It lets
