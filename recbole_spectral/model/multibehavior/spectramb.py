@@ -70,7 +70,7 @@ What the official code does (read from the files above), and how to get it here
   after 10 epochs without a better validation HR@10 (min 5 epochs).
 Departures that remain, and why:
 - Depth: the YAML default is 1 layer, the official 3 is ``n_layers: 3``: 1 layer validated above 3 on
-  taobao-15k and tmall-41k at 3 seeds each, at a fraction of the epoch time (benchmarks/results/spectramb_field.md).
+  taobao-15k and tmall-41k at 3 seeds each, at a fraction of the epoch time (docs/studies/spectramb-ablations/report.md).
 - Negatives: the official code draws one negative per training buy ONCE (``data_set.__get_train_data``)
   and reshuffles the same triples every epoch; RecBole draws fresh uniform negatives each epoch (its
   sampler; a fixed negative set is a quirk, not part of the method).
