@@ -20,7 +20,6 @@ from recbole.utils import ModelType
 from recbole_spectral import hyperparameters, paths, registry
 from recbole_spectral.data.factory import DATASET_OPTIONS, dataset_kind
 from recbole_spectral.errors import ConfigError, SpectralError
-from recbole_spectral.model.base import check_dataset_kind
 
 _RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
 
@@ -222,7 +221,6 @@ class SpectralConfig(Config):
         # the model's declared hyperparameters and the constraints between them
         # (recbole_spectral.hyperparameters), checked on the merged settings before RecBole interprets any
         hyperparameters.check_model(self.model_class, self.final_config_dict)
-        check_dataset_kind(self.model_class, dataset_kind(self), self.dataset)
         if "data_path" not in self.external_config_dict and self.dataset != "ml-100k":
             self.final_config_dict["data_path"] = str(paths.default_data_dir())
         super()._set_default_parameters()

@@ -24,6 +24,7 @@ from recbole_spectral.config import RECBOLE_RUNTIME_KEYS, SpectralConfig, other_
 from recbole_spectral.data.atomic import atomic_folder
 from recbole_spectral.data.converters import mmrec
 from recbole_spectral.data.converters.mmrec import convert
+from recbole_spectral.data.factory import check_atomic_file
 from recbole_spectral.errors import DataError
 from recbole_spectral.quick_start import KNOWN_HARMLESS_WARNINGS, silence_known_warnings
 from tests.helpers import DEFAULT_DATASET, ROOT, TOY_INTER, run_cli, write_mmrec
@@ -203,6 +204,16 @@ def test_bad_data_is_one_line_naming_the_file_or_key(workdir, capsys, case):
     model = writer(workdir, case)
     line = refusal(capsys, f"--model={model}", f"--dataset={case}", *arguments)
     assert expected.format(name=case, path=workdir / "dataset_atomic" / case) in line, line
+
+
+def test_a_complete_last_line_longer_than_the_read_window_is_not_refused(tmp_path):
+    long_sequence = " ".join(["7"] * 50_000)  # 100 KB: longer than the 64 KiB read from the end of the file
+    path = tmp_path / "seq.inter"
+    path.write_text(f"user_id:token\titem_seq:token_seq\nu1\t{long_sequence}\nu2\t{long_sequence}\n")
+    check_atomic_file(str(path))
+    path.write_text(f"user_id:token\titem_seq:token_seq\nu1\t{long_sequence}\nu2")
+    with pytest.raises(DataError, match=r"seq.inter line 3: 1 of the header's 2 columns"):
+        check_atomic_file(str(path))
 
 
 # -- files written: a full disk, and diagnose's reference -------------------------------------------------

@@ -66,8 +66,14 @@ def available_datasets(data_dir):
 
 
 def ensure_dataset_files(config):
-    """Build an on-demand dataset if needed and check its atomic files exist (one-line error if not)."""
+    """The model fits the dataset's kind; build an on-demand dataset if needed; its files exist and are
+    well-formed (:func:`check_dataset_files`). One-line errors, before a run opens its log."""
     name, path = config["dataset"], config["data_path"]
+    model_class = getattr(config, "model_class", None)
+    if model_class is not None and (os.path.isdir(path) or name in ON_DEMAND_BUILDERS):
+        from recbole_spectral.model.base import check_dataset_kind
+
+        check_dataset_kind(model_class, dataset_kind(config), name)  # before a shipped dataset is built
     if not os.path.isdir(path) and name in ON_DEMAND_BUILDERS:
         getLogger().info(f"building dataset {name} in {path}")
         _load(ON_DEMAND_BUILDERS[name])(os.path.dirname(path))
@@ -89,20 +95,28 @@ ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
 def _last_line(path):
-    """(line number, bytes) of the last non-empty line of ``path``; reads the end of the file and counts the
-    newlines before it in chunks, so a large file is never held in memory."""
+    """(offset, bytes) of the last non-empty line of ``path``, from the end of the file only."""
     with open(path, "rb") as fp:
-        size = fp.seek(0, os.SEEK_END)
-        base = max(0, size - (1 << 16))
-        fp.seek(base)
-        tail = fp.read().rstrip(b"\r\n")
-        start = base + tail.rfind(b"\n") + 1
-        fp.seek(0)
-        newlines, remaining = 0, start
+        size, window = fp.seek(0, os.SEEK_END), 1 << 16
+        while True:  # widen the window until it holds the whole last line
+            base = max(0, size - window)
+            fp.seek(base)
+            tail = fp.read().rstrip(b"\r\n")
+            if b"\n" in tail or base == 0:
+                break
+            window *= 4
+    start = base + tail.rfind(b"\n") + 1
+    return start, tail[start - base:]
+
+
+def _line_number(path, offset):
+    """1-based number of the line starting at ``offset``, counting newlines in chunks."""
+    newlines, remaining = 0, offset
+    with open(path, "rb") as fp:
         while remaining > 0:
             chunk = fp.read(min(1 << 22, remaining))
             newlines, remaining = newlines + chunk.count(b"\n"), remaining - len(chunk)
-    return newlines + 1, tail[start - base:]
+    return newlines + 1
 
 
 def check_atomic_file(path, separator="\t", encoding="utf-8"):
@@ -116,11 +130,11 @@ def check_atomic_file(path, separator="\t", encoding="utf-8"):
         if len(parts) != 2 or not parts[0] or parts[1] not in ATOMIC_TYPES:
             raise DataError(f"{path} line 1: column {position} '{column}' is not 'name:type' with type one of "
                             f"{', '.join(ATOMIC_TYPES)}")
-    number, last = _last_line(path)
+    start, last = _last_line(path)
     found = len(last.decode(encoding, errors="replace").split(separator))
-    if number > 1 and found != len(columns):
-        raise DataError(f"{path} line {number}: {found} of the header's {len(columns)} columns; expected complete "
-                        "lines (was the file cut short?)")
+    if start > 0 and found != len(columns):
+        raise DataError(f"{path} line {_line_number(path, start)}: {found} of the header's {len(columns)} columns; "
+                        "expected complete lines (was the file cut short?)")
 
 
 def check_dataset_files(config):
