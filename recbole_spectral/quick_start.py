@@ -26,13 +26,13 @@ from recbole_spectral.training_state import read_training_state, restore_trainin
 
 # library warnings every run printed that say nothing about the run: (message start, category, module)
 KNOWN_HARMLESS_WARNINGS = (
-    # torch: the plugin's graph operators are CSR tensors, a documented beta API it uses on purpose
+    # torch marks CSR tensors as beta; the plugin's graph operators use them on purpose
     ("Sparse CSR tensor support is in beta state", UserWarning, r"recbole_spectral\."),
-    # torch: the plugin's sparse tensors are built from valid indices; the opt-in check would cost time
+    # torch asks code to opt in or out of sparse invariant checks; the plugin keeps torch's default (off)
     ("Sparse invariant checks are implicitly disabled", UserWarning, r"recbole_spectral\."),
-    # RecBole 1.2.1's trainer builds torch.cuda.amp.GradScaler (its own code, unchanged on CPU runs)
+    # RecBole 1.2.1's trainer builds the deprecated torch.cuda.amp.GradScaler on every device
     ("`torch.cuda.amp.GradScaler(args...)` is deprecated", FutureWarning, r"recbole\.trainer\.trainer$"),
-    # pandas: RecBole 1.2.1's Dataset fills missing values with an inplace fillna on a column
+    # RecBole 1.2.1's Dataset fills NaN with a chained fillna(inplace=True): it still fills under pandas < 3 (pinned)
     ("A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
      FutureWarning, r"recbole\.data\.dataset\.dataset$"),
 )
