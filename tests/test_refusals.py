@@ -179,6 +179,8 @@ FILE_CASES = {
                          "{name}.train.inter line 5: behavior 'click' not allowed here"),
     "cut-short-last-line": (lambda w, n: _mb(w, n, edit=lambda t: t.rstrip("\n").rsplit("\t", 1)[0]), SMALL,
                             "{name}.train.inter line 18: 2 of the header's 3 columns"),
+    "short-middle-line": (lambda w, n: _mb(w, n, edit=_line_replaced(5, "\tview", "")), SMALL,
+                          "{name}.train.inter line 5: no behavior value (fewer columns than the header?)"),
     "header-without-type": (lambda w, n: _mb(w, n, edit=_line_replaced(1, "user_id:token", "user_id")), SMALL,
                             "{name}.train.inter line 1: column 1 'user_id' is not 'name:type'"),
     "feature-file-removed": (lambda w, n: _mm(w, n, edit=_removed("image.npy")), SMALL,

@@ -43,6 +43,7 @@ from recbole.utils import set_color
 from recbole_spectral.data.atomic import SPLITS
 from recbole_spectral.errors import ConfigError, DataError
 
+
 def behavior_options(config):
     """The multi-behavior options of ``config``, checked (one-line ConfigError naming the key) and normalised;
     read from the configuration alone, so a run checks them before it loads any data."""
@@ -127,13 +128,15 @@ class MultiBehaviorDataset(Dataset):
                 f"load_col must list it (config key 'BEHAVIOR_FIELD' names it)"
             )
         values = self.inter_feat[field].astype(str).to_numpy()
+        empty = self.inter_feat[field].isna().to_numpy()
         bounds = np.cumsum([0] + list(self.file_size_list))
         for part in range(3):
             rows = values[bounds[part]:bounds[part + 1]]
             allowed = self.configured_behaviors if part == 0 else [target]
             bad = np.flatnonzero(~np.isin(rows, allowed))
+            if len(bad) and empty[bounds[part] + bad[0]]:  # +2 below: one header line, 1-based lines
+                raise DataError(f"{self._file(part)} line {bad[0] + 2}: no behavior value (fewer columns than the header?)")
             if len(bad):
-                # +2: one header line, 1-based lines
                 raise DataError(
                     f"{self._file(part)} line {bad[0] + 2}: behavior '{rows[bad[0]]}' not allowed here; "
                     f"expected one of {allowed}" + (" (config key 'behaviors')" if part == 0 else " (target rows only)")
