@@ -118,7 +118,7 @@ def start_run(config, log_level=None):
     hold_console()
     getLogger().info(config)
     for note in config.notes:
-        getLogger().warning(note)
+        getLogger().info(note)
 
 
 def check_topk(config, dataset):
