@@ -273,6 +273,29 @@ class SpectralConfig(Config):
             value = self.final_config_dict.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
                 raise ConfigError(f"config key '{key}': expected a positive number, got {value!r}")
+        seed = self.final_config_dict.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"config key 'seed': expected an integer from 0 to 2**32 - 1, got {seed!r}")
+        self._check_valid_metric()
+
+    def _check_valid_metric(self):
+        """``valid_metric`` is one of ``metrics``, at one of the ``topk`` cutoffs where it has one (RecBole would
+        stop with a KeyError at the first validation)."""
+        from recbole.evaluator.base_metric import TopkMetric
+        from recbole.evaluator.register import metrics_dict
+
+        metric = str(self.final_config_dict.get("valid_metric"))
+        name, at, k = metric.lower().partition("@")
+        metrics = [str(m).lower() for m in self.final_config_dict.get("metrics") or []]
+        topk = list(self.final_config_dict.get("topk") or [])
+        if name not in metrics:
+            raise ConfigError(f"config key 'valid_metric': {metric} is not among config key 'metrics' {metrics}")
+        cls = metrics_dict.get(name)
+        if at and not (k.isdigit() and int(k) in topk):
+            raise ConfigError(f"config key 'valid_metric': {metric} needs its cutoff {k} in config key 'topk' {topk}")
+        if not at and isinstance(cls, type) and issubclass(cls, TopkMetric):
+            raise ConfigError(f"config key 'valid_metric': {metric} needs a cutoff from config key 'topk' {topk}, "
+                              f"e.g. {metric}@{topk[0] if topk else 10}")
 
     def external_values(self):
         """The user's own settings (files, dict, command line), as plain values."""

@@ -118,6 +118,18 @@ def test_every_key_of_the_shipped_recipes_and_search_spaces_is_known(recipe):
     assert space and space <= config.known_keys()
 
 
+@pytest.mark.parametrize("argument, line", [
+    ("--seed=-5", "config key 'seed': expected an integer from 0 to 2**32 - 1, got -5"),
+    ("--topk=5", "config key 'valid_metric': NDCG@10 needs its cutoff 10 in config key 'topk' [5]"),
+    ("--valid_metric=NDCG@50", "config key 'valid_metric': NDCG@50 needs its cutoff 50 in config key 'topk' [10, 20]"),
+    ("--valid_metric=NDCG", "config key 'valid_metric': NDCG needs a cutoff from config key 'topk' [10, 20], e.g. NDCG@10"),
+    ("--valid_metric=AUC", "config key 'valid_metric': AUC is not among config key 'metrics' "
+                           "['recall', 'ndcg', 'hit', 'mrr', 'precision']"),
+])
+def test_settings_recbole_would_fail_on_later_are_refused_first(workdir, capsys, argument, line):
+    assert refusal(capsys, "--model=BPR", "--dataset=ml-100k", argument) == f"error: {line}"
+
+
 def test_a_config_file_holding_a_list_must_be_a_mapping(workdir, capsys):
     (workdir / "list.yaml").write_text("- epochs: 1\n- seed: 3\n")
     line = refusal(capsys, "--model=BPR", "--dataset=ml-100k", "--config_files=list.yaml")
