@@ -195,16 +195,24 @@ def _finite(value):
 
 
 # -- the command -------------------------------------------------------------------------------------------
+def _checked(model_file):
+    if not isinstance(model_file, str) or not model_file:
+        raise CheckpointError("--model_file: expected the path of a checkpoint written by a run (saved/<Model>-*.pth)")
+    return model_file
+
+
 def _load(model_file):
     from recbole_spectral.quick_start import load_data_and_model
 
-    if not isinstance(model_file, str) or not model_file:
-        raise CheckpointError("--model_file: expected the path of a checkpoint written by a run (saved/<Model>-*.pth)")
-    return load_data_and_model(model_file)
+    return load_data_and_model(_checked(model_file))
 
 
 def diagnose(model_file, out_dir=None, reference_file=None):
     """Write the figures, ``diagnostics.json`` and ``index.md`` for ``model_file``; returns the JSON dict."""
+    if reference_file:  # both files are checked before anything is loaded (one line naming the file)
+        from recbole_spectral.checkpoint import read_checkpoint
+
+        read_checkpoint(reference_file, dataset=read_checkpoint(_checked(model_file))["config"]["dataset"])
     config, model, _, train_data, _, test_data = _load(model_file)
     out_dir = out_dir or os.path.join("diagnostics", os.path.splitext(os.path.basename(model_file))[0])
     os.makedirs(out_dir, exist_ok=True)
@@ -213,9 +221,6 @@ def diagnose(model_file, out_dir=None, reference_file=None):
     report = {"model": config["model"], "dataset": config["dataset"], "model_file": os.path.abspath(model_file),
               "test_result": test_result, "by_user_degree": {config["model"]: by_degree}}
     if reference_file:
-        from recbole_spectral.checkpoint import read_checkpoint
-
-        read_checkpoint(reference_file, dataset=config["dataset"])  # one line if it is of another dataset
         ref_config, ref_model, _, ref_train, _, ref_test = _load(reference_file)
         _, ref_buckets = user_degree_metrics(_recording_trainer(ref_config, ref_model, ref_train), ref_test)
         report["by_user_degree"][f"{ref_config['model']} (reference)"] = ref_buckets

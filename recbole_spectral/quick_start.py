@@ -6,9 +6,12 @@ Every tool builds its runs here: the CLI (:func:`run_recbole_spectral`), HyperTu
 it (it imports ray at import time), and routes every model (plugin or RecBole) through the plugin's
 Config, Dataset choice and trainer (weights-only checkpoints, cold-start metrics, model hooks).
 """
+import contextlib
 import logging
 import os
+import re
 import time
+import warnings
 from logging import getLogger
 
 from recbole.utils import init_logger, init_seed, set_color
@@ -16,12 +19,87 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_spectral.checkpoint import read_checkpoint
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset, data_preparation, ensure_dataset_files
+from recbole_spectral.errors import ConfigError, SpectralError
 from recbole_spectral.trainer import trainer_class
 from recbole_spectral.training_state import read_training_state, restore_training_state, save_training_state
 
 
+# library warnings every run printed that say nothing about the run: (message start, category, module)
+KNOWN_HARMLESS_WARNINGS = (
+    # torch marks CSR tensors as beta; the plugin's graph operators use them on purpose
+    ("Sparse CSR tensor support is in beta state", UserWarning, r"recbole_spectral\."),
+    # torch asks code to opt in or out of sparse invariant checks; the plugin keeps torch's default (off)
+    ("Sparse invariant checks are implicitly disabled", UserWarning, r"recbole_spectral\."),
+    # RecBole 1.2.1's trainer builds the deprecated torch.cuda.amp.GradScaler on every device
+    ("`torch.cuda.amp.GradScaler(args...)` is deprecated", FutureWarning, r"recbole\.trainer\.trainer$"),
+    # RecBole 1.2.1's Dataset fills NaN with a chained fillna(inplace=True): it still fills under pandas < 3 (pinned)
+    ("A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+     FutureWarning, r"recbole\.data\.dataset\.dataset$"),
+)
+
+
+def silence_known_warnings():
+    """Ignore exactly the warnings of KNOWN_HARMLESS_WARNINGS (message and module); any other still shows."""
+    for message, category, module in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(message), category=category, module=module)
+
+
+class _HeldConsole(logging.Filter):
+    """Keeps a console handler's records back (the log file still gets them) until released."""
+
+    def __init__(self, handler):
+        super().__init__()
+        self.handler, self.records = handler, []
+        handler.addFilter(self)
+
+    def filter(self, record):
+        self.records.append(record)
+        return False
+
+
+_HELD = []
+
+
+def hold_console():
+    """From here until :func:`release_console`, console log lines wait: a run refused while it loads its data
+    or builds its model shows only the refusal."""
+    release_console()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            _HELD.append(_HeldConsole(handler))
+
+
+def release_console(show=True):
+    """Print the held console lines (those the handler's level still admits), or drop them (``show=False``)."""
+    while _HELD:
+        held = _HELD.pop()
+        held.handler.removeFilter(held)
+        for record in held.records if show else ():
+            if record.levelno >= held.handler.level:
+                held.handler.handle(record)
+
+
+@contextlib.contextmanager
+def console_held_until_built(finished=True):
+    """Drop the held console on a refusal (SpectralError) in the block, so the one-line reason is all that is
+    printed; show it before any other error's traceback; release it after the block when it ``finished``
+    building the run."""
+    try:
+        yield
+    except SpectralError:
+        release_console(show=False)
+        raise
+    except BaseException:
+        release_console()
+        raise
+    if finished:
+        release_console()
+
+
 def init_logging(config):
     """RecBole's logger, re-initialised for each run (basicConfig ignores later calls otherwise)."""
+    release_console()
+    silence_known_warnings()
     root = logging.getLogger()
     for handler in root.handlers[:]:
         root.removeHandler(handler)
@@ -30,13 +108,50 @@ def init_logging(config):
 
 
 def start_run(config, log_level=None):
-    """Make sure the dataset's files exist (building a shipped one on first use) — so a missing dataset
-    fails before a log is opened — then open the log and record the configuration."""
+    """Make sure the dataset's files exist and are well-formed (building a shipped one on first use) — so a
+    missing or broken dataset fails before a log is opened — then open the log and record the configuration.
+    Console lines are held back until :func:`build_run` has loaded the data and built the model."""
     ensure_dataset_files(config)
     init_logging(config)
     if log_level is not None:
         logging.getLogger().setLevel(log_level)
+    hold_console()
     getLogger().info(config)
+    for note in config.notes:
+        getLogger().info(note)
+
+
+def check_topk(config, dataset):
+    """RecBole ranks the top max(topk) items: no more than the dataset has (a one-line refusal, not torch's
+    'selected index k out of range' at the first evaluation)."""
+    items = dataset.item_num - 1  # id 0 is RecBole's padding item
+    largest = max(config["topk"] or [0])
+    if largest > items:
+        raise ConfigError(f"config key 'topk': {largest} is more than the {items} items of dataset "
+                          f"'{config['dataset']}'; expected values <= {items}")
+
+
+def _is_out_of_memory(err):
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and re.search(r"can't allocate memory|out of memory", str(err), re.I))
+
+
+def out_of_memory_error(config, dataset, err):
+    """One line for a model too large to build: what was asked for and the settings that size it."""
+    asked = re.search(r"tried to allocate ([\d.]+) ?(\w+)", str(err), re.I)
+    amount = " ".join(asked.groups()) if asked else "more than is free"
+    if asked and asked.group(2) == "bytes":
+        amount = f"{int(asked.group(1)) / 2 ** 30:,.1f} GiB"
+    given = config.external_values()
+    sizes = {k: v for k, v in config.final_config_dict.items()
+             if k in config.model_keys() and isinstance(v, int) and not isinstance(v, bool) and v > 1}
+    mine = {k: v for k, v in sizes.items() if k in given}
+    shown = sorted((mine or sizes).items(), key=lambda kv: -kv[1])[:3]
+    settings = ", ".join(f"{k}={v}" for k, v in shown)
+    return ConfigError(
+        f"not enough memory to build model {config['model']} on dataset '{config['dataset']}' ({dataset.user_num - 1} "
+        f"users, {dataset.item_num - 1} items): it asked for {amount}; "
+        + (f"the size settings you gave: {settings}" if mine else f"its size settings: {settings or 'none'}"))
 
 
 def full_sort_users_per_batch(config, n_items):
@@ -64,21 +179,29 @@ def build_data(config, split_seed=None):
     """Dataset and (train, valid, test) dataloaders for ``config``, seeded like RecBole's run_recbole:
     ``split_seed`` seeds dataset building and splitting (default ``config["seed"]``), so runs with different
     seeds can share one split."""
-    init_seed(config["seed"] if split_seed is None else split_seed, config["reproducibility"])
-    dataset = create_dataset(config)
-    getLogger().info(dataset)
-    _size_evaluation(config, dataset)
-    return dataset, data_preparation(config, dataset)
+    with console_held_until_built(finished=False):  # the model is built next
+        init_seed(config["seed"] if split_seed is None else split_seed, config["reproducibility"])
+        dataset = create_dataset(config)
+        getLogger().info(dataset)
+        check_topk(config, dataset)
+        _size_evaluation(config, dataset)
+        return dataset, data_preparation(config, dataset)
 
 
 def build_model(config, train_data, trainer_wrapper=None):
     """Model and trainer for ``config`` on ``train_data``'s dataset, seeded by the run's seed (several models can
     share one dataset this way, as the speed probes do); ``trainer_wrapper`` maps the trainer class to a subclass."""
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    getLogger().info(model)
-    cls = trainer_class(config)
-    return model, (trainer_wrapper(cls) if trainer_wrapper else cls)(config, model)
+    with console_held_until_built():
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        try:
+            model = config.model_class(config, train_data._dataset).to(config["device"])
+        except (MemoryError, RuntimeError) as err:
+            if not _is_out_of_memory(err):
+                raise
+            raise out_of_memory_error(config, train_data._dataset, err) from None
+        getLogger().info(model)
+        cls = trainer_class(config)
+        return model, (trainer_wrapper(cls) if trainer_wrapper else cls)(config, model)
 
 
 def build_run(config, split_seed=None, trainer_wrapper=None):

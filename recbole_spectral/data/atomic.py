@@ -4,6 +4,7 @@ A dataset folder ``<data_dir>/<name>/`` is written under a temporary name next t
 end, so a reader (or a concurrent builder) never sees a half-written dataset. Nothing here imports
 RecBole's Dataset: converters stay light.
 """
+import errno
 import os
 import shutil
 import tempfile
@@ -27,8 +28,11 @@ def atomic_folder(data_dir, name, if_exists="replace"):
     the new files are discarded). On error the temporary folder is removed and nothing changes.
     """
     final = os.path.join(data_dir, name)
-    os.makedirs(data_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{name}-", dir=data_dir)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=f".{name}-", dir=data_dir)
+    except OSError as err:
+        raise write_error(final, data_dir, err) from None
     os.chmod(work, 0o755)  # mkdtemp makes it private; the dataset folder is shared
     try:
         yield work
@@ -38,9 +42,27 @@ def atomic_folder(data_dir, name, if_exists="replace"):
                 return
             shutil.rmtree(final)
         os.replace(work, final)
+    except OSError as err:
+        shutil.rmtree(work, ignore_errors=True)
+        raise write_error(final, data_dir, err) from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def write_error(final, data_dir, err):
+    """One line for a dataset folder that could not be written (full disk, no permission); nothing of it is left."""
+    short_write = err.errno is None and "requested and" in str(err)  # numpy's tofile on a full disk
+    if short_write or err.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            room = f"; {shutil.disk_usage(data_dir).free / 2 ** 20:.1f} MiB are free without it"
+        except OSError:
+            room = ""
+        reason = f"the disk holding {data_dir} ran out of space{room}"
+    else:
+        reason = err.strerror or str(err)
+    return DataError(f"{final}: could not be written: {reason}; nothing half-written was left "
+                     "(free some space or choose another --out)")
 
 
 def write_inter(frame, path, columns):

@@ -43,6 +43,52 @@ from recbole.utils import set_color
 from recbole_spectral.data.atomic import SPLITS
 from recbole_spectral.errors import ConfigError, DataError
 
+
+def behavior_options(config):
+    """The multi-behavior options of ``config``, checked (one-line ConfigError naming the key) and normalised;
+    read from the configuration alone, so a run checks them before it loads any data."""
+    name = config["dataset"]
+    behaviors = [str(b) for b in (config["behaviors"] or [])]
+    target = None if config["target_behavior"] is None else str(config["target_behavior"])
+    if not behaviors or target is None:
+        raise ConfigError(f"dataset '{name}': a multi-behavior dataset needs both 'behaviors' and 'target_behavior'")
+    if len(set(behaviors)) != len(behaviors):
+        raise ConfigError(f"dataset '{name}': config key 'behaviors' lists a behavior twice: {behaviors}")
+    if target not in behaviors:
+        raise ConfigError(f"dataset '{name}': config key 'target_behavior' ({target}) is not in 'behaviors' {behaviors}")
+    if config["benchmark_filename"] is None or len(config["benchmark_filename"]) != 3:
+        raise ConfigError(
+            f"dataset '{name}': config key 'benchmark_filename' must be [train, valid, test] for a "
+            "multi-behavior dataset (valid/test files hold target rows only)"
+        )
+    drop = [str(b) for b in (config["drop_behaviors"] or [])]
+    for b in drop:
+        if b == target or b not in behaviors:
+            raise ConfigError(
+                f"dataset '{name}': config key 'drop_behaviors' names '{b}'; expected auxiliary behaviors "
+                f"from {[x for x in behaviors if x != target]}"
+            )
+    kept = [b for b in behaviors if b not in drop]
+    auxiliary = [b for b in kept if b != target]
+    noise = config["noise_behaviors"]
+    noise = list(auxiliary) if noise is None else [str(b) for b in noise]
+    for b in noise:
+        if b not in auxiliary:
+            raise ConfigError(
+                f"dataset '{name}': config key 'noise_behaviors' names '{b}'; expected kept auxiliary "
+                f"behaviors from {auxiliary}"
+            )
+    add, remove = float(config["noise_add_ratio"] or 0.0), float(config["noise_remove_ratio"] or 0.0)
+    if add < 0:
+        raise ConfigError(f"config key 'noise_add_ratio': expected a ratio >= 0, got {add}")
+    if not 0 <= remove <= 1:
+        raise ConfigError(f"config key 'noise_remove_ratio': expected a ratio in [0, 1], got {remove}")
+    seed = config["noise_seed"]
+    return {"configured_behaviors": behaviors, "target_behavior": target, "drop_behaviors": drop, "behaviors": kept,
+            "auxiliary_behaviors": auxiliary, "noise_behaviors": noise, "noise_add_ratio": add,
+            "noise_remove_ratio": remove, "noise_seed": int(config["seed"] if seed is None else seed)}
+
+
 class MultiBehaviorDataset(Dataset):
     """RecBole :class:`Dataset` whose interactions are the target behavior; auxiliary ones are matrices.
 
@@ -55,52 +101,14 @@ class MultiBehaviorDataset(Dataset):
 
     def __init__(self, config):
         self.behavior_field = config["BEHAVIOR_FIELD"] or "behavior"
-        self.configured_behaviors = [str(b) for b in (config["behaviors"] or [])]
-        self.target_behavior = None if config["target_behavior"] is None else str(config["target_behavior"])
+        options = behavior_options(config)
+        self.configured_behaviors, self.target_behavior = options["configured_behaviors"], options["target_behavior"]
+        self.drop_behaviors, self.behaviors = options["drop_behaviors"], options["behaviors"]
+        self.auxiliary_behaviors, self.noise_behaviors = options["auxiliary_behaviors"], options["noise_behaviors"]
+        self.noise_add_ratio, self.noise_remove_ratio = options["noise_add_ratio"], options["noise_remove_ratio"]
+        self.noise_seed = options["noise_seed"]
         self.train_on_all_behaviors = bool(config["train_on_all_behaviors"])
-        self._check_options(config)
         super().__init__(config)
-
-    # -- configuration -------------------------------------------------------------------------
-    def _check_options(self, config):
-        name = config["dataset"]
-        behaviors, target = self.configured_behaviors, self.target_behavior
-        if not behaviors or target is None:
-            raise ConfigError(f"dataset '{name}': a multi-behavior dataset needs both 'behaviors' and 'target_behavior'")
-        if len(set(behaviors)) != len(behaviors):
-            raise ConfigError(f"dataset '{name}': config key 'behaviors' lists a behavior twice: {behaviors}")
-        if target not in behaviors:
-            raise ConfigError(f"dataset '{name}': config key 'target_behavior' ({target}) is not in 'behaviors' {behaviors}")
-        if config["benchmark_filename"] is None or len(config["benchmark_filename"]) != 3:
-            raise ConfigError(
-                f"dataset '{name}': config key 'benchmark_filename' must be [train, valid, test] for a "
-                "multi-behavior dataset (valid/test files hold target rows only)"
-            )
-        self.drop_behaviors = [str(b) for b in (config["drop_behaviors"] or [])]
-        for b in self.drop_behaviors:
-            if b == target or b not in behaviors:
-                raise ConfigError(
-                    f"dataset '{name}': config key 'drop_behaviors' names '{b}'; expected auxiliary behaviors "
-                    f"from {[x for x in behaviors if x != target]}"
-                )
-        self.behaviors = [b for b in behaviors if b not in self.drop_behaviors]
-        self.auxiliary_behaviors = [b for b in self.behaviors if b != target]
-        noise = config["noise_behaviors"]
-        self.noise_behaviors = list(self.auxiliary_behaviors) if noise is None else [str(b) for b in noise]
-        for b in self.noise_behaviors:
-            if b not in self.auxiliary_behaviors:
-                raise ConfigError(
-                    f"dataset '{name}': config key 'noise_behaviors' names '{b}'; expected kept auxiliary "
-                    f"behaviors from {self.auxiliary_behaviors}"
-                )
-        self.noise_add_ratio = float(config["noise_add_ratio"] or 0.0)
-        self.noise_remove_ratio = float(config["noise_remove_ratio"] or 0.0)
-        if self.noise_add_ratio < 0:
-            raise ConfigError(f"config key 'noise_add_ratio': expected a ratio >= 0, got {self.noise_add_ratio}")
-        if not 0 <= self.noise_remove_ratio <= 1:
-            raise ConfigError(f"config key 'noise_remove_ratio': expected a ratio in [0, 1], got {self.noise_remove_ratio}")
-        seed = config["noise_seed"]
-        self.noise_seed = int(config["seed"] if seed is None else seed)
 
     # -- loading -------------------------------------------------------------------------------
     def _data_processing(self):
@@ -120,13 +128,15 @@ class MultiBehaviorDataset(Dataset):
                 f"load_col must list it (config key 'BEHAVIOR_FIELD' names it)"
             )
         values = self.inter_feat[field].astype(str).to_numpy()
+        empty = self.inter_feat[field].isna().to_numpy()
         bounds = np.cumsum([0] + list(self.file_size_list))
         for part in range(3):
             rows = values[bounds[part]:bounds[part + 1]]
             allowed = self.configured_behaviors if part == 0 else [target]
             bad = np.flatnonzero(~np.isin(rows, allowed))
+            if len(bad) and empty[bounds[part] + bad[0]]:  # +2 below: one header line, 1-based lines
+                raise DataError(f"{self._file(part)} line {bad[0] + 2}: no behavior value (fewer columns than the header?)")
             if len(bad):
-                # +2: one header line, 1-based lines
                 raise DataError(
                     f"{self._file(part)} line {bad[0] + 2}: behavior '{rows[bad[0]]}' not allowed here; "
                     f"expected one of {allowed}" + (" (config key 'behaviors')" if part == 0 else " (target rows only)")

@@ -40,6 +40,28 @@ FEATURE_FILLS = ("mean", "zeros")
 _MODALITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
+def modality_options(config):
+    """(modalities, feature_fill) of ``config``, checked (one-line ConfigError naming the key); read from the
+    configuration alone, so a run checks them before it loads any data."""
+    modalities = config["modalities"]
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    if not isinstance(modalities, (list, tuple)) or not modalities:
+        raise ConfigError(f"config key 'modalities': expected a non-empty list of names, got {modalities!r}")
+    for modality in modalities:
+        if not isinstance(modality, str) or not _MODALITY_NAME.match(modality):
+            raise ConfigError(
+                f"config key 'modalities': '{modality}' is not a valid modality name "
+                "(letters, digits, '_' or '-')"
+            )
+    if len(set(modalities)) != len(modalities):
+        raise ConfigError(f"config key 'modalities': repeated name in {list(modalities)}")
+    fill = config["feature_fill"]
+    if fill not in FEATURE_FILLS:
+        raise ConfigError(f"config key 'feature_fill': expected one of {FEATURE_FILLS}, got {fill!r}")
+    return list(modalities), fill
+
+
 class ItemStructures:
     """Derived item structures of a multimodal dataset, built once and shared by every model that asks.
 
@@ -132,27 +154,8 @@ class MultiModalDataset(ItemStructures, Dataset):
         self._load_item_features()
 
     # -- loading -------------------------------------------------------------------------------
-    def _read_modalities(self):
-        modalities = self.config["modalities"]
-        if isinstance(modalities, str):
-            modalities = [modalities]
-        if not isinstance(modalities, (list, tuple)) or not modalities:
-            raise ConfigError(f"config key 'modalities': expected a non-empty list of names, got {modalities!r}")
-        for modality in modalities:
-            if not isinstance(modality, str) or not _MODALITY_NAME.match(modality):
-                raise ConfigError(
-                    f"config key 'modalities': '{modality}' is not a valid modality name "
-                    "(letters, digits, '_' or '-')"
-                )
-        if len(set(modalities)) != len(modalities):
-            raise ConfigError(f"config key 'modalities': repeated name in {list(modalities)}")
-        return list(modalities)
-
     def _load_item_features(self):
-        self.modalities = self._read_modalities()
-        self.feature_fill = self.config["feature_fill"]
-        if self.feature_fill not in FEATURE_FILLS:
-            raise ConfigError(f"config key 'feature_fill': expected one of {FEATURE_FILLS}, got {self.feature_fill!r}")
+        self.modalities, self.feature_fill = modality_options(self.config)
         self._item_features = {}
         self._knn_graphs = {}
         self._reduced = {}
