@@ -496,12 +496,23 @@ def _ok(entry):
     return [r for r in entry["runs"] if r.get("status") == "ok"]
 
 
-def _metrics(entries):
+def _metrics(entries, plan):
+    """The report's metric columns: the validation metric (what chose the settings), every test metric, and the
+    validation metric's cold-start test value where the runs have one."""
     keys = []
     for e in entries:
         for r in _ok(e):
             keys += [k for k in r if k.startswith("test_") and k not in keys and not k.startswith("test_cold_")]
-    return keys
+    chosen_by = str(plan["protocol"].get("valid_metric", "")).lower()
+    seen = {k for e in entries for r in _ok(e) for k in r}
+    return ([f"valid_{chosen_by}"] if f"valid_{chosen_by}" in seen else []) + keys + (
+        [f"test_cold_{chosen_by}"] if f"test_cold_{chosen_by}" in seen else [])
+
+
+def _label(key):
+    if key.startswith("valid_"):
+        return f"valid {key[len('valid_'):]}"
+    return f"cold {key[len('test_cold_'):]}" if key.startswith("test_cold_") else key[len("test_"):]
 
 
 def _settings_text(settings):
@@ -510,7 +521,7 @@ def _settings_text(settings):
 
 def write_report(plan, tuning, entries, trials, out_dir):
     out_dir = Path(out_dir)
-    metrics = _metrics(entries)
+    metrics = _metrics(entries, plan)
     lines = [f"# Study: {plan['name']}", ""]
     if plan["description"]:
         lines += [plan["description"], ""]
@@ -523,7 +534,7 @@ def write_report(plan, tuning, entries, trials, out_dir):
     for dataset in plan["datasets"]:
         base = [e for e in entries if e["dataset"] == dataset and not e["variant"]]
         lines += [f"## {dataset}", ""]
-        head = ["row", "trials", "chosen settings", "seeds ok"] + [m[len("test_"):] for m in metrics] + [
+        head = ["row", "trials", "chosen settings", "seeds ok"] + [_label(m) for m in metrics] + [
             "epochs run (best)", "s / run", "published"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for e in base:
@@ -546,7 +557,7 @@ def write_report(plan, tuning, entries, trials, out_dir):
         variants = [e for e in entries if e["dataset"] == dataset and e["variant"]]
         if variants:
             lines += ["", f"### Variants on {dataset} (each relative to its row's chosen settings)", ""]
-            head = ["row", "variant", "seeds ok"] + [f"{m[len('test_'):]} (Δ)" for m in metrics] + ["epochs run (best)"]
+            head = ["row", "variant", "seeds ok"] + [f"{_label(m)} (Δ)" for m in metrics] + ["epochs run (best)"]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for e in variants:
                 ok = _ok(e)
@@ -604,7 +615,7 @@ def _plot(plan, entries, metrics, path):
     import matplotlib.pyplot as plt
 
     wanted = f"test_{str(plan['protocol'].get('valid_metric', '')).lower()}"
-    metric = wanted if wanted in metrics else (metrics[0] if metrics else None)
+    metric = wanted if wanted in metrics else next((m for m in metrics if m.startswith("test_")), None)
     fig, axes = plt.subplots(1, len(plan["datasets"]), figsize=(6 * len(plan["datasets"]), 4.5), squeeze=False)
     for ax, dataset in zip(axes[0], plan["datasets"]):
         shown = [e for e in entries if e["dataset"] == dataset and _stats([r.get(metric) for r in _ok(e)])]
