@@ -366,8 +366,29 @@ class Study:
             planned += [(var["name"], s, {**base, **var["settings"]}, files) for s in var["seeds"]]
         return planned
 
+    def check(self):
+        """Every row's and variant's settings (with a value of each searched parameter) through the run path's
+        configuration checks, before anything trains: a typo in a plan is one line naming the row, not a study
+        of failed runs."""
+        from recbole_spectral.config import SpectralConfig
+
+        for dataset in self.plan["datasets"]:
+            for row in self.plan["rows"]:
+                sample = {name: args[0][0] if kind == "choice" else math.exp(args[0]) if kind == "loguniform" else args[0]
+                          for name, kind, args in row["space"] or []}
+                for variant, _, settings, files in self.seed_runs(row, dataset, sample)[:1] + [
+                        (v["name"], None, {**self.base_settings(row, dataset), **sample, **v["settings"]},
+                         row["config_files"] + v["config_files"]) for v in row["variants"]]:
+                    try:
+                        SpectralConfig(row["model"], dataset, files, dict(settings))
+                    except SpectralError as err:
+                        where = f"row '{row['name']}'" + (f", variant '{variant}'" if variant else "")
+                        raise ConfigError(f"plan: {where} on {dataset}: {err}") from None
+
     def execute(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if set(self.steps) & {"tune", "seeds"}:
+            self.check()
         with Lock(self.out_dir):
             chosen = {}  # the tuning of a later step replays from the store
             for dataset in self.plan["datasets"]:

@@ -175,6 +175,16 @@ def test_a_malformed_plan_is_refused_with_the_key_named(change, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
+def test_a_mistyped_setting_is_refused_before_anything_trains(workdir):
+    plan = {**TINY, "rows": [{"name": "BPR", "model": "BPR", "space": {"learning_rate": "choice [0.01]"},
+                              "variants": [{"name": "small", "settings": {"embeding_size": 8}}]}]}
+    with pytest.raises(ConfigError) as err:
+        run_study(plan, str(workdir / "out"))
+    assert str(err.value).startswith("plan: row 'BPR', variant 'small' on ml-100k-mb: config key 'embeding_size' ")
+    assert "did you mean 'embedding_size'" in str(err.value)
+    assert not (workdir / "out" / "results.jsonl").exists()
+
+
 def test_a_training_free_row_runs_once_and_is_never_tuned():
     plan = load_plan({**TINY, "tuning": {"trials": 5}, "rows": [{"model": "HistoryPop", "seeds": [1, 2, 3]}]})
     assert plan["rows"][0]["trials"] == 0 and plan["rows"][0]["seeds"] == [1]
