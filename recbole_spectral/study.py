@@ -371,11 +371,13 @@ class Study:
         configuration checks, before anything trains: a typo in a plan is one line naming the row, not a study
         of failed runs."""
         from recbole_spectral.config import SpectralConfig
+        from recbole_spectral.tuning.space import plain_params
 
         for dataset in self.plan["datasets"]:
             for row in self.plan["rows"]:
-                sample = {name: args[0][0] if kind == "choice" else math.exp(args[0]) if kind == "loguniform" else args[0]
-                          for name, kind, args in row["space"] or []}
+                sample = plain_params(row["space"] or [], {
+                    name: args[0][0] if kind == "choice" else math.exp(args[0]) if kind == "loguniform" else args[0]
+                    for name, kind, args in row["space"] or []})
                 for variant, _, settings, files in self.seed_runs(row, dataset, sample)[:1] + [
                         (v["name"], None, {**self.base_settings(row, dataset), **sample, **v["settings"]},
                          row["config_files"] + v["config_files"]) for v in row["variants"]]:
