@@ -22,9 +22,19 @@ until the L1 change of (r_u, r_i) is at most ``tolerance`` (or ``max_iter`` iter
 (c_u, c_i) is the converged (r_u, r_i) of the previous behavior; for the first behavior it is its own
 query (q_u, q_i^b). The score of item i for user u is r_i of the target behavior.
 
-Implementation: the iteration runs for the users of a scoring batch at once (columns of n x B dense
-blocks, sparse CSR products), so full-sort scoring is vectorised; nothing is cached across batches
-(a full score matrix is users x items).
+Implementation (the same iterates, computed as increments): with x = (r_u, r_i), M = [[0, Ã_b], [Ã_b^T, 0]]
+and f = α q + β c, the iteration is x^{t+1} = γ M x^t + f, so its change δ^t = x^{t+1} - x^t obeys
+
+    δ^0 = γ M q + f - q,     δ^t = γ M δ^{t-1},     x^{t+1} = x^t + δ^t,
+
+and a user stops at the first t with ||δ^t||_1 <= ``tolerance`` with x^{t+1} — the iterate the direct
+form stops at (equal up to float rounding; ``tests/test_mb_baselines.py`` checks the rankings against the
+direct form). Each step is one sparse × dense product per side (γ Ã_b stored once) and one accumulation —
+no constant term to add and no difference to form. Users are iterated together as the columns of
+n × B blocks; B is chosen so one block stays in cache (``_BLOCK_ENTRIES`` node-values), which is several
+times faster than one block of a whole evaluation batch; a user that converges leaves the block (its
+columns are copied out and dropped once a quarter of the block has converged). Nothing is cached across
+batches (a full score matrix is users × items).
 
 Departures from the public code:
 - convergence is tested per user (each user's L1 change <= ``tolerance``; a converged user's scores are
@@ -44,6 +54,11 @@ from recbole_spectral.hyperparameters import Float, Int
 from recbole_spectral.layers.csr import CSRRows
 from recbole_spectral.layers.graph import to_torch_sparse
 from recbole_spectral.model.base import TrainingFreeRecommender
+
+
+# node values (users + items) x block columns per block: 2**22 float32 = 16 MiB, so a block's iterates stay in
+# cache (at 27k nodes 128 columns per block ran 1.9x faster than 700)
+_BLOCK_ENTRIES = 2 ** 22
 
 
 def _inverse(values, power):
@@ -76,48 +91,53 @@ class CascadingRank(TrainingFreeRecommender):
         self.tolerance = config["tolerance"]
         self.max_iter = config["max_iter"]
 
-        # caches: per behavior Ã_b and Ã_b^T (torch CSR) and the row-normalised A_b (item queries)
-        self.smoothing, self.smoothing_t, self.item_queries = [], [], []
+        # caches: per behavior γ Ã_b and γ Ã_b^T (torch CSR) and the row-normalised A_b (item queries)
+        self.propagation, self.propagation_t, self.item_queries = [], [], []
         for behavior in self.behaviors:
             a = sp.csr_matrix(dataset.behavior_matrix(behavior), dtype=np.float32)
             du = np.asarray(a.sum(axis=1)).ravel()
             di = np.asarray(a.sum(axis=0)).ravel()
-            a_tilde = (sp.diags(_inverse(du, -0.5)) @ a @ sp.diags(_inverse(di, -0.5))).tocsr().astype(np.float32)
-            self.smoothing.append(to_torch_sparse(a_tilde, self.device).to_sparse_csr())
-            self.smoothing_t.append(to_torch_sparse(a_tilde.T.tocsr(), self.device).to_sparse_csr())
+            a_tilde = sp.diags(_inverse(du, -0.5)) @ a @ sp.diags(_inverse(di, -0.5)) * self.gamma
+            self.propagation.append(to_torch_sparse(a_tilde.astype(np.float32), self.device).to_sparse_csr())
+            self.propagation_t.append(to_torch_sparse(a_tilde.T.tocsr().astype(np.float32), self.device).to_sparse_csr())
             self.item_queries.append(CSRRows(sp.diags(_inverse(du, -1.0)) @ a, self.device))
 
     def _stage(self, b, q_u, q_i, c_u, c_i):
-        """Power iteration for behavior b on n_users x B and n_items x B blocks; per-column convergence:
-        a column (user) keeps the values of the iteration where its own L1 change first is <= tolerance."""
-        graph, graph_t = self.smoothing[b], self.smoothing_t[b]
-        fixed_u = self.alpha * q_u + self.beta * c_u
-        fixed_i = self.alpha * q_i + self.beta * c_i
-        r_u, r_i = q_u, q_i
-        out_u = out_i = None  # allocated only when some columns converge before others
-        done = torch.zeros(q_u.shape[1], dtype=torch.bool, device=q_u.device)
-        for _ in range(self.max_iter):
-            new_u = torch.addmm(fixed_u, graph, r_i, alpha=self.gamma)     # γ Ã r_i + α q_u + β c_u
-            new_i = torch.addmm(fixed_i, graph_t, r_u, alpha=self.gamma)   # γ Ã^T r_u + α q_i + β c_i
-            residual = (new_u - r_u).abs_().sum(0) + (new_i - r_i).abs_().sum(0)
-            fresh = ~done & (residual <= self.tolerance)
-            r_u, r_i = new_u, new_i
-            if bool(fresh.any()):
-                if out_u is None:
-                    if bool(fresh.all()):  # every column converged together: nothing to freeze
-                        return new_u, new_i
-                    out_u, out_i = torch.empty_like(new_u), torch.empty_like(new_i)
-                out_u[:, fresh], out_i[:, fresh] = new_u[:, fresh], new_i[:, fresh]
-                done |= fresh
-                if bool(done.all()):
+        """Power iteration of behavior b for the users in the columns of the n_users x B and n_items x B blocks,
+        in increment form (module docstring); each column stops at its own first ||δ^t||_1 <= tolerance."""
+        step, step_t = self.propagation[b], self.propagation_t[b]  # γ Ã_b and γ Ã_b^T
+        d_u = torch.addmm(self.alpha * q_u + self.beta * c_u - q_u, step, q_i)  # δ^0 = γ M q + f - q
+        d_i = torch.addmm(self.alpha * q_i + self.beta * c_i - q_i, step_t, q_u)
+        x_u, x_i = q_u + d_u, q_i + d_i  # x^1
+        ones_u = torch.ones(q_u.shape[0], device=q_u.device)
+        ones_i = torch.ones(q_i.shape[0], device=q_i.device)
+        out_u, out_i = torch.empty_like(q_u), torch.empty_like(q_i)
+        active = torch.arange(q_u.shape[1], device=q_u.device)  # block column -> output column
+        recorded = torch.zeros(q_u.shape[1], dtype=torch.bool, device=q_u.device)
+        for t in range(self.max_iter):
+            # ||δ^t||_1 per column (|δ|^T 1 is a matrix-vector product: far faster than a column reduction)
+            residual = torch.abs(d_u).t() @ ones_u + torch.abs(d_i).t() @ ones_i
+            done = ~recorded & ((residual <= self.tolerance) | (t == self.max_iter - 1))
+            if bool(done.any()):
+                out_u[:, active[done]], out_i[:, active[done]] = x_u[:, done], x_i[:, done]  # x^{t+1}
+                recorded |= done
+                if bool(recorded.all()):
                     return out_u, out_i
-        if out_u is None:
-            return r_u, r_i
-        out_u[:, ~done], out_i[:, ~done] = r_u[:, ~done], r_i[:, ~done]  # max_iter reached
-        return out_u, out_i
+                if 4 * int(recorded.sum()) >= len(recorded):  # drop the converged columns from the block
+                    keep = ~recorded
+                    active, recorded = active[keep], recorded[keep]
+                    x_u, x_i, d_u, d_i = x_u[:, keep], x_i[:, keep], d_u[:, keep], d_i[:, keep]
+            d_u, d_i = torch.mm(step, d_i), torch.mm(step_t, d_u)  # δ^{t+1} = γ M δ^t
+            x_u.add_(d_u)
+            x_i.add_(d_i)
+        return out_u, out_i  # not reached: the last iteration records every column
 
     @torch.no_grad()
     def score_users(self, users):
+        block = max(16, min(256, _BLOCK_ENTRIES // (self.n_users + self.n_items)))
+        return torch.cat([self._score_block(users[i:i + block]) for i in range(0, len(users), block)])
+
+    def _score_block(self, users):
         batch = len(users)
         q_u = torch.zeros(self.n_users, batch, device=users.device)
         q_u[users, torch.arange(batch, device=users.device)] = 1.0
