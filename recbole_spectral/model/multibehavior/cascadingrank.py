@@ -91,8 +91,9 @@ class CascadingRank(TrainingFreeRecommender):
         self.tolerance = config["tolerance"]
         self.max_iter = config["max_iter"]
 
-        # caches: per behavior γ Ã_b and γ Ã_b^T (torch CSR) and the row-normalised A_b (item queries)
-        self.propagation, self.propagation_t, self.item_queries = [], [], []
+        # caches: per behavior γ Ã_b and γ Ã_b^T (torch CSR), the row-normalised A_b (item queries) and, in scipy CSR,
+        # both again for the first step of a block, whose inputs (the queries) are sparse
+        self.propagation, self.propagation_t, self.item_queries, self.sparse_steps = [], [], [], []
         for behavior in self.behaviors:
             a = sp.csr_matrix(dataset.behavior_matrix(behavior), dtype=np.float32)
             du = np.asarray(a.sum(axis=1)).ravel()
@@ -100,14 +101,26 @@ class CascadingRank(TrainingFreeRecommender):
             a_tilde = sp.diags(_inverse(du, -0.5)) @ a @ sp.diags(_inverse(di, -0.5)) * self.gamma
             self.propagation.append(to_torch_sparse(a_tilde.astype(np.float32), self.device).to_sparse_csr())
             self.propagation_t.append(to_torch_sparse(a_tilde.T.tocsr().astype(np.float32), self.device).to_sparse_csr())
-            self.item_queries.append(CSRRows(sp.diags(_inverse(du, -1.0)) @ a, self.device))
+            queries = (sp.diags(_inverse(du, -1.0)) @ a).tocsr().astype(np.float32)
+            self.item_queries.append(CSRRows(queries, self.device))
+            self.sparse_steps.append((a_tilde.tocsr().astype(np.float32), queries))
 
-    def _stage(self, b, q_u, q_i, c_u, c_i):
-        """Power iteration of behavior b for the users in the columns of the n_users x B and n_items x B blocks,
-        in increment form (module docstring); each column stops at its own first ||δ^t||_1 <= tolerance."""
+    def _first_step(self, b, users):
+        """γ M q for the users' queries q = (e_u, q_i^b), from sparse products: γ Ã_b q_i^b = column u of
+        γ Ã_b (D_u^{-1} A_b)^T and γ Ã_b^T e_u = row u of γ Ã_b (a dense product would cost a full step)."""
+        step, queries = self.sparse_steps[b]
+        rows = users.cpu().numpy()
+        to_users = torch.from_numpy((queries[rows] @ step.T).toarray().T.copy())
+        to_items = torch.from_numpy(step[rows].toarray().T.copy())
+        return to_users.to(users.device), to_items.to(users.device)
+
+    def _stage(self, b, users, q_u, q_i, c_u, c_i):
+        """Power iteration of behavior b for ``users``, the columns of the n_users x B and n_items x B blocks, in
+        increment form (module docstring); each column stops at its own first ||δ^t||_1 <= tolerance."""
         step, step_t = self.propagation[b], self.propagation_t[b]  # γ Ã_b and γ Ã_b^T
-        d_u = torch.addmm(self.alpha * q_u + self.beta * c_u - q_u, step, q_i)  # δ^0 = γ M q + f - q
-        d_i = torch.addmm(self.alpha * q_i + self.beta * c_i - q_i, step_t, q_u)
+        d_u, d_i = self._first_step(b, users)  # δ^0 = γ M q + f - q
+        d_u += self.alpha * q_u + self.beta * c_u - q_u
+        d_i += self.alpha * q_i + self.beta * c_i - q_i
         x_u, x_i = q_u + d_u, q_i + d_i  # x^1
         ones_u = torch.ones(q_u.shape[0], device=q_u.device)
         ones_i = torch.ones(q_i.shape[0], device=q_i.device)
@@ -146,5 +159,5 @@ class CascadingRank(TrainingFreeRecommender):
             q_i = self.item_queries[b].dense(users).T.contiguous()
             if b == 0:
                 c_u, c_i = q_u, q_i
-            c_u, c_i = self._stage(b, q_u, q_i, c_u, c_i)
+            c_u, c_i = self._stage(b, users, q_u, q_i, c_u, c_i)
         return c_i.T.contiguous()
