@@ -71,11 +71,13 @@ def generate_funnel(folder, n_users, n_items, views_per_user, seed=2020):
     return {"view": len(view), "cart": len(cart), "buy": len(buy), "test": len(test)}
 
 
-def clustered_rows(rng, n, dim, clusters=256):
-    """n x dim float32 rows around ``clusters`` random centres (what an encoder's embeddings roughly look like)."""
-    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
-    rows = centres[rng.integers(0, clusters, n)]
-    rows += 0.7 * rng.standard_normal((n, dim), dtype=np.float32)
+def embedding_rows(rng, n, dim, clusters=256, latent=24):
+    """n x dim float32 rows like an encoder's: a mixture of ``clusters`` Gaussians in a ``latent``-d space,
+    projected to ``dim`` with a little isotropic noise (low intrinsic dimension, as real embeddings have)."""
+    centres = rng.standard_normal((clusters, latent), dtype=np.float32)
+    z = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, latent), dtype=np.float32)
+    rows = z @ rng.standard_normal((latent, dim), dtype=np.float32)
+    rows += 0.1 * rng.standard_normal((n, dim), dtype=np.float32)
     return rows
 
 
@@ -104,13 +106,141 @@ def part_cascadingrank(args):
     torch.set_num_threads(args.threads)
     config = SpectralConfig("CascadingRank", name, config_dict=settings_for(args, data_dir))
     dataset, (_, _, test_data), model, trainer = build_run(config)
+    users = dataset.user_num - 1
     wall, cpu = time.perf_counter(), time.process_time()
-    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if args.sample:  # score the first --sample users (as evaluation batches would), project to all users
+        with torch.no_grad():
+            model.eval()
+            for start in range(1, args.sample + 1, 1024):
+                model.score_users(torch.arange(start, min(start + 1024, args.sample + 1)))
+        result, scale = f"(scores of {args.sample:,} users; × {users / args.sample:.1f} projected)", users / args.sample
+    else:
+        result, scale = dict(trainer.evaluate(test_data, load_best_model=False, show_progress=False)), 1.0
+    wall, cpu = scale * (time.perf_counter() - wall), scale * (time.process_time() - cpu)
     counts = {b: int(dataset.behavior_matrix(b).nnz) for b in dataset.behaviors}
-    return [f"| {what} {name} ({dataset.user_num - 1:,} users × {dataset.item_num - 1:,} items; {counts}) | "
-            f"{args.threads} | **{wall:.1f} s** | {cpu:.1f} s | {dict(result)} |"], \
+    return [f"| {what} {name} ({users:,} users × {dataset.item_num - 1:,} items; {counts}) | "
+            f"{args.threads} | **{wall:.1f} s** | {cpu:.1f} s | {result} |"], \
         "| data | torch threads | one full test pass (wall) | CPU time | test metrics |"
+
+
+def part_knn(args):
+    import torch
+
+    from recbole_spectral.layers import knn
+
+    torch.set_num_threads(args.threads)
+    rows = embedding_rows(np.random.default_rng(2020), args.items, args.dim)
+    timed = {}
+    for method, n in (("approximate", args.items), ("exact", min(args.items, args.exact_items))):
+        start, cpu = time.perf_counter(), time.process_time()
+        edges = knn.approximate_knn_edges(rows[:n], args.k) if method == "approximate" else knn.knn_edges(rows[:n], args.k)
+        timed[method] = (n, time.perf_counter() - start, time.process_time() - cpu, edges[-1] if method == "approximate" else None)
+    (n_a, wall_a, cpu_a, info), (n_e, wall_e, cpu_e, _) = timed["approximate"], timed["exact"]
+    return [f"| approximate ({info['index']}) | {n_a:,} × {args.dim} | **{wall_a:.1f} s** | {cpu_a:.1f} s | "
+            f"**{info['recall']:.4f}** on {info['sampled']:,} random rows |",
+            f"| exact (tiled) | {n_e:,} × {args.dim} | {wall_e:.1f} s | {cpu_e:.1f} s | 1 (O(n²·d): × {(n_a / n_e) ** 2:.0f} "
+            f"at {n_a:,} items ≈ {wall_e * (n_a / n_e) ** 2 / 60:.0f} min) |"], \
+        f"| kNN graph (k={args.k}, GENERATED embedding-like rows) | items × dim | build (wall) | CPU time | recall@{args.k} against exact |"
+
+
+def prepare_catalogue(args, name, data_dir):
+    """Generate and convert the catalogue (in a child process, so its peak memory is not the run's)."""
+    import pandas as pd
+
+    from recbole_spectral.data.converters.crgcn import convert_crgcn
+    from recbole_spectral.data.converters.mmrec import convert
+
+    raw = os.path.join(args.work, "raw", name)
+    rng = np.random.default_rng(2020)
+    if args.kind == "mb":  # views + carts (1/4) + buys (1/10 + 1/50) ≈ 1.37 × views
+        generate_funnel(raw, args.users, args.items, args.interactions / args.users / 1.37)
+        convert_crgcn(raw, name, out=data_dir)
+        return
+    os.makedirs(raw, exist_ok=True)
+    pairs = user_pairs(rng, args.users, args.items, args.interactions / args.users) - 1  # MMRec ids are 0-based
+    frame = pd.DataFrame({"userID": pairs[:, 0], "itemID": pairs[:, 1], "rating": 1, "timestamp": 0,
+                          "x_label": rng.choice(3, len(pairs), p=[0.8, 0.1, 0.1])})
+    frame.to_csv(os.path.join(raw, f"{name}.inter"), sep="\t", index=False)
+    np.save(os.path.join(raw, "text_feat.npy"), embedding_rows(rng, args.items, args.dim))
+    del frame, pairs
+    convert(raw, name, out=data_dir, force=True, log=lambda line: None)
+
+
+def part_catalogue(args):
+    import multiprocessing
+
+    name = f"catalogue-{args.kind}-{args.users}x{args.items}"
+    data_dir = os.path.join(args.work, "data")
+    if not os.path.isdir(os.path.join(data_dir, name)):
+        start = time.perf_counter()
+        child = multiprocessing.get_context("fork").Process(target=prepare_catalogue, args=(args, name, data_dir))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            sys.exit(f"generating {name} failed")
+        print(f"generated and converted {name} in {time.perf_counter() - start:.0f} s", flush=True)
+    import torch
+
+    from recbole_spectral.config import SpectralConfig
+    from recbole_spectral.quick_start import build_run
+    from recbole_spectral.registry import get_model
+    from recbole_spectral.trainer import trainer_class
+
+    torch.set_num_threads(args.threads)
+    settings = {**settings_for(args, data_dir), "train_batch_size": args.batch_size}
+    timings, model_name = {}, "SSR" if args.kind == "mm" else "SpectraMB"
+    start = time.perf_counter()
+    lconfig = SpectralConfig("LightGCN", name, config_dict=settings)
+    dataset, (train, _, _), lightgcn, ltrainer = build_run(lconfig)
+    timings["load + LightGCN build (run path)"] = time.perf_counter() - start
+    rss_loaded = peak_rss_mib()
+    config = SpectralConfig(model_name, name, config_dict={**settings, "knn_method": args.knn_method})
+    train_set = train._dataset
+    if args.kind == "mm":  # the stages SSR's construction would run first, timed one by one (cached in the dataset)
+        for modality in train_set.modalities:
+            start = time.perf_counter()
+            train_set.reduced_features(modality, config["feature_rank"])
+            timings[f"truncated SVD of {modality} to {config['feature_rank']}"] = time.perf_counter() - start
+            start = time.perf_counter()
+            train_set.knn_graph(modality, config["knn_k"], config["feature_rank"])
+            timings[f"kNN graph of {modality} (k={config['knn_k']}, knn_method {args.knn_method})"] = time.perf_counter() - start
+    start = time.perf_counter()
+    model = get_model(model_name)(config, train_set)
+    timings[f"{model_name} construction" + (" (the rest: fixed signal, band calibration, fixed bands)" if args.kind == "mm" else "")] = \
+        time.perf_counter() - start
+    trainers = {"LightGCN": ltrainer, model_name: trainer_class(config)(config, model)}
+    batches = list(islice(iter(train), args.batches))  # the same batches for both, drawn once
+    epoch = {name_: [] for name_ in trainers}
+    for round_ in range(args.rounds):
+        for label, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer._train_epoch(batches, round_ + 1, show_progress=False)
+            epoch[label].append(time.perf_counter() - start)
+            print(f"round {round_} {label}: {epoch[label][-1]:.1f} s", flush=True)
+    users = torch.randperm(dataset.user_num - 1, generator=torch.Generator().manual_seed(0))[:args.eval_users] + 1
+    per_batch = max(1, 2 ** 24 // dataset.item_num)  # the run path's eval_score_budget
+    evaluation = {}
+    for label, m in (("LightGCN", lightgcn), (model_name, model)):
+        m.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, len(users), per_batch):
+                m.full_sort_predict({"user_id": users[i:i + per_batch]}).view(-1, dataset.item_num).topk(20, dim=1)
+        evaluation[label] = time.perf_counter() - start
+    ratio = [a / b for a, b in zip(epoch[model_name], epoch["LightGCN"])]
+    preprocessing = sum(v for k, v in timings.items() if not k.startswith("load"))
+    rows = [f"| {k} | {v:.1f} s |" for k, v in timings.items()]
+    rows += [f"| **preprocessing** ({model_name}: {'SVD + kNN + construction' if args.kind == 'mm' else 'construction'}) | "
+             f"**{preprocessing:.1f} s** (target ≤ 1,200 s) |",
+             f"| peak RSS after loading / at the end | {rss_loaded:,.0f} MiB / **{peak_rss_mib():,.0f} MiB** (target ≤ 16,384) |",
+             f"| first {args.batches} batches of {len(train):,} (batch {args.batch_size}): LightGCN / {model_name} | "
+             f"{', '.join(f'{x:.1f}' for x in epoch['LightGCN'])} s / {', '.join(f'{x:.1f}' for x in epoch[model_name])} s |",
+             f"| **{model_name} ÷ LightGCN** (same batches, alternated) | **{', '.join(f'{x:.2f}' for x in ratio)}** |",
+             f"| full-sort scores + top-20 of {len(users):,} sampled users ({per_batch} per batch): LightGCN / {model_name} | "
+             f"{evaluation['LightGCN']:.1f} s / {evaluation[model_name]:.1f} s (all {dataset.user_num - 1:,} users ≈ "
+             f"{evaluation[model_name] * (dataset.user_num - 1) / len(users) / 3600:.1f} h for {model_name}) |"]
+    return rows, (f"| GENERATED {name}: {dataset.user_num - 1:,} users × {dataset.item_num - 1:,} items, "
+                  f"{len(train_set):,} training rows{', ' + str(args.dim) + '-d features' if args.kind == 'mm' else ''} | value |")
 
 
 def main():
@@ -120,8 +250,19 @@ def main():
     parser.add_argument("--users", type=int, default=50000)
     parser.add_argument("--items", type=int, default=40000)
     parser.add_argument("--views-per-user", type=float, default=20.0)
+    parser.add_argument("--sample", type=int, default=0, help="cascadingrank: time the scores of this many users only")
     parser.add_argument("--dataset", default=None, help="cascadingrank: a prepared real dataset instead of generated data")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--kind", choices=["mm", "mb"], default="mm", help="catalogue: SSR on a multimodal one or SpectraMB on a funnel")
+    parser.add_argument("--interactions", type=int, default=20_000_000)
+    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--eval-users", type=int, default=256)
+    parser.add_argument("--knn-method", default="auto")
+    parser.add_argument("--exact-items", type=int, default=20000, help="knn: rows of the exact build timed beside")
     parser.add_argument("--out", default=None, help="append the result rows (markdown) to this file")
     args = parser.parse_args()
     args.work = os.path.abspath(args.work)

@@ -32,8 +32,8 @@ form stops at (equal up to float rounding; ``tests/test_mb_baselines.py`` checks
 direct form). Each step is one sparse × dense product per side (γ Ã_b stored once) and one accumulation —
 no constant term to add and no difference to form. Users are iterated together as the columns of
 n × B blocks; B is chosen so one block stays in cache (``_BLOCK_ENTRIES`` node-values), which is several
-times faster than one block of a whole evaluation batch; a user that converges leaves the block (its
-columns are copied out and dropped once a quarter of the block has converged). Nothing is cached across
+times faster than one block of a whole evaluation batch; a user that converges gets a zero increment (it
+stays zero, so its iterate is frozen), and once half of a block has converged those users leave it. Nothing is cached across
 batches (a full score matrix is users × items).
 
 Departures from the public code:
@@ -52,7 +52,6 @@ import torch
 from recbole_spectral.errors import ConfigError
 from recbole_spectral.hyperparameters import Float, Int
 from recbole_spectral.layers.csr import CSRRows
-from recbole_spectral.layers.graph import to_torch_sparse
 from recbole_spectral.model.base import TrainingFreeRecommender
 
 
@@ -64,6 +63,15 @@ _BLOCK_ENTRIES = 2 ** 22
 def _inverse(values, power):
     with np.errstate(divide="ignore"):
         return np.where(values > 0, values.astype(np.float64) ** power, 0.0)
+
+
+def _csr32(matrix, device):
+    """A scipy matrix as a torch CSR tensor with int32 indices (int64 ones are converted on every product)."""
+    m = sp.csr_matrix(matrix, dtype=np.float32)
+    m.sum_duplicates()
+    m.sort_indices()
+    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int32)), torch.from_numpy(m.indices.astype(np.int32)),
+                                   torch.from_numpy(m.data), m.shape, device=device)
 
 
 class CascadingRank(TrainingFreeRecommender):
@@ -99,8 +107,8 @@ class CascadingRank(TrainingFreeRecommender):
             du = np.asarray(a.sum(axis=1)).ravel()
             di = np.asarray(a.sum(axis=0)).ravel()
             a_tilde = sp.diags(_inverse(du, -0.5)) @ a @ sp.diags(_inverse(di, -0.5)) * self.gamma
-            self.propagation.append(to_torch_sparse(a_tilde.astype(np.float32), self.device).to_sparse_csr())
-            self.propagation_t.append(to_torch_sparse(a_tilde.T.tocsr().astype(np.float32), self.device).to_sparse_csr())
+            self.propagation.append(_csr32(a_tilde, self.device))
+            self.propagation_t.append(_csr32(a_tilde.T, self.device))
             queries = (sp.diags(_inverse(du, -1.0)) @ a).tocsr().astype(np.float32)
             self.item_queries.append(CSRRows(queries, self.device))
             self.sparse_steps.append((a_tilde.tocsr().astype(np.float32), queries))
@@ -124,26 +132,34 @@ class CascadingRank(TrainingFreeRecommender):
         x_u, x_i = q_u + d_u, q_i + d_i  # x^1
         ones_u = torch.ones(q_u.shape[0], device=q_u.device)
         ones_i = torch.ones(q_i.shape[0], device=q_i.device)
-        out_u, out_i = torch.empty_like(q_u), torch.empty_like(q_i)
+        out_u = out_i = None  # allocated when converged columns leave the block
         active = torch.arange(q_u.shape[1], device=q_u.device)  # block column -> output column
-        recorded = torch.zeros(q_u.shape[1], dtype=torch.bool, device=q_u.device)
+        frozen = torch.zeros(q_u.shape[1], dtype=torch.bool, device=q_u.device)
         for t in range(self.max_iter):
             # ||δ^t||_1 per column (|δ|^T 1 is a matrix-vector product: far faster than a column reduction)
             residual = torch.abs(d_u).t() @ ones_u + torch.abs(d_i).t() @ ones_i
-            done = ~recorded & ((residual <= self.tolerance) | (t == self.max_iter - 1))
+            done = ~frozen & ((residual <= self.tolerance) | (t == self.max_iter - 1))
             if bool(done.any()):
-                out_u[:, active[done]], out_i[:, active[done]] = x_u[:, done], x_i[:, done]  # x^{t+1}
-                recorded |= done
-                if bool(recorded.all()):
-                    return out_u, out_i
-                if 4 * int(recorded.sum()) >= len(recorded):  # drop the converged columns from the block
-                    keep = ~recorded
-                    active, recorded = active[keep], recorded[keep]
+                frozen |= done
+                if bool(frozen.all()):
+                    break
+                if 2 * int(frozen.sum()) >= len(frozen):  # half the block has converged: it leaves the block
+                    if out_u is None:
+                        out_u, out_i = torch.empty_like(q_u), torch.empty_like(q_i)
+                    out_u[:, active[frozen]], out_i[:, active[frozen]] = x_u[:, frozen], x_i[:, frozen]
+                    keep = ~frozen
+                    active, frozen = active[keep], frozen[keep]
                     x_u, x_i, d_u, d_i = x_u[:, keep], x_i[:, keep], d_u[:, keep], d_i[:, keep]
+                else:  # a zero increment stays zero: the converged columns keep x^{t+1} from here on
+                    d_u.masked_fill_(done, 0.0)
+                    d_i.masked_fill_(done, 0.0)
             d_u, d_i = torch.mm(step, d_i), torch.mm(step_t, d_u)  # δ^{t+1} = γ M δ^t
             x_u.add_(d_u)
             x_i.add_(d_i)
-        return out_u, out_i  # not reached: the last iteration records every column
+        if out_u is None:
+            return x_u, x_i
+        out_u[:, active], out_i[:, active] = x_u, x_i
+        return out_u, out_i
 
     @torch.no_grad()
     def score_users(self, users):
