@@ -214,6 +214,12 @@ def test_cascading_rank_increments_rank_like_the_direct_iteration(monkeypatch, s
     users = torch.arange(1, 120)
     got, expected = scores(model, users.tolist()), cascading_rank_direct_form(model, dataset, users)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # blocks one after another instead of one per thread: the same scores
+    try:
+        assert torch.equal(scores(model, users.tolist()), got)
+    finally:
+        torch.set_num_threads(threads)
     # identical rankings: every pair of items the direct form orders (by more than float rounding) keeps its order
     gap = expected[:, :, None] - expected[:, None, :]
     ordered = gap > 1e-6 * expected.abs().amax(1)[:, None, None]

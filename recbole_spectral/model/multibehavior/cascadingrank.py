@@ -45,6 +45,8 @@ Departures from the public code:
 - the target behavior is the dataset's training target: on this plugin's converted taobao-15k that is
   the training buys minus one held-out validation buy per user (the public code uses all 92,180 buys).
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -164,7 +166,18 @@ class CascadingRank(TrainingFreeRecommender):
     @torch.no_grad()
     def score_users(self, users):
         block = max(16, min(256, _BLOCK_ENTRIES // (self.n_users + self.n_items)))
-        return torch.cat([self._score_block(users[i:i + block]) for i in range(0, len(users), block)])
+        blocks = [users[i:i + block] for i in range(0, len(users), block)]
+        threads = min(torch.get_num_threads(), len(blocks))
+        if threads <= 1 or users.device.type != "cpu":
+            return torch.cat([self._score_block(b) for b in blocks])
+        # on CPU the blocks are independent: one block per thread, each product single-threaded (small products
+        # split across threads spend their time waiting for each other); torch's thread count is restored after
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                return torch.cat(list(pool.map(self._score_block, blocks)))
+        finally:
+            torch.set_num_threads(threads)
 
     def _score_block(self, users):
         batch = len(users)
