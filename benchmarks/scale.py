@@ -239,8 +239,10 @@ def part_catalogue(args):
              f"| full-sort scores + top-20 of {len(users):,} sampled users ({per_batch} per batch): LightGCN / {model_name} | "
              f"{evaluation['LightGCN']:.1f} s / {evaluation[model_name]:.1f} s (all {dataset.user_num - 1:,} users ≈ "
              f"{evaluation[model_name] * (dataset.user_num - 1) / len(users) / 3600:.1f} h for {model_name}) |"]
-    return rows, (f"| GENERATED {name}: {dataset.user_num - 1:,} users × {dataset.item_num - 1:,} items, "
-                  f"{len(train_set):,} training rows{', ' + str(args.dim) + '-d features' if args.kind == 'mm' else ''} | value |")
+    what = (f"{len(train_set):,} training rows, {args.dim}-d features" if args.kind == "mm" else
+            f"{len(train_set):,} training target rows of {sum(train_set.behavior_matrix(b).nnz for b in train_set.behaviors):,} "
+            f"rows of {', '.join(train_set.behaviors)}")
+    return rows, f"| GENERATED {name}: {dataset.user_num - 1:,} users × {dataset.item_num - 1:,} items, {what} | value |"
 
 
 def main():

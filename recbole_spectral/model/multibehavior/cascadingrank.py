@@ -31,9 +31,11 @@ and a user stops at the first t with ||δ^t||_1 <= ``tolerance`` with x^{t+1} �
 form stops at (equal up to float rounding; ``tests/test_mb_baselines.py`` checks the rankings against the
 direct form). Each step is one sparse × dense product per side (γ Ã_b stored once) and one accumulation —
 no constant term to add and no difference to form. Users are iterated together as the columns of
-n × B blocks; B is chosen so one block stays in cache (``_BLOCK_ENTRIES`` node-values), which is several
-times faster than one block of a whole evaluation batch; a user that converges gets a zero increment (it
-stays zero, so its iterate is frozen), and once half of a block has converged those users leave it. Nothing is cached across
+n × B blocks; B is chosen so one block stays in cache (``_BLOCK_ENTRIES`` node-values; on taobao-15k 128
+columns ran 1.9x faster than 700), and a block's first step γ M q comes from sparse products of the queries
+(one-hot users, sparse item queries) instead of a dense step; a user that converges gets a zero increment (it
+stays zero, so its iterate is frozen), and once half of a block has converged those users leave it. With
+several torch threads the blocks run one per thread, each product single-threaded. Nothing is cached across
 batches (a full score matrix is users × items).
 
 Departures from the public code:
