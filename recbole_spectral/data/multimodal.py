@@ -45,8 +45,11 @@ class ItemStructures:
     """Derived item structures of a multimodal dataset, built once and shared by every model that asks.
 
     Needs ``modalities``, ``item_features(modality)``, ``logger`` and ``knn_cache_file(modality, k, rank)``
-    (None: no disk cache), and ``_reduced`` / ``_knn_graphs`` dicts.
+    (None: no disk cache), and ``_reduced`` / ``_knn_graphs`` dicts; ``knn_method`` / ``knn_exact_max_items``
+    are exact graphs unless the dataset sets them (MultiModalDataset: from the config).
     """
+
+    knn_method, knn_exact_max_items = "exact", 0
 
     def reduced_features(self, modality, rank):
         """(rows, kept energy share): the rows of ``modality`` on their top ``rank`` right singular vectors
