@@ -28,11 +28,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
 from itertools import islice
+
+from benchmarks.mm_loading import generate_mmrec_folder, peak_rss_mib as rss_mib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,10 +41,6 @@ NAME = "sports-generated"
 PREVIOUS = {"user_modality": "free", "pref_normalize": False, "pref_reg_weight": 0.0, "chebyshev_order": 5,
             "item_graph_mode": "early", "mask_semantics": "ours", "hsno_mode": "ours", "loss_type": "BCE", "edge_keep_ratio": 1.0}
 SETTINGS = {"default": {}, "default, user_modality item_mean": {"user_modality": "item_mean"}, "previous": PREVIOUS}
-
-
-def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def current_rss_mib():
@@ -90,7 +87,6 @@ def prepare_scale_data(args):
     import torch
 
     torch.set_num_threads(args.threads)
-    from benchmarks.mm_loading import generate_mmrec_folder
     from recbole_spectral.data.converters.mmrec import convert
 
     folder, n_items, _ = generate_mmrec_folder(os.path.abspath(args.shared), args.work)

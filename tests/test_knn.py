@@ -1,6 +1,7 @@
 """Item-item cosine kNN graphs (recbole_spectral.layers.knn): exact small cases, blockwise = brute force,
 isolated zero rows, on-disk cache keyed by features and k."""
 import numpy as np
+import pytest
 import torch
 
 from recbole_spectral.layers import knn
@@ -92,3 +93,76 @@ def test_cache_is_reused_only_for_same_features_and_k(tmp_path, monkeypatch):
     np.testing.assert_allclose(rebuilt.to_dense().numpy(), brute_force_knn(changed.astype(np.float64), 3), atol=1e-6)
     knn_graph(changed, k=4, cache_file=str(cache))
     assert calls == [3, 4]  # other k: rebuilt
+
+
+# -- approximate graphs (faiss) -----------------------------------------------------------------------
+needs_faiss = pytest.mark.skipif(knn._faiss() is None, reason="faiss-cpu not installed (the 'scale' extra)")
+
+
+def separated_clusters(n_clusters=20, size=15, dim=16, seed=5):
+    """Tight clusters far apart, one zero row first: every row's 10 nearest are its own cluster's rows, by a
+    wide margin, so an approximate index has no near-ties to get wrong."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim)) * 10
+    rows = np.repeat(centres, size, axis=0) + rng.normal(size=(n_clusters * size, dim)) * np.linspace(0.01, 0.5, size)[None].T.repeat(n_clusters, 1).T.reshape(-1, 1)
+    return np.vstack([np.zeros((1, dim)), rows]).astype(np.float32)
+
+
+@needs_faiss
+@pytest.mark.parametrize("index", ["HNSW", "IVF"])
+def test_approximate_graph_equals_the_exact_one_where_neighbours_are_clear(monkeypatch, caplog, index):
+    if index == "IVF":
+        monkeypatch.setattr(knn, "HNSW_MAX_ITEMS", 10)
+    features = separated_clusters()
+    caplog.set_level("INFO")
+    graph = knn_graph(features, k=10, method="approximate")
+    assert f"items, {index}): recall@10 1.0000 against the exact lists of 300 random rows" in caplog.text
+    exact = knn_graph(features, k=10, method="exact")
+    assert graph._nnz() == 300 * 10  # the zero row stays isolated
+    torch.testing.assert_close(graph.to_dense(), exact.to_dense())
+
+
+@needs_faiss
+def test_approximate_recall_is_measured_against_brute_force(monkeypatch):
+    # a random cloud in 24-d has near-ties: the measured recall is what a brute-force count of the lists says
+    features = np.random.default_rng(6).normal(size=(2000, 24)).astype(np.float32)
+    monkeypatch.setattr(knn, "RECALL_SAMPLE", 2000)  # every row: the measured recall is the graph's recall
+    rows, cols, info = knn.approximate_knn_edges(features, 10)
+    recall = info["recall"]
+    exact_rows, exact_cols = knn.knn_edges(features, 10)
+    exact = set(zip(exact_rows.tolist(), exact_cols.tolist()))
+    assert info["index"] == "HNSW" and info["sampled"] == 2000 and recall == pytest.approx(len(exact & set(zip(rows.tolist(), cols.tolist()))) / len(exact))
+    assert 0.9 <= recall <= 1.0
+    assert np.all(np.bincount(rows, minlength=2000) == 10) and np.all(cols[::10] >= 0)
+    assert np.all([r in cols[10 * r:10 * r + 10] for r in range(2000)])  # every row keeps itself
+
+
+@pytest.mark.parametrize("n,method,expected", [(100, "auto", "exact"), (101, "auto", "approximate"),
+                                               (5, "approximate", "approximate"), (10 ** 6, "exact", "exact")])
+def test_auto_is_exact_up_to_the_size_limit(n, method, expected):
+    assert knn.choose_method(n, method, exact_max_items=100) == expected
+    with pytest.raises(ValueError, match="kNN method must be one of"):
+        knn.choose_method(n, "fast", exact_max_items=100)
+
+
+def test_without_faiss_the_approximate_graph_is_built_exactly_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(knn, "_faiss", lambda: None)
+    features = separated_clusters(n_clusters=4, size=5, dim=4)
+    graph = knn_graph(features, k=3, method="auto", exact_max_items=10)
+    assert "faiss is not installed" in caplog.text
+    torch.testing.assert_close(graph.to_dense(), knn_graph(features, k=3).to_dense())
+
+
+@needs_faiss
+def test_exact_and_approximate_graphs_never_share_a_cache(tmp_path, monkeypatch):
+    features = separated_clusters(n_clusters=4, size=5, dim=4)
+    cache = str(tmp_path / "image.k3.npz")
+    built = []
+    real = knn.approximate_knn_edges
+    monkeypatch.setattr(knn, "approximate_knn_edges", lambda *a: built.append("approximate") or real(*a))
+    knn_graph(features, k=3, cache_file=cache, method="exact")
+    knn_graph(features, k=3, cache_file=cache, method="approximate")
+    knn_graph(features, k=3, cache_file=cache, method="approximate")
+    assert built == ["approximate"]  # the exact cache was not taken for an approximate graph; the second was reused
+    with np.load(cache, allow_pickle=False) as stored:
+        assert str(stored["fingerprint"]).endswith(":approximate")

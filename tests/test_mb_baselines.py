@@ -161,6 +161,73 @@ def test_cascading_rank_follows_its_equations_per_user(alpha, beta):
     np.testing.assert_allclose(scores(model, [2]).numpy()[0], got[1], rtol=1e-5, atol=1e-7)
 
 
+def cascading_rank_direct_form(model, dataset, users):
+    """CascadingRank as it was scored before the increment form: the direct iteration x^{t+1} = γ M x^t + f on
+    n x B blocks of all ``users`` at once, a column frozen at its first L1 change <= tolerance (float32)."""
+    n_users = model.n_users
+    q_u = torch.zeros(n_users, len(users))
+    q_u[users, torch.arange(len(users))] = 1.0
+    c_u = c_i = None
+    for b in range(len(model.behaviors)):
+        a = dataset.behavior_matrix(model.behaviors[b]).toarray()
+        du, di = a.sum(1), a.sum(0)
+        inv_sqrt = lambda d: np.where(d > 0, np.maximum(d, 1e-12) ** -0.5, 0)  # noqa: E731
+        graph = torch.from_numpy((inv_sqrt(du)[:, None] * a * inv_sqrt(di)[None, :]).astype(np.float32))  # Ã_b
+        q_i = model.item_queries[b].dense(users).T.contiguous()
+        if b == 0:
+            c_u, c_i = q_u, q_i
+        fixed_u, fixed_i = model.alpha * q_u + model.beta * c_u, model.alpha * q_i + model.beta * c_i
+        r_u, r_i = q_u, q_i
+        out_u, out_i = q_u.clone(), q_i.clone()
+        done = torch.zeros(len(users), dtype=torch.bool)
+        for _ in range(model.max_iter):
+            new_u = torch.addmm(fixed_u, graph, r_i, alpha=model.gamma)
+            new_i = torch.addmm(fixed_i, graph.T, r_u, alpha=model.gamma)
+            fresh = ~done & ((new_u - r_u).abs().sum(0) + (new_i - r_i).abs().sum(0) <= model.tolerance)
+            out_u[:, fresh], out_i[:, fresh] = new_u[:, fresh], new_i[:, fresh]
+            done |= fresh
+            r_u, r_i = new_u, new_i
+        out_u[:, ~done], out_i[:, ~done] = r_u[:, ~done], r_i[:, ~done]
+        c_u, c_i = out_u, out_i
+    return c_i.T
+
+
+def random_behaviors(seed, n_users=120, n_items=90, counts=(1500, 400, 200)):
+    """A random funnel (view ⊇ cart ⊇ buy-ish, popular items drawn more often) on ids 1.."""
+    rng = np.random.default_rng(seed)
+    pop = rng.pareto(1.2, n_items - 1) + 1
+    pairs = {}
+    for behavior, count in zip(("view", "cart", "buy"), counts):
+        users = rng.integers(1, n_users, count)
+        items = rng.choice(np.arange(1, n_items), count, p=pop / pop.sum())
+        pairs[behavior] = sorted(set(zip(users.tolist(), items.tolist())))
+    return TinyDataset(pairs, shape=(n_users, n_items))
+
+
+@pytest.mark.parametrize("seed,alpha,beta,block_entries", [(0, 0.0, 0.9, 2 ** 22), (1, 0.7, 0.2, 16 * 210),
+                                                            (2, 0.3, 0.3, 40 * 210)])
+def test_cascading_rank_increments_rank_like_the_direct_iteration(monkeypatch, seed, alpha, beta, block_entries):
+    # small blocks (16 and 40 users of 119) exercise several blocks and converged columns leaving a block
+    monkeypatch.setattr("recbole_spectral.model.multibehavior.cascadingrank._BLOCK_ENTRIES", block_entries)
+    dataset = random_behaviors(seed)
+    model = make(CascadingRank, dataset, alpha=alpha, beta=beta)
+    users = torch.arange(1, 120)
+    got, expected = scores(model, users.tolist()), cascading_rank_direct_form(model, dataset, users)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # blocks one after another instead of one per thread: the same scores
+    try:
+        assert torch.equal(scores(model, users.tolist()), got)
+    finally:
+        torch.set_num_threads(threads)
+    # identical rankings: every pair of items the direct form orders (by more than float rounding) keeps its order
+    gap = expected[:, :, None] - expected[:, None, :]
+    ordered = gap > 1e-6 * expected.abs().amax(1)[:, None, None]
+    assert int(ordered.sum()) > 100_000
+    assert bool(((got[:, :, None] - got[:, None, :]) > 0)[ordered].all())
+    assert torch.equal(got.topk(10, dim=1).indices, expected.topk(10, dim=1).indices)
+
+
 def test_cascading_rank_with_beta_zero_is_the_target_graph_alone():
     # alpha = 1: r_i is the item query of the target behavior (the user's bought items / degree)
     model = make(CascadingRank, alpha=1.0, beta=0.0)

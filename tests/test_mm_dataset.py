@@ -2,6 +2,7 @@
 files, the shipped ml-100k-mm and the amazon-* help."""
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from recbole_spectral import cli
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
 from recbole_spectral.data.builders.ml100k_mm import build as build_ml100k_mm
-from recbole_spectral.errors import DataError
+from recbole_spectral.errors import ConfigError, DataError
 from tests.helpers import FAST, TOY_ITEMS
 
 
@@ -147,3 +148,18 @@ def test_amazon_datasets_explain_where_to_get_them(workdir, capsys, name):
 def test_a_subset_of_modalities_can_be_chosen_from_the_config(toy):
     _, dataset = load("toy", modalities=["text"])
     assert dataset.modalities == ["text"] and dataset.item_features("text").shape == (8, 3)
+
+
+@pytest.mark.parametrize("key,value,expected", [("knn_method", "fast", "expected one of ('exact', 'approximate', 'auto')"),
+                                                ("knn_exact_max_items", -1, "expected an integer >= 0, got -1")])
+def test_knn_settings_are_checked(toy, key, value, expected):
+    with pytest.raises(ConfigError, match=f"config key '{key}': {re.escape(expected)}"):
+        load("toy", **{key: value})
+
+
+def test_knn_method_reaches_the_graph(toy, caplog):
+    # auto with a size limit below the catalogue: the dataset asks for the approximate graph (exact without faiss)
+    _, dataset = load("toy", knn_exact_max_items=3)
+    caplog.set_level(logging.INFO)
+    dataset.knn_graph("image", 3)
+    assert "approximate kNN graph (k=3, 8 items" in caplog.text or "faiss is not installed" in caplog.text

@@ -20,7 +20,8 @@ The dataset owns every derived item structure, so models never load or cache the
 ``reduced_features(modality, rank)`` (truncated SVD of wide features), ``knn_graph(modality, k, rank)``
 (see :mod:`recbole_spectral.layers.knn`) and ``item_graph(k, weights, rank)`` (the modality graphs mixed
 by ``modality_weights``, keyed by modality name) and ``max_item_graph(k, modality_k, rank)`` (their
-element-wise maximum). kNN graphs are cached at
+element-wise maximum). kNN graphs are exact or approximate (``knn_method``, ``knn_exact_max_items``; see
+:mod:`recbole_spectral.layers.knn`) and cached at
 ``<knn_cache_dir or data_path/knn_cache>/<name>.<modality>.<feature_fill>.k<k>[.svd<rank>].npz``; when
 that folder is not writable the cache goes to ``<checkpoint_dir>/knn_cache/``.
 """
@@ -34,7 +35,7 @@ from recbole.data.dataset import Dataset
 
 from recbole_spectral.data.features import feature_file, first_non_finite_row, iter_row_chunks, load_feature_matrix, read_sidecar, sidecar_file
 from recbole_spectral.errors import ConfigError, DataError
-from recbole_spectral.layers.knn import knn_graph
+from recbole_spectral.layers.knn import KNN_METHODS, knn_graph
 
 FEATURE_FILLS = ("mean", "zeros")
 _MODALITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -66,8 +67,11 @@ class ItemStructures:
     """Derived item structures of a multimodal dataset, built once and shared by every model that asks.
 
     Needs ``modalities``, ``item_features(modality)``, ``logger`` and ``knn_cache_file(modality, k, rank)``
-    (None: no disk cache), and ``_reduced`` / ``_knn_graphs`` dicts.
+    (None: no disk cache), and ``_reduced`` / ``_knn_graphs`` dicts; ``knn_method`` / ``knn_exact_max_items``
+    are exact graphs unless the dataset sets them (MultiModalDataset: from the config).
     """
+
+    knn_method, knn_exact_max_items = "exact", 0
 
     def reduced_features(self, modality, rank):
         """(rows, kept energy share): the rows of ``modality`` on their top ``rank`` right singular vectors
@@ -100,7 +104,8 @@ class ItemStructures:
             features, _ = self.reduced_features(modality, rank)
             cache_file = self.knn_cache_file(modality, k, rank)
             start = time.time()
-            self._knn_graphs[key] = knn_graph(features, int(k), cache_file=cache_file)
+            self._knn_graphs[key] = knn_graph(features, int(k), cache_file=cache_file, method=self.knn_method,
+                                              exact_max_items=self.knn_exact_max_items)
             self.logger.info(f"modality {modality}: kNN graph (k={k}) ready in {time.time() - start:.2f} s ({cache_file})")
         return self._knn_graphs[key]
 
@@ -156,6 +161,11 @@ class MultiModalDataset(ItemStructures, Dataset):
     # -- loading -------------------------------------------------------------------------------
     def _load_item_features(self):
         self.modalities, self.feature_fill = modality_options(self.config)
+        self.knn_method, self.knn_exact_max_items = self.config["knn_method"], self.config["knn_exact_max_items"]
+        if self.knn_method not in KNN_METHODS:
+            raise ConfigError(f"config key 'knn_method': expected one of {KNN_METHODS}, got {self.knn_method!r}")
+        if isinstance(self.knn_exact_max_items, bool) or not isinstance(self.knn_exact_max_items, int) or self.knn_exact_max_items < 0:
+            raise ConfigError(f"config key 'knn_exact_max_items': expected an integer >= 0, got {self.knn_exact_max_items!r}")
         self._item_features = {}
         self._knn_graphs = {}
         self._reduced = {}
