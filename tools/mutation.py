@@ -1,0 +1,149 @@
+"""Mutation testing of the models and building blocks: how many deliberately broken versions of each file
+of ``recbole_spectral/model`` and ``recbole_spectral/layers`` the tests catch.
+
+    pip install -e .[dev]                       # mutmut
+    nice -n 10 python tools/mutation.py         # every file, most important first (hours on 2 cores)
+    python tools/mutation.py --files recbole_spectral/model/multimodal/smore.py --out /tmp/m.md
+
+For each file, in a scratch copy of the committed tree (``git archive HEAD``: uncommitted edits are not
+seen), mutmut 3 mutates that file only and runs, per mutant, the tests that reach the mutated function
+(``TESTS`` below: the file's own unit and reference tests, never the slow end-to-end ones), one mutant
+at a time, one torch thread. Each finished file's score and its surviving mutants (the diff) are
+appended to the results file (default ``docs/verification/mutation.md``) at once, so a run stopped
+part-way keeps what finished. Not run in CI (too slow).
+
+Statuses are mutmut's: killed (a test failed), survived (all passed), timeout, no tests (no selected test
+reaches the function), suspicious/segfault. Score = killed / (killed + survived + timeout).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MODEL = "recbole_spectral/model"
+LAYERS = "recbole_spectral/layers"
+MM_TESTS = ["tests/test_reference_mm.py", "tests/test_mm_baselines.py"]
+MB_TESTS = ["tests/test_reference_mb.py", "tests/test_mb_baselines.py"]
+
+# most important first: the models' forward and loss, then the blocks they are built from
+TESTS = {
+    f"{MODEL}/multimodal/smore.py": MM_TESTS,
+    f"{MODEL}/multimodal/lgmrec.py": MM_TESTS,
+    f"{MODEL}/multimodal/freedom.py": MM_TESTS,
+    f"{MODEL}/multimodal/vbpr.py": MM_TESTS,
+    f"{MODEL}/multibehavior/spectramb.py": ["tests/test_reference_mb.py", "tests/test_spectramb.py"],
+    f"{MODEL}/multibehavior/crgcn.py": MB_TESTS,
+    f"{MODEL}/multibehavior/mbcgcn.py": MB_TESTS,
+    f"{MODEL}/multibehavior/mule.py": MB_TESTS,
+    f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
+    f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
+    f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_ssr.py"],
+    f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py"],
+    f"{LAYERS}/contrastive.py": ["tests/test_reference_blocks.py", "tests/test_contrastive.py", "tests/test_reference_mm.py"],
+    f"{LAYERS}/multibehavior/fusion.py": ["tests/test_reference_blocks.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/feature_fft.py": ["tests/test_feature_fft.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/graph.py": ["tests/test_graph.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/target_attention.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/observed.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/target_views.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
+    f"{MODEL}/base.py": ["tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
+    f"{LAYERS}/edge_pruning.py": ["tests/test_mm_baselines.py", "tests/test_ssr.py"],
+    f"{LAYERS}/csr.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/graph_bands.py": ["tests/test_graph_bands.py"],
+    f"{LAYERS}/knn.py": ["tests/test_knn.py"],
+}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 33: "no tests", 34: "skipped", 35: "suspicious",
+          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "killed by OOM"}
+
+
+def scratch_copy(work):
+    """The committed tree (HEAD) in ``work``, with a pyproject.toml that only configures mutmut."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+
+
+def configure(work, target, tests):
+    others = [str(p.relative_to(work)) for p in (work / "recbole_spectral").rglob("*.py")
+              if str(p.relative_to(work)) != target]
+    lines = ["[tool.mutmut]", 'paths_to_mutate = ["recbole_spectral/"]',
+             "do_not_mutate = [" + ", ".join(json.dumps(o) for o in sorted(others)) + "]",
+             "tests_dir = [" + ", ".join(json.dumps(t) for t in tests) + "]",
+             'also_copy = ["properties/", "run_recbole_spectral.py", "dataset_atomic/"]']
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def results(work, target):
+    meta = work / "mutants" / (target + ".meta")
+    if not meta.exists():
+        return {}
+    return {name: STATUS.get(code, f"exit {code}") for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
+
+
+def diff(work, name):
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True, text=True)
+    return "\n".join(line for line in out.stdout.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++")))
+
+
+def run_file(target, work, log):
+    scratch_copy(work)
+    configure(work, target, TESTS[target])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": ""}
+    start = time.time()
+    with open(log, "a") as f:
+        f.write(f"\n==== {target}\n")
+        f.flush()
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=work, env=env,
+                       stdout=f, stderr=subprocess.STDOUT)
+    status = results(work, target)
+    survivors = sorted(n for n, s in status.items() if s in ("survived", "timeout", "suspicious"))
+    return status, {n: diff(work, n) for n in survivors}, time.time() - start
+
+
+def write(out, target, status, survivors, seconds):
+    counts = {}
+    for s in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    judged = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
+    score = counts.get("killed", 0) / judged if judged else float("nan")
+    lines = [f"\n## {target}\n", f"score {score:.1%} ({counts.get('killed', 0)} killed of {judged}; "
+             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {seconds / 60:.0f} min); tests: "
+             + ", ".join(TESTS[target]) + "\n"]
+    for name, text in survivors.items():
+        lines.append(f"\n`{name}` ({status[name]})\n```diff\n{text}\n```\n")
+    with open(out, "a") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", nargs="*", default=list(TESTS), help="files to mutate (default: all, in priority order)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "verification" / "mutation.md"))
+    parser.add_argument("--work", default="/tmp/recbole-spectral-mutation")
+    parser.add_argument("--log", default="/tmp/recbole-spectral-mutation.log")
+    args = parser.parse_args(argv)
+    unknown = [f for f in args.files if f not in TESTS]
+    if unknown:
+        parser.error(f"no test selection for {unknown}; known: {list(TESTS)}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if not Path(args.out).exists():
+        Path(args.out).write_text("# Mutation testing of model/ and layers/\n\nCommand: `nice -n 10 python tools/mutation.py "
+                                  "[--files ...]` (mutmut 3, one mutant at a time; see the script's docstring).\n")
+    for target in args.files:
+        status, survivors, seconds = run_file(target, Path(args.work), args.log)
+        write(args.out, target, status, survivors, seconds)
+        print(f"{target}: {sum(s == 'killed' for s in status.values())}/{len(status)} killed, "
+              f"{len(survivors)} survived ({seconds / 60:.1f} min)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
