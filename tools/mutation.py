@@ -89,8 +89,14 @@ def results(work, target):
     return {name: STATUS.get(code, f"exit {code}") for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
 
 
+def mutmut():
+    """The ``mutmut`` console script beside this interpreter (``python -m mutmut`` imports its main module
+    twice, and the second import fails)."""
+    return str(Path(sys.executable).with_name("mutmut"))
+
+
 def diff(work, name):
-    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True, text=True)
+    out = subprocess.run([mutmut(), "show", name], cwd=work, capture_output=True, text=True)
     return "\n".join(line for line in out.stdout.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++")))
 
 
@@ -102,7 +108,7 @@ def run_file(target, work, log):
     with open(log, "a") as f:
         f.write(f"\n==== {target}\n")
         f.flush()
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=work, env=env,
+        subprocess.run([mutmut(), "run", "--max-children", "1"], cwd=work, env=env,
                        stdout=f, stderr=subprocess.STDOUT)
     status = results(work, target)
     survivors = sorted(n for n, s in status.items() if s in ("survived", "timeout", "suspicious"))
