@@ -6,7 +6,7 @@ of ``recbole_spectral/model`` and ``recbole_spectral/layers`` the tests catch.
     python tools/mutation.py --files recbole_spectral/model/multimodal/smore.py --out /tmp/m.md
 
 For each file, in a scratch copy of the committed tree (``git archive HEAD``: uncommitted edits are not
-seen), mutmut 3 mutates that file only and runs, per mutant, the tests that reach the mutated function
+seen), mutmut (3.8) mutates that file only and runs, per mutant, the tests that reach the mutated function
 (``TESTS`` below: the file's own unit and reference tests, never the slow end-to-end ones), one mutant
 at a time, one torch thread. Each finished file's score and its surviving mutants (the diff) are
 appended to the results file (default ``docs/verification/mutation.md``) at once, so a run stopped
@@ -59,8 +59,8 @@ TESTS = {
     f"{LAYERS}/knn.py": ["tests/test_knn.py"],
 }
 
-STATUS = {1: "killed", 3: "killed", 0: "survived", 33: "no tests", 34: "skipped", 35: "suspicious",
-          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "killed by OOM"}
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
+          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}
 
 
 def scratch_copy(work):
@@ -73,11 +73,8 @@ def scratch_copy(work):
 
 
 def configure(work, target, tests):
-    others = [str(p.relative_to(work)) for p in (work / "recbole_spectral").rglob("*.py")
-              if str(p.relative_to(work)) != target]
-    lines = ["[tool.mutmut]", 'paths_to_mutate = ["recbole_spectral/"]',
-             "do_not_mutate = [" + ", ".join(json.dumps(o) for o in sorted(others)) + "]",
-             "tests_dir = [" + ", ".join(json.dumps(t) for t in tests) + "]",
+    lines = ["[tool.mutmut]", 'source_paths = ["recbole_spectral/"]', f"only_mutate = [{json.dumps(target)}]",
+             "pytest_add_cli_args_test_selection = [" + ", ".join(json.dumps(t) for t in tests) + "]",
              'also_copy = ["properties/", "run_recbole_spectral.py", "dataset_atomic/"]']
     (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
 
