@@ -112,19 +112,39 @@ def run_file(target, work, log):
     return status, {n: diff(work, n) for n in survivors}, time.time() - start
 
 
+# Survivors judged equivalent (they cannot change what a test can observe), by a fragment of the mutant's
+# diff: one line why. A survivor matching none is listed as unexplained.
+EQUIVALENT = {
+    ".to(None)": "device None is the CPU the tests (and the default config) run on",
+    "dtype=None)": "the input is float32 already",
+    "torch.as_tensor(dataset.item_features(m), )": "the input is float32 already",
+}
+
+
+def explain(text):
+    return next((why for fragment, why in EQUIVALENT.items() if fragment in text), None)
+
+
 def write(out, target, status, survivors, seconds):
+    """Add (or replace) ``target``'s section of the results file."""
     counts = {}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
     judged = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
     score = counts.get("killed", 0) / judged if judged else float("nan")
-    lines = [f"\n## {target}\n", f"score {score:.1%} ({counts.get('killed', 0)} killed of {judged}; "
-             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {seconds / 60:.0f} min); tests: "
-             + ", ".join(TESTS[target]) + "\n"]
+    unexplained = [n for n, text in survivors.items() if explain(text) is None]
+    lines = [f"## {target}\n", f"score {score:.1%} ({counts.get('killed', 0)} killed of {judged}; "
+             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {len(unexplained)} survivors unexplained; "
+             f"{seconds / 60:.0f} min); tests: " + ", ".join(TESTS[target]) + "\n"]
     for name, text in survivors.items():
-        lines.append(f"\n`{name}` ({status[name]})\n```diff\n{text}\n```\n")
-    with open(out, "a") as f:
-        f.write("\n".join(lines))
+        why = explain(text)
+        lines.append(f"`{name}` ({status[name]}" + (f"; equivalent: {why})" if why else ")") + f"\n```diff\n{text}\n```\n")
+    text = Path(out).read_text()
+    head, *sections = text.split("\n## ")
+    sections = {section.split("\n", 1)[0]: "## " + section for section in sections}
+    sections[target] = "\n".join(lines)
+    order = [t for t in TESTS if t in sections]
+    Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections[t].rstrip("\n") + "\n" for t in order))
 
 
 def main(argv=None):
