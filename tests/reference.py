@@ -105,6 +105,32 @@ def info_nce(anchor, positive, candidates=None, tau=0.2, reduction="sum"):
     return float(losses.sum() if reduction == "sum" else losses.mean())
 
 
+def released_hsno(p, prefix, bands, keep, eps=1e-6):
+    """The released Stage-3 operator (HyperSpectralOperator + GraphSpectWeightModule) per node, with the mixed
+    bands materialised: A column-softmax, Y_m = Σ_n A_mn keep_n H_n, gains, context scale on c = Σ_b H_b, band
+    weights β, z = Σ β_m Y_m · ‖Σ Y_m‖ / ‖Σ β_m Y_m‖."""
+    q, k = p[f"{prefix}.query"], p[f"{prefix}.key"]
+    rank = q.shape[1]
+    a = softmax(q @ k.T / np.sqrt(rank), axis=0)
+    context = bands.sum(1)
+    masked = bands if keep is None else bands * keep[:, :, None]
+    mixed = np.einsum("mn,vnd->vmd", a, masked)
+    gains = softmax(p[f"{prefix}.rank_weight"], 0) @ np.exp(0.1 * np.tanh(p[f"{prefix}.log_gain"]))
+    hidden = np.maximum(linear(p, f"{prefix}.scale_mlp.0", context), 0.0)
+    scale = sigmoid(linear(p, f"{prefix}.scale_mlp.2", hidden))
+    mixed = (scale * gains)[:, None, :] * mixed
+    hidden = np.maximum(linear(p, f"{prefix}.weight_mlp.0", np.concatenate([context, mixed.mean(1)], 1)), 0.0)
+    beta = 1.0 + p[f"{prefix}.weight_range"] * np.tanh(linear(p, f"{prefix}.weight_mlp.2", hidden))
+    plain, weighted = mixed.sum(1), (beta[:, :, None] * mixed).sum(1)
+    ratio = (np.linalg.norm(plain, axis=1, keepdims=True) + eps) / (np.linalg.norm(weighted, axis=1, keepdims=True) + eps)
+    return weighted * ratio
+
+
+def released_hsno_reg(p, prefix):
+    q, k = p[f"{prefix}.query"], p[f"{prefix}.key"]
+    return ((q @ k.T / np.sqrt(q.shape[1])) ** 2).mean() + (p[f"{prefix}.log_gain"] ** 2).mean()
+
+
 def dense(graph):
     """A torch sparse (or FixedSparse) graph as a float64 array."""
     return graph.to_dense().double().numpy() if isinstance(graph, torch.Tensor) else graph.to_dense().double().numpy()

@@ -226,32 +226,6 @@ def ssr_features(x):
     return np.concatenate([x, ones], 1)
 
 
-def released_hsno(p, prefix, bands, keep, eps=1e-6):
-    """The released Stage-3 operator (HyperSpectralOperator + GraphSpectWeightModule) per node, with the mixed
-    bands materialised: A column-softmax, Y_m = Σ_n A_mn keep_n H_n, gains, context scale on c = Σ_b H_b, band
-    weights β, z = Σ β_m Y_m · ‖Σ Y_m‖ / ‖Σ β_m Y_m‖."""
-    q, k = p[f"{prefix}.query"], p[f"{prefix}.key"]
-    rank = q.shape[1]
-    a = ref.softmax(q @ k.T / np.sqrt(rank), axis=0)
-    context = bands.sum(1)
-    masked = bands if keep is None else bands * keep[:, :, None]
-    mixed = np.einsum("mn,vnd->vmd", a, masked)
-    gains = ref.softmax(p[f"{prefix}.rank_weight"], 0) @ np.exp(0.1 * np.tanh(p[f"{prefix}.log_gain"]))
-    hidden = np.maximum(ref.linear(p, f"{prefix}.scale_mlp.0", context), 0.0)
-    scale = ref.sigmoid(ref.linear(p, f"{prefix}.scale_mlp.2", hidden))
-    mixed = (scale * gains)[:, None, :] * mixed
-    hidden = np.maximum(ref.linear(p, f"{prefix}.weight_mlp.0", np.concatenate([context, mixed.mean(1)], 1)), 0.0)
-    beta = 1.0 + p[f"{prefix}.weight_range"] * np.tanh(ref.linear(p, f"{prefix}.weight_mlp.2", hidden))
-    plain, weighted = mixed.sum(1), (beta[:, :, None] * mixed).sum(1)
-    ratio = (np.linalg.norm(plain, axis=1, keepdims=True) + eps) / (np.linalg.norm(weighted, axis=1, keepdims=True) + eps)
-    return weighted * ratio
-
-
-def released_hsno_reg(p, prefix):
-    q, k = p[f"{prefix}.query"], p[f"{prefix}.key"]
-    return ((q @ k.T / np.sqrt(q.shape[1])) ** 2).mean() + (p[f"{prefix}.log_gain"] ** 2).mean()
-
-
 def ssr_reference(p, model, dataset, c):
     """Bands of X by exact eigen-projectors of L = I − Â at fixed borders; X per the SSR docstring (user
     modality free, late item graph, linear encoder commuting with the bands); (n, M, (1+|mod|)d) bands."""
@@ -295,16 +269,16 @@ def ssr_loss_reference(p, bands, b, keep, c):
     u, i, j = indices(b)
     nodes = np.unique(np.concatenate([u, N_USERS + i, N_USERS + j]))
     is_user = nodes < N_USERS
-    z = np.concatenate([released_hsno(p, "hsno_user", bands[nodes[is_user]], None),
-                        released_hsno(p, "hsno_item", bands[nodes[~is_user]], None)])
-    masked = np.concatenate([released_hsno(p, "hsno_user", bands[nodes[is_user]], keep[is_user]),
-                             released_hsno(p, "hsno_item", bands[nodes[~is_user]], keep[~is_user])])
+    z = np.concatenate([ref.released_hsno(p, "hsno_user", bands[nodes[is_user]], None),
+                        ref.released_hsno(p, "hsno_item", bands[nodes[~is_user]], None)])
+    masked = np.concatenate([ref.released_hsno(p, "hsno_user", bands[nodes[is_user]], keep[is_user]),
+                             ref.released_hsno(p, "hsno_item", bands[nodes[~is_user]], keep[~is_user])])
     row = {node: k for k, node in enumerate(nodes)}
     zu, zi, zj = (z[[row[n] for n in rows]] for rows in (u, N_USERS + i, N_USERS + j))
     pos, neg = (zu * zi).sum(1), (zu * zj).sum(1)
     loss = (ref.softplus(-pos) + ref.softplus(neg)).mean() if c["loss_type"] == "BCE" else ref.softplus(neg - pos).mean()
     loss += c["lambda_mask"] * ((masked - z) ** 2).mean()
-    loss += c["lambda_reg"] * (released_hsno_reg(p, "hsno_user") + released_hsno_reg(p, "hsno_item"))
+    loss += c["lambda_reg"] * (ref.released_hsno_reg(p, "hsno_user") + ref.released_hsno_reg(p, "hsno_item"))
     d, n_bands = p["user_embedding.weight"].shape[1], bands.shape[1]
     items = bands[N_USERS + np.unique(i)]  # distinct positives, ascending
     slices = [ref.normalize(items[:, :, d * v: d * (v + 1)]) for v in (1, 2)]
@@ -332,7 +306,7 @@ def test_ssr_forward_and_loss_equal_the_reference(loss_type, monkeypatch):
     p = ref.weights(model)
     bands = ref_bands = ssr_reference(p, model, dataset, c)
     users, items = N_USERS, N_ITEMS
-    z = np.concatenate([released_hsno(p, "hsno_user", bands[:users], None), released_hsno(p, "hsno_item", bands[users:], None)])
+    z = np.concatenate([ref.released_hsno(p, "hsno_user", bands[:users], None), ref.released_hsno(p, "hsno_item", bands[users:], None)])
     ref.assert_close(scores_of(model), z[:users] @ z[users:].T, rtol=1e-4, atol=1e-5)
 
     n_nodes = len(np.unique(np.concatenate([b["user_id"].numpy(), N_USERS + b["item_id"].numpy(), N_USERS + b["neg_item_id"].numpy()])))
