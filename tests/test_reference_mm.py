@@ -137,16 +137,20 @@ def lgmrec_reference(p, dataset, b, c):
     users, items = out[:N_USERS], out[N_USERS:]
     u, i, j = indices(b)
     loss = ref.bpr((users[u] * items[i]).sum(1), (users[u] * items[j]).sum(1))
-    (ua, ia), (ub, ib) = hyper
-    loss += c["cl_weight"] * (ref.info_nce(ua[u], ub[u], ub, c["tau"]) + ref.info_nce(ia[i], ib[i], ib, c["tau"]))
+    for a in range(len(hyper)):  # every pair of modalities, a before b (none with one modality)
+        for (ua, ia), (ub, ib) in ((hyper[a], other) for other in hyper[a + 1:]):
+            loss += c["cl_weight"] * (ref.info_nce(ua[u], ub[u], ub, c["tau"]) + ref.info_nce(ia[i], ib[i], ib, c["tau"]))
     loss += c["reg_weight"] * (np.linalg.norm(users[u]) + np.linalg.norm(items[i]) + np.linalg.norm(items[j])) / len(u)
     return users @ items.T, loss
 
 
-def test_lgmrec_forward_and_loss_equal_the_reference():
+@pytest.mark.parametrize("modalities", [("image", "text"), ("audio",), ("image", "text", "audio")])
+def test_lgmrec_forward_and_loss_equal_the_reference(modalities):
     c = {"n_ui_layers": 2, "n_mm_layers": 2, "n_hyper_layer": 2, "hyper_num": 4, "tau": 0.5, "alpha": 0.7,
          "cl_weight": 0.3, "reg_weight": 0.2}
-    model, dataset = build(LGMRec, **c)
+    torch.manual_seed(0)
+    dataset = TinyMultiModalDataset(modalities)
+    model = LGMRec(model_config("LGMRec", **{"embedding_size": 8, **c}), dataset)
     randomise(model)
     b = batch()
     scores, loss = lgmrec_reference(ref.weights(model), dataset, b, c)
