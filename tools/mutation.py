@@ -18,6 +18,7 @@ reaches the function), suspicious/segfault. Score = killed / (killed + survived 
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,17 +113,26 @@ def run_file(target, work, log):
     return status, {n: diff(work, n) for n in survivors}, time.time() - start
 
 
-# Survivors judged equivalent (they cannot change what a test can observe), by a fragment of the mutant's
-# diff: one line why. A survivor matching none is listed as unexplained.
-EQUIVALENT = {
-    ".to(None)": "device None is the CPU the tests (and the default config) run on",
-    "dtype=None)": "the input is float32 already",
-    "torch.as_tensor(dataset.item_features(m), )": "the input is float32 already",
-}
+# Survivors judged equivalent (they cannot change what a test can observe): a regular expression on the
+# mutant's "+" line, and one line why. A survivor matching none is listed as unexplained.
+EQUIVALENT = [
+    (r"\.to\(None\)|\(interactions, None\)|\(interactions, \)", "device None is the CPU the tests (and the default config) run on"),
+    (r"dtype=None\)|as_tensor\(dataset\.item_features\(m\), \)", "the input is float32 already"),
+    (r"\.astype\(None\)", "scipy's astype(None) gives float64: the same graph once to_torch_sparse casts it to float32"),
+    (r"torch\.cat\(\[.*\], \)", "torch.cat's default dim is 0"),
+    (r"symmetric=(None|False)\)|aggregation=\"mean\", \)$",
+     "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"),
+    (r"dim=\+1\)", "dim +1 and -1 are the same axis of a 2-D tensor"),
+    (r"cl_weight >= 0", "with weight 0 the term adds 0 x InfoNCE (only the cost changes)"),
+    (r"\(rows < self\.n_users\) \| \(cols >= self\.n_users\)", "a bipartite graph has no user-user or item-item entries"),
+    (r"rows <= self\.n_users|cols > self\.n_users", "node n_users is item 0, RecBole's padding item, which has no edges"),
+    (r"inter_matrix\(form=None\)", "the in-test dataset's inter_matrix ignores form (RecBole's rejects None: tests/test_all_models.py)"),
+]
 
 
 def explain(text):
-    return next((why for fragment, why in EQUIVALENT.items() if fragment in text), None)
+    added = [line[1:] for line in text.splitlines() if line.startswith("+")]
+    return next((why for pattern, why in EQUIVALENT if any(re.search(pattern, line) for line in added)), None)
 
 
 def write(out, target, status, survivors, seconds):
