@@ -150,12 +150,28 @@ def test_lgmrec_forward_and_loss_equal_the_reference(modalities):
          "cl_weight": 0.3, "reg_weight": 0.2}
     torch.manual_seed(0)
     dataset = TinyMultiModalDataset(modalities)
+    dataset.matrix = dataset.matrix.tolil()
+    dataset.matrix[1, :] = 0
+    dataset.matrix[1, 5] = 2  # user 1: one item (a duplicated row), for the user means
+    dataset.matrix = dataset.matrix.tocsr()
+    dataset.matrix.eliminate_zeros()
     model = LGMRec(model_config("LGMRec", **{"embedding_size": 8, **c}), dataset)
     randomise(model)
     b = batch()
     scores, loss = lgmrec_reference(ref.weights(model), dataset, b, c)
     ref.assert_close(scores_of(model), scores)
     ref.assert_close(model.calculate_loss(b), loss)  # evaluation mode: noiseless memberships, no dropout
+
+
+def test_lgmrec_training_memberships_are_the_gumbel_softmax_at_temperature_tau():
+    """H = softmax((logits + g)/τ) with g = −log(Exp(1)) noise (torch's draw, reproduced under the same seed)."""
+    model, _ = build(LGMRec, tau=0.3)
+    model.train()
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(9)
+    noise = -torch.empty_like(logits).exponential_().log()
+    torch.manual_seed(9)
+    ref.assert_close(model.memberships(logits), ref.softmax((logits + noise).double().numpy() / 0.3, 1))
 
 
 # -- SMORE --------------------------------------------------------------------------------------------

@@ -123,15 +123,29 @@ EQUIVALENT = [
     (r"symmetric=(None|False)\)|aggregation=\"mean\", \)$",
      "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"),
     (r"dim=\+1\)", "dim +1 and -1 are the same axis of a 2-D tensor"),
-    (r"cl_weight >= 0", "with weight 0 the term adds 0 x InfoNCE (only the cost changes)"),
+    (r"(cl_weight|reg_weight|lambda_\w+|final_reg_weight) >= 0", "with weight 0 the term adds 0 x term (only the cost changes)"),
+    (r"normalize\(.*, \)", "F.normalize's default dim is 1 (rows of a 2-D tensor)"),
+    (r"bias=None\)", "nn.Linear treats bias=None as bias=False"),
+    (r"gumbel_softmax\(logits, tau=self\.tau, hard=False\)", "gumbel_softmax's default dim -1 is dim 1 of the 2-D logits"),
     (r"\(rows < self\.n_users\) \| \(cols >= self\.n_users\)", "a bipartite graph has no user-user or item-item entries"),
     (r"rows <= self\.n_users|cols > self\.n_users", "node n_users is item 0, RecBole's padding item, which has no edges"),
     (r"inter_matrix\(form=None\)", "the in-test dataset's inter_matrix ignores form (RecBole's rejects None: tests/test_all_models.py)"),
 ]
 
 
+def only_drops(removed, added, argument):
+    """Whether the mutant only replaced ``argument`` by None or left it out."""
+    return any(r.replace(argument, "None") == a or r.replace(", " + argument, ", ") == a or r.replace(", " + argument, "") == a
+               for r, a in zip(removed, added)) and len(removed) == len(added)
+
+
 def explain(text):
+    removed = [line[1:] for line in text.splitlines() if line.startswith("-")]
     added = [line[1:] for line in text.splitlines() if line.startswith("+")]
+    if only_drops(removed, added, "self.device"):
+        return "device None is the CPU the tests (and the default config) run on"
+    if only_drops(removed, added, "dtype=torch.float32"):
+        return "the input is float32 already"
     return next((why for pattern, why in EQUIVALENT if any(re.search(pattern, line) for line in added)), None)
 
 
