@@ -76,6 +76,9 @@ def scratch_copy(work):
 def configure(work, target, tests):
     lines = ["[tool.mutmut]", 'source_paths = ["recbole_spectral/"]', f"only_mutate = [{json.dumps(target)}]",
              "pytest_add_cli_args_test_selection = [" + ", ".join(json.dumps(t) for t in tests) + "]",
+             # tests that run the CLI or a shipped dataset end to end are slow, and a subprocess of a mutated tree
+             # cannot find mutmut's configuration
+             'pytest_add_cli_args = ["-k", "not cli and not recipe and not ml_100k and not ml100k", "-p", "no:cacheprovider"]',
              'also_copy = ["properties/", "run_recbole_spectral.py", "dataset_atomic/"]']
     (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
 
