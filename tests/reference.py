@@ -13,6 +13,15 @@ def weights(model):
     return {k: v.detach().double().cpu().numpy() for k, v in model.state_dict().items()}
 
 
+def randomise(module, std=0.5, seed=7):
+    """Add N(0, std²) noise to every parameter of ``module``: biases, gates and filters away from their init, so
+    that no term of a reference hides behind a zero or an identity."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+
+
 def binary(matrix):
     """A scipy matrix as a dense 0/1 float64 array (duplicates collapse to 1)."""
     return (np.asarray(matrix.toarray()) > 0).astype(np.float64)

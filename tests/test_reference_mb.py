@@ -25,13 +25,6 @@ def build(cls, **overrides):
     return cls(model_config(cls.__name__, **overrides), dataset), dataset
 
 
-def randomise(model, std=0.5):
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-
-
 def full_scores(model):
     model.eval()
     with torch.no_grad():
@@ -130,7 +123,7 @@ def record_draws(model, monkeypatch):
 @pytest.mark.parametrize("bias", [True, False])
 def test_crgcn_forward_and_loss_equal_the_cascade_reference(bias, monkeypatch):
     model, dataset = build(CRGCN, embedding_size=4, n_layers=2, layer_bias=bias, reg_weight=0.3)
-    randomise(model)
+    ref.randomise(model)
     p = ref.weights(model)
     stages = crgcn_stages(p, dataset, 2, bias)
     ref.assert_close(full_scores(model), stages[-1][:N_USERS] @ stages[-1][N_USERS:].T)
@@ -158,7 +151,7 @@ def test_crgcn_forward_and_loss_equal_the_cascade_reference(bias, monkeypatch):
 # -- MB-CGCN ------------------------------------------------------------------------------------------
 def test_mbcgcn_forward_and_loss_equal_the_cascade_reference():
     model, dataset = build(MBCGCN, embedding_size=4, n_layers=[1, 2, 3], reg_weight=0.3, warmup_epochs=0)
-    randomise(model)
+    ref.randomise(model)
     p = ref.weights(model)
     current = np.concatenate([p["user_embedding.weight"], p["item_embedding.weight"]])
     total = 0.0
@@ -208,7 +201,7 @@ def view_attention(p, prefix, key, views):
 
 def test_mule_forward_and_loss_equal_the_reference():
     model, dataset = build(MuLe, embedding_size=4, gnn_layers=2, tda_layers=2)
-    randomise(model)
+    ref.randomise(model)
     p = ref.weights(model)
     target = behavior(dataset, "buy")
     ego = np.concatenate([p["user_embedding.weight"], p["item_embedding.weight"]])
@@ -272,7 +265,7 @@ def test_spectramb_forward_and_loss_equal_the_reference(filter_mode):
          "residual_global": True, "aux_edge_term": True, "aux_edge_init": 0.5, "reg_weight": 0.2,
          "final_reg_weight": 0.1, "require_pow": False, "spectral_filter": True, "extra_views": []}
     model, dataset = build(SpectraMB, **c)
-    randomise(model)
+    ref.randomise(model)
     p = ref.weights(model)
     users, items, edges = spectramb_reference(p, dataset, c, context=filter_mode == "context")
     scores = users @ items.T + edges

@@ -38,14 +38,6 @@ def batch(n=24, seed=3):
     return pairwise_batch(N_USERS, N_ITEMS, n, seed)
 
 
-def randomise(model, std=0.5):
-    """Non-trivial values for every parameter (biases and gates away from their init)."""
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-
-
 def indices(b):
     return b["user_id"].numpy(), b["item_id"].numpy(), b["neg_item_id"].numpy()
 
@@ -71,7 +63,7 @@ def vbpr_reference(p, dataset, b, reg):
 
 def test_vbpr_forward_and_loss_equal_the_reference():
     model, dataset = build(VBPR, reg_weight=0.3)
-    randomise(model)
+    ref.randomise(model)
     b = batch()
     scores, loss = vbpr_reference(ref.weights(model), dataset, b, 0.3)
     ref.assert_close(scores_of(model), scores)
@@ -96,7 +88,7 @@ def freedom_reference(p, dataset, adj, b, n_ui, n_mm, weights, reg):
 def test_freedom_forward_and_loss_equal_the_reference_on_the_full_and_the_pruned_graph():
     weights = {"image": 0.3, "text": 0.7}
     model, dataset = build(FREEDOM, n_ui_layers=2, n_mm_layers=2, modality_weights=weights, reg_weight=0.4, dropout=0.5)
-    randomise(model)
+    ref.randomise(model)
     b = batch()
     full = ref.bipartite(ref.binary(dataset.inter_matrix()))
     scores, loss = freedom_reference(ref.weights(model), dataset, full, b, 2, 2, weights, 0.4)
@@ -156,7 +148,7 @@ def test_lgmrec_forward_and_loss_equal_the_reference(modalities):
     dataset.matrix = dataset.matrix.tocsr()
     dataset.matrix.eliminate_zeros()
     model = LGMRec(model_config("LGMRec", **{"embedding_size": 8, **c}), dataset)
-    randomise(model)
+    ref.randomise(model)
     b = batch()
     scores, loss = lgmrec_reference(ref.weights(model), dataset, b, c)
     ref.assert_close(scores_of(model), scores)
@@ -227,7 +219,7 @@ def test_smore_forward_and_loss_equal_the_official_equations(modalities):
     dataset.matrix = dataset.matrix.tocsr()
     dataset.matrix.eliminate_zeros()
     model = SMORE(model_config("SMORE", **{"embedding_size": 8, "knn_k": 3, **c}), dataset)
-    randomise(model)
+    ref.randomise(model)
     b = batch()
     scores, loss = smore_reference(ref.weights(model), dataset, b, c)
     ref.assert_close(scores_of(model), scores)
@@ -326,7 +318,7 @@ def ssr_loss_reference(p, bands, b, keep, c):
 def test_ssr_forward_and_loss_equal_the_reference(loss_type, monkeypatch):
     c = {**SSR_CONFIG, "loss_type": loss_type}
     model, dataset = build(SSR, **c)
-    randomise(model, std=0.3)
+    ref.randomise(model, std=0.3)
     b = batch()
     p = ref.weights(model)
     bands = ref_bands = ssr_reference(p, model, dataset, c)
