@@ -148,6 +148,31 @@ def test_crgcn_forward_and_loss_equal_the_cascade_reference(bias, monkeypatch):
     ref.assert_close(loss, expected)
 
 
+def test_crgcn_behavior_without_pairs_in_the_batch_adds_nothing(monkeypatch):
+    """A batch whose users have no cart rows: the cart term is empty and adds 0 (not NaN, not a padding row)."""
+    torch.manual_seed(0)
+    dataset = TinyMultiBehaviorDataset()
+    cart = dataset.matrices["cart"].tolil()
+    cart[[1, 2], :] = 0
+    dataset.matrices["cart"] = cart.tocsr()
+    dataset.matrices["cart"].eliminate_zeros()
+    model = CRGCN(model_config("CRGCN", embedding_size=4, n_layers=1, layer_bias=False, reg_weight=0.0), dataset)
+    model.train()
+    draws = record_draws(model, monkeypatch)
+    batch = {"user_id": torch.tensor([1, 2, 1]), "item_id": torch.tensor([1, 2, 3]), "neg_item_id": torch.tensor([4, 5, 6])}
+    loss = model.calculate_loss(batch)
+    stages = crgcn_stages(ref.weights(model), dataset, 1, False)
+    (_, users, view_pos, has), (_, _, _, cart_has) = draws["pos"]
+    assert not cart_has.any()
+    terms = [(stages[0], users.numpy()[has.numpy()], view_pos.numpy()[has.numpy()], draws["neg"][0]),  # view
+             (stages[2], batch["user_id"].numpy(), batch["item_id"].numpy(), draws["neg"][2])]  # buy; cart: none
+    expected = 0.0
+    for e, users, pos, neg in terms:
+        ue, ie = e[:N_USERS], e[N_USERS:]
+        expected += ref.bpr((ue[users] * ie[pos]).sum(1), (ue[users] * ie[neg.numpy()]).sum(1))
+    ref.assert_close(loss, expected)
+
+
 # -- MB-CGCN ------------------------------------------------------------------------------------------
 def test_mbcgcn_forward_and_loss_equal_the_cascade_reference():
     model, dataset = build(MBCGCN, embedding_size=4, n_layers=[1, 2, 3], reg_weight=0.3, warmup_epochs=0)

@@ -131,6 +131,7 @@ EQUIVALENT = [
     (r"torch\.stack\(.*, \)", "torch.stack's default dim is 0"),
     (r"\.sum\(\+1\)|\.mean\(\+1\)", "+1 and -1 are the same axis of a 2-D tensor"),
     (r"aux_edge_term=None\)", "None is falsy like False"),
+    (r"norm\(p=None\)|normalize\(.*p=None", "p=None is the 2-norm, the default"),
     (r"bias=None\)", "nn.Linear treats bias=None as bias=False"),
     (r"gumbel_softmax\(logits, tau=self\.tau, hard=False\)", "gumbel_softmax's default dim -1 is dim 1 of the 2-D logits"),
     (r"\(rows < self\.n_users\) \| \(cols >= self\.n_users\)", "a bipartite graph has no user-user or item-item entries"),
@@ -152,6 +153,8 @@ def explain(text):
         return "device None is the CPU the tests (and the default config) run on"
     if only_drops(removed, added, "dtype=torch.float32"):
         return "the input is float32 already"
+    if only_drops(removed, added, "p=2"):
+        return "p=2 is the default"
     if only_drops(removed, added, "symmetric=True"):
         return "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"
     why = next((why for pattern, why in EQUIVALENT if any(re.search(pattern, line) for line in added)), None)
