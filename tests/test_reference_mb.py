@@ -194,6 +194,70 @@ def test_mbcgcn_forward_and_loss_equal_the_cascade_reference():
     ref.assert_close(model.calculate_loss(BATCH), expected + 0.3 * squares / (2 * len(U)))
 
 
+def adam(weights, grads, state, lr, betas=(0.9, 0.999), eps=1e-8):
+    """One step of Adam (Kingma & Ba; torch's defaults, no weight decay) on float64 arrays, in place."""
+    state["t"] = state.get("t", 0) + 1
+    for k, (w, g) in enumerate(zip(weights, grads)):
+        m = state.setdefault(("m", k), np.zeros_like(w))
+        v = state.setdefault(("v", k), np.zeros_like(w))
+        m[:] = betas[0] * m + (1 - betas[0]) * g
+        v[:] = betas[1] * v + (1 - betas[1]) * g * g
+        m_hat, v_hat = m / (1 - betas[0] ** state["t"]), v / (1 - betas[1] ** state["t"])
+        w -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr(monkeypatch):
+    """Warm-up (before epoch 0): E^(0) trained as a LightGCN (layer mean, warmup_layers) on the first behavior:
+    BPR + reg · (‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2B), Adam at warmup_learning_rate. One batch per epoch here (every view
+    pair), two epochs; the gradient is written out by hand: with G = P E, P the (symmetric) layer-mean operator,
+    ∂/∂G of softplus(G_u·(G_j − G_i)) is σ(·)(G_j − G_i) for u, σ(·)G_u for j, −σ(·)G_u for i."""
+    model, dataset = build(MBCGCN, embedding_size=4, n_layers=[1], reg_weight=0.3, warmup_epochs=2, warmup_layers=2,
+                           warmup_batch_size=10_000, warmup_learning_rate=0.05, init_std=0.3)
+    p = ref.weights(model)
+    assert 0.2 < p["user_embedding.weight"].std() < 0.4  # N(0, init_std)
+    negatives = []
+    original = model.first_rows.sample_outside
+    monkeypatch.setattr(model.first_rows, "sample_outside", lambda users: negatives.append(original(users)) or negatives[-1])
+    monkeypatch.setattr(torch, "randperm", lambda n, device=None: torch.arange(n, device=device))  # pairs in CSR order
+    model_losses = model.warmup()
+    e_u, e_i, state = p["user_embedding.weight"].copy(), p["item_embedding.weight"].copy(), {}
+    view = behavior(dataset, "view")
+    a = ref.bipartite(view)
+    mean = sum(np.linalg.matrix_power(a, k) for k in range(3)) / 3  # P
+    users_all, items_all = np.nonzero(view)
+    expected_losses = []
+    for neg in negatives:
+        users_b, pos_b, neg_b = users_all, items_all, neg.numpy()
+        g = mean @ np.concatenate([e_u, e_i])
+        gu, gi = g[:N_USERS], g[N_USERS:]
+        x = (gu[users_b] * (gi[neg_b] - gi[pos_b])).sum(1)
+        batch = len(users_b)
+        reg = 0.3 * ((e_u[users_b] ** 2).sum() + (e_i[pos_b] ** 2).sum() + (e_i[neg_b] ** 2).sum()) / (2 * batch)
+        expected_losses.append(ref.softplus(x).mean() + reg)
+        s = ref.sigmoid(x)[:, None] / batch
+        dg = np.zeros_like(g)
+        np.add.at(dg, users_b, s * (gi[neg_b] - gi[pos_b]))
+        np.add.at(dg, N_USERS + neg_b, s * gu[users_b])
+        np.add.at(dg, N_USERS + pos_b, -s * gu[users_b])
+        de = mean @ dg
+        du, di = de[:N_USERS], de[N_USERS:]
+        np.add.at(du, users_b, 0.3 * e_u[users_b] / batch)
+        np.add.at(di, pos_b, 0.3 * e_i[pos_b] / batch)
+        np.add.at(di, neg_b, 0.3 * e_i[neg_b] / batch)
+        adam([e_u, e_i], [du, di], state, lr=0.05)
+    assert len(negatives) == 2
+    ref.assert_close(model_losses, expected_losses)
+    ref.assert_close(model.user_embedding.weight, e_u, rtol=1e-4, atol=1e-6)
+    ref.assert_close(model.item_embedding.weight, e_i, rtol=1e-4, atol=1e-6)
+
+    once, _ = build(MBCGCN, embedding_size=4, n_layers=[1], warmup_epochs=1)  # the trainer's hook runs it once
+    before = once.user_embedding.weight.detach().clone()
+    once.on_train_epoch_start(0, None)
+    after = once.user_embedding.weight.detach().clone()
+    once.on_train_epoch_start(0, None)
+    assert not torch.equal(before, after) and torch.equal(after, once.user_embedding.weight)
+
+
 # -- MuLe ---------------------------------------------------------------------------------------------
 def mule_propagate(step, x, n_layers):
     """P(X) = X + Σ_l X_l / l,  X_l = rownorm(step(X_{l−1}))."""
@@ -245,6 +309,22 @@ def test_mule_forward_and_loss_equal_the_reference():
     ref.assert_close(full_scores(model), users @ items.T)
     model.train()
     ref.assert_close(model.calculate_loss(BATCH), ref.bpr((users[U] * items[I]).sum(1), (users[U] * items[J]).sum(1)))
+
+
+def test_mule_with_the_target_behavior_alone_is_its_behavior_view():
+    """No auxiliary behavior (e.g. drop_behaviors): no also/not-bought views, no graph attention; the one-view
+    behavior attention gives weight 1, so the final embeddings are P_buy(P_union(E^(0)))."""
+    torch.manual_seed(0)
+    dataset = TinyMultiBehaviorDataset()
+    dataset.behaviors, dataset.auxiliary_behaviors = ["buy"], []
+    dataset.matrices = {"buy": dataset.matrices["buy"]}
+    model = MuLe(model_config("MuLe", embedding_size=4, gnn_layers=2, tda_layers=1), dataset)
+    ref.randomise(model)
+    p = ref.weights(model)
+    ego = np.concatenate([p["user_embedding.weight"], p["item_embedding.weight"]])
+    graph = ref.bipartite(behavior(dataset, "buy"))
+    final = mule_propagate(lambda x: graph @ x, mule_propagate(lambda x: graph @ x, ego, 2), 2)
+    ref.assert_close(full_scores(model), final[:N_USERS] @ final[N_USERS:].T)
 
 
 # -- SpectraMB ----------------------------------------------------------------------------------------

@@ -65,6 +65,12 @@ CASES += [
  ("historypop stage order reversed", M+"multibehavior/historypop.py", 'k = position + 1 if self.stage_order == "latest_first" else n_aux - position', 'k = n_aux - position if self.stage_order == "latest_first" else position + 1', "tests/test_mb_dataset.py::test_historypop_hits_the_viewed_test_items_at_1_through_the_trainer_and_a_reloaded_checkpoint"),
  ("spectramb output-weight test: attention without ×d", L+"multibehavior/fusion.py", "return torch.stack([self.dim * w * v for w, v in zip(weights, views)], dim=0).mean(0)", "return torch.stack([w * v for w, v in zip(weights, views)], dim=0).mean(0)", "tests/test_spectramb.py::test_output_weights_mix_the_terms_as_stated"),
 ]
+CASES += [
+ ("crgcn empty behavior batch not special-cased", M+"multibehavior/crgcn.py", "if pos_scores.numel() == 0:", "if pos_scores.numel() == 1:", "tests/test_reference_mb.py::test_crgcn_behavior_without_pairs_in_the_batch_adds_nothing"),
+ ("spectramb cascade starts every view from E^(0)", M+"multibehavior/spectramb.py", "            start = previous if base is None else done[base]", "            start = ego if base is None else done[base]", "tests/test_reference_mb.py::test_spectramb_forward_and_loss_equal_the_reference"),
+ ("spectramb removed view not zeroed", M+"multibehavior/spectramb.py", "views = [torch.zeros_like(v) if i == self._removed_view else v for i, v in enumerate(views)]", "views = [v for i, v in enumerate(views)]", "tests/test_reference_mb.py::test_spectramb_view_removed_at_inference_is_the_reference_without_that_view"),
+ ("lgmrec training memberships at temperature 1", M+"multimodal/lgmrec.py", "return F.gumbel_softmax(logits, tau=self.tau, dim=1, hard=False)", "return F.gumbel_softmax(logits, dim=1, hard=False)", "tests/test_reference_mm.py::test_lgmrec_training_memberships_are_the_gumbel_softmax_at_temperature_tau"),
+]
 only = sys.argv[1:]
 env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 for name, path, old, new, test in CASES:

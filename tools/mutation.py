@@ -12,8 +12,10 @@ at a time, one torch thread. Each finished file's score and its surviving mutant
 appended to the results file (default ``docs/verification/mutation.md``) at once, so a run stopped
 part-way keeps what finished. Not run in CI (too slow).
 
-Statuses are mutmut's: killed (a test failed), survived (all passed), timeout, no tests (no selected test
-reaches the function), suspicious/segfault. Score = killed / (killed + survived + timeout).
+Statuses are mutmut's: killed (a test failed), survived (all passed), timeout (a test hung), no tests (no
+selected test reaches the function), suspicious/segfault. Score = (killed + timeout) / (killed + survived +
+timeout). A survivor is listed with its diff, and with one line why when a rule of ``EQUIVALENT`` (or the
+device/dtype/default-argument checks of ``explain``) says it cannot change what a test observes.
 """
 import argparse
 import json
@@ -132,6 +134,13 @@ EQUIVALENT = [
     (r"\.sum\(\+1\)|\.mean\(\+1\)", "+1 and -1 are the same axis of a 2-D tensor"),
     (r"aux_edge_term=None\)", "None is falsy like False"),
     (r"norm\(p=None\)|normalize\(.*p=None", "p=None is the 2-norm, the default"),
+    (r"logger\.info\(", "a log line only"),
+    (r"warmed_up = None", "None is falsy like False"),
+    (r"repeat_interleave\(rows\.degrees\(\)\)", "repeat_interleave(repeats) repeats arange(len(repeats)): the same"),
+    (r"self\.n_layers = layers \* n_stages if \(len\(layers\) == 1\) or True",
+     "a per-stage list repeated is only read at its first n_stages entries"),
+    (r"m\.data\[:\] = 2\.0", "every consumer of the matrix (the normalised graph, the attention, binary) binarises it again"),
+    (r"sp\.csr_matrix\(matrix, \)", "float64 instead of float32 0/1 entries: every consumer casts to float32"),
     (r"bias=None\)", "nn.Linear treats bias=None as bias=False"),
     (r"gumbel_softmax\(logits, tau=self\.tau, hard=False\)", "gumbel_softmax's default dim -1 is dim 1 of the 2-D logits"),
     (r"\(rows < self\.n_users\) \| \(cols >= self\.n_users\)", "a bipartite graph has no user-user or item-item entries"),
@@ -153,6 +162,10 @@ def explain(text):
         return "device None is the CPU the tests (and the default config) run on"
     if only_drops(removed, added, "dtype=torch.float32"):
         return "the input is float32 already"
+    for r, a in zip(removed, added):  # a device argument dropped or set to None: the CPU here
+        if len(removed) == len(added) and (re.sub(r"(, )?device=[\w.]+", "", r).replace(", )", ")")
+                                           == re.sub(r"(, )?device=None", "", a).replace(", )", ")")):
+            return "device None is the CPU the tests (and the default config) run on"
     if only_drops(removed, added, "p=2"):
         return "p=2 is the default"
     if only_drops(removed, added, "symmetric=True"):
@@ -169,9 +182,10 @@ def write(out, target, status, survivors, seconds):
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
     judged = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
-    score = counts.get("killed", 0) / judged if judged else float("nan")
+    caught = counts.get("killed", 0) + counts.get("timeout", 0)  # a mutant that hangs a test is caught too
+    score = caught / judged if judged else float("nan")
     unexplained = [n for n, text in survivors.items() if explain(text) is None]
-    lines = [f"## {target}\n", f"score {score:.1%} ({counts.get('killed', 0)} killed of {judged}; "
+    lines = [f"## {target}\n", f"score {score:.1%} ({caught} caught of {judged}; "
              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {len(unexplained)} survivors unexplained; "
              f"{seconds / 60:.0f} min); tests: " + ", ".join(TESTS[target]) + "\n"]
     for name, text in survivors.items():
