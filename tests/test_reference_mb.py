@@ -59,6 +59,16 @@ def test_historypop_scores_equal_stage_plus_scaled_popularity(stage_order, popul
     assert float(model.calculate_loss(BATCH)) == 0.0
 
 
+def test_historypop_without_auxiliary_behaviors_ranks_by_popularity_alone():
+    torch.manual_seed(0)
+    dataset = TinyMultiBehaviorDataset()
+    dataset.behaviors, dataset.auxiliary_behaviors = ["buy"], []
+    dataset.matrices = {"buy": dataset.matrices["buy"]}
+    counts = behavior(dataset, "buy").sum(0)
+    model = HistoryPop(model_config("HistoryPop"), dataset)
+    ref.assert_close(full_scores(model), np.tile(counts / (counts.max() + 1), (N_USERS, 1)))
+
+
 # -- CascadingRank ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha,beta", [(0.15, 0.5), (0.3, 0.0), (0.2, 0.8)])
 def test_cascadingrank_scores_are_the_fixed_points_of_its_iteration(alpha, beta):
