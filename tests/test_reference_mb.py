@@ -94,6 +94,35 @@ def test_cascadingrank_scores_are_the_fixed_points_of_its_iteration(alpha, beta)
     ref.assert_close(full_scores(model), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_cascadingrank_stops_each_user_at_its_own_convergence_or_at_max_iter():
+    """Per user and behavior: r ← γ Ã_b r + α q + β c from r = q, kept at the first iteration whose L1 change is at
+    most the tolerance, else after max_iter iterations. Here (tolerance 0.05, max_iter 5) on the cart graph users 1
+    and 4 converge at iteration 4 and users 2, 3, 5 run to the cap: both ways in one batch."""
+    alpha, beta, tolerance, max_iter = 0.2, 0.3, 0.05, 5
+    model, dataset = build(CascadingRank, alpha=alpha, beta=beta, tolerance=tolerance, max_iter=max_iter)
+    expected = np.zeros((N_USERS, N_ITEMS))
+    for u in range(N_USERS):
+        c = None
+        for b in BEHAVIORS:
+            a = behavior(dataset, b)
+            du, di = a.sum(1), a.sum(0)
+            inv_u, inv_i = np.where(du > 0, du, 1) ** -0.5 * (du > 0), np.where(di > 0, di, 1) ** -0.5 * (di > 0)
+            smooth = inv_u[:, None] * a * inv_i[None, :]
+            q_u, q_i = np.eye(N_USERS)[u], (a[u] / du[u] if du[u] > 0 else np.zeros(N_ITEMS))
+            c_u, c_i = (q_u, q_i) if c is None else c
+            r_u, r_i = q_u, q_i
+            for _ in range(max_iter):
+                new_u = (1 - alpha - beta) * smooth @ r_i + alpha * q_u + beta * c_u
+                new_i = (1 - alpha - beta) * smooth.T @ r_u + alpha * q_i + beta * c_i
+                change = np.abs(new_u - r_u).sum() + np.abs(new_i - r_i).sum()
+                r_u, r_i = new_u, new_i
+                if change <= tolerance:
+                    break
+            c = (r_u, r_i)
+        expected[u] = c[1]
+    ref.assert_close(full_scores(model), expected, rtol=1e-5, atol=1e-7)
+
+
 # -- CRGCN --------------------------------------------------------------------------------------------
 def crgcn_stages(p, dataset, n_layers, bias):
     e = np.concatenate([p["user_embedding.weight"], p["item_embedding.weight"]])

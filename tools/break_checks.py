@@ -71,6 +71,12 @@ CASES += [
  ("spectramb removed view not zeroed", M+"multibehavior/spectramb.py", "views = [torch.zeros_like(v) if i == self._removed_view else v for i, v in enumerate(views)]", "views = [v for i, v in enumerate(views)]", "tests/test_reference_mb.py::test_spectramb_view_removed_at_inference_is_the_reference_without_that_view"),
  ("lgmrec training memberships at temperature 1", M+"multimodal/lgmrec.py", "return F.gumbel_softmax(logits, tau=self.tau, dim=1, hard=False)", "return F.gumbel_softmax(logits, dim=1, hard=False)", "tests/test_reference_mm.py::test_lgmrec_training_memberships_are_the_gumbel_softmax_at_temperature_tau"),
 ]
+CASES += [
+ ("cascadingrank capped users keep a converged user's later values", M+"multibehavior/cascadingrank.py", "    if out_u is None:\n        return r_u, r_i", "    if out_u is not None:\n        return r_u, r_i", "tests/test_reference_mb.py::test_cascadingrank_stops_each_user_at_its_own_convergence_or_at_max_iter"),
+ ("mbcgcn warm-up reg subtracted", M+"multibehavior/mbcgcn.py", "loss = loss + self.reg_weight * self._l2(params[0][user]", "loss = loss - self.reg_weight * self._l2(params[0][user]", "tests/test_reference_mb.py::test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr"),
+ ("mule without auxiliary behaviors calls the graph attention", M+"multibehavior/mule.py", "final = self.graph_attention(coarse, fine) if fine else coarse", "final = self.graph_attention(coarse, fine)", "tests/test_reference_mb.py::test_mule_with_the_target_behavior_alone_is_its_behavior_view"),
+ ("historypop without auxiliary behaviors counts target rows as a stage", M+"multibehavior/historypop.py", "stage = dataset.behavior_matrix(dataset.target_behavior) * 0.0", "stage = dataset.behavior_matrix(dataset.target_behavior) * 1.0", "tests/test_reference_mb.py::test_historypop_without_auxiliary_behaviors_ranks_by_popularity_alone"),
+]
 only = sys.argv[1:]
 env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 for name, path, old, new, test in CASES:
