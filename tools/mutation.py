@@ -13,8 +13,8 @@ appended to the results file (default ``docs/verification/mutation.md``) at once
 part-way keeps what finished. Not run in CI (too slow).
 
 Statuses are mutmut's: killed (a test failed), survived (all passed), timeout (a test hung), no tests (no
-selected test reaches the function), suspicious/segfault. Score = (killed + timeout) / (killed + survived +
-timeout). A survivor is listed with its diff, and with one line why when a rule of ``EQUIVALENT`` (or the
+selected test reaches the function), crashed (the test process aborted), suspicious/segfault. Score =
+caught / (caught + survived), caught = killed + timeout + crashed. A survivor is listed with its diff, and with one line why when a rule of ``EQUIVALENT`` (or the
 device/dtype/default-argument checks of ``explain``) says it cannot change what a test observes.
 """
 import argparse
@@ -63,7 +63,7 @@ TESTS = {
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
-          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}
+          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault", -6: "crashed"}
 
 
 def scratch_copy(work):
@@ -186,8 +186,8 @@ def write(out, target, status, survivors, seconds):
     counts = {}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
-    judged = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
-    caught = counts.get("killed", 0) + counts.get("timeout", 0)  # a mutant that hangs a test is caught too
+    caught = sum(counts.get(k, 0) for k in ("killed", "timeout", "crashed"))  # a hung or crashed test caught it too
+    judged = caught + counts.get("survived", 0)
     score = caught / judged if judged else float("nan")
     unexplained = [n for n, text in survivors.items() if explain(text) is None]
     lines = [f"## {target}\n", f"score {score:.1%} ({caught} caught of {judged}; "
@@ -205,13 +205,41 @@ def write(out, target, status, survivors, seconds):
     Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections[t].rstrip("\n") + "\n" for t in order))
 
 
+def rerender(out):
+    """Re-apply ``explain`` to the survivors already in the results file (after a rule was added), without
+    running mutmut again: each section's notes and its count of unexplained survivors."""
+    text = Path(out).read_text()
+    entry = re.compile(r"`(?P<name>[^`]+)` \((?P<status>[a-z ]+)(;[^\n]*)?\)\n```diff\n(?P<diff>.*?)\n```\n", re.S)
+    head, *sections = text.split("\n## ")
+    rendered = []
+    for section in sections:
+        entries = list(entry.finditer(section))
+        unexplained = 0
+        for match in entries:
+            why = explain(match["diff"])
+            unexplained += why is None
+        lines = section.split("\n")
+        lines[2] = re.sub(r"\d+ survivors unexplained", f"{unexplained} survivors unexplained", lines[2])
+        body = "\n".join(lines[:3]) + "\n"
+        for match in entries:
+            why = explain(match["diff"])
+            note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
+            body += f"`{match['name']}` ({match['status']}{note})\n```diff\n{match['diff']}\n```\n"
+        rendered.append("## " + body)
+    Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(r.rstrip("\n") + "\n" for r in rendered))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", nargs="*", default=list(TESTS), help="files to mutate (default: all, in priority order)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "verification" / "mutation.md"))
     parser.add_argument("--work", default="/tmp/recbole-spectral-mutation")
     parser.add_argument("--log", default="/tmp/recbole-spectral-mutation.log")
+    parser.add_argument("--rerender", action="store_true", help="only re-apply the equivalence rules to the results file")
     args = parser.parse_args(argv)
+    if args.rerender:
+        rerender(args.out)
+        return
     unknown = [f for f in args.files if f not in TESTS]
     if unknown:
         parser.error(f"no test selection for {unknown}; known: {list(TESTS)}")
