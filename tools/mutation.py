@@ -14,8 +14,9 @@ part-way keeps what finished. Not run in CI (too slow).
 
 Statuses are mutmut's: killed (a test failed), survived (all passed), timeout (a test hung), no tests (no
 selected test reaches the function), crashed (the test process aborted), suspicious/segfault. Score =
-caught / (caught + survived), caught = killed + timeout + crashed. A survivor is listed with its diff, and with one line why when a rule of ``EQUIVALENT`` (or the
-device/dtype/default-argument checks of ``explain``) says it cannot change what a test observes.
+caught / (caught + survived), caught = killed + timeout + crashed. A survivor is listed with its diff, and
+with one line why when a rule of ``EQUIVALENT`` (or the device/dtype/default-argument checks of ``explain``)
+says it cannot change what a test observes. ``--rerender`` re-applies the rules to the results file.
 """
 import argparse
 import json
