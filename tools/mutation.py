@@ -137,6 +137,8 @@ EQUIVALENT = [
     (r"norm\(p=None\)|normalize\(.*p=None", "p=None is the 2-norm, the default"),
     (r"logger\.info\(", "a log line only"),
     (r"errstate\(divide=None\)", "warnings only"),
+    (r"np\.where\(degree >= 0, |np\.maximum\(degree, 1\), 1\.0\)", "a zero degree's factor multiplies only an empty row"),
+    (r"gumbel_softmax\(logits, tau=self\.tau, dim=1, (hard=None)?\)", "hard=None and the default are hard=False"),
     (r"np\.where\(values >= 0, |\*\* power, 1\.0\)", "a zero degree's factor multiplies only an empty row or column"),
     (r"self\.alpha \+ self\.beta >= 1\.0 \+ 1e-9", "differs only at alpha + beta = 1 + 1e-9 exactly"),
     (r"residual < self\.tolerance", "differs only when a change equals the tolerance exactly"),
@@ -158,7 +160,7 @@ EQUIVALENT = [
 def only_drops(removed, added, argument):
     """Whether the mutant only replaced ``argument`` by None or left it out."""
     return any(r.replace(argument, "None") == a or r.replace(", " + argument, ", ") == a or r.replace(", " + argument, "") == a
-               for r, a in zip(removed, added)) and len(removed) == len(added)
+               or r.replace(argument, "") == a for r, a in zip(removed, added)) and len(removed) == len(added)
 
 
 def explain(text):
