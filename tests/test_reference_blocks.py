@@ -102,7 +102,8 @@ def test_global_context_attention_equals_its_formula_with_non_zero_scores(mode):
     query, views = torch.randn(7, d, generator=g), [torch.randn(7, d, generator=g) for _ in range(n_views)]
     p = ref.weights(attention)
     q = query.double().numpy()
-    scores = [ref.linear(p, f"score.{b}", np.tanh(ref.linear(p, f"hidden.{b}", q))) for b in range(n_views)]
+    assert p["score.0.weight"].shape == ((d if mode == "feature" else 1), 4) and "score.0.bias" not in p  # W2_b, no bias
+    scores = [np.tanh(ref.linear(p, f"hidden.{b}", q)) @ p[f"score.{b}.weight"].T for b in range(n_views)]
     vs = [v.double().numpy() for v in views]
     assert min(np.ptp(s) for s in scores) > 0.5  # the scores are far from uniform
     if mode == "feature":

@@ -398,7 +398,7 @@ def spectramb_reference(p, dataset, c, removed=None):
     if removed is not None:
         views[removed] = np.zeros_like(views[removed])
     if c["fusion"] == "attention":
-        fused = np.mean([d * ref.softmax(ref.linear(p, f"attention.score.{k}", np.tanh(ref.linear(p, f"attention.hidden.{k}", purified))), -1) * v
+        fused = np.mean([d * ref.softmax(np.tanh(ref.linear(p, f"attention.hidden.{k}", purified)) @ p[f"attention.score.{k}.weight"].T, -1) * v
                          for k, v in enumerate(views)], axis=0)
     else:
         fused = np.mean(views, axis=0)

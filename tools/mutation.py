@@ -132,7 +132,10 @@ EQUIVALENT = [
     (r"(cl_weight|reg_weight|lambda_\w+|final_reg_weight) >= 0", "with weight 0 the term adds 0 x term (only the cost changes)"),
     (r"normalize\(.*, \)", "F.normalize's default dim is 1 (rows of a 2-D tensor)"),
     (r"torch\.stack\(.*, \)", "torch.stack's default dim is 0"),
-    (r"\.sum\(\+1\)|\.mean\(\+1\)", "+1 and -1 are the same axis of a 2-D tensor"),
+    (r"\.sum\(\+1\)|\.mean\(\+1\)|dim=\+1|shape\[\+1\]", "+1 and -1 are the same axis of a 2-D tensor"),
+    (r"irfft\(spectrum \* weight, (n=None, )?dim=-1, norm=\"ortho\"\)",
+     "irfft's default length 2(m - 1) is d for the even d every filter requires"),
+    (r"torch\.randint\(n_bands, ", "randint(high, size) draws from [0, high): the same"),
     (r"aux_edge_term=None\)", "None is falsy like False"),
     (r"norm\(p=None\)|normalize\(.*p=None", "p=None is the 2-norm, the default"),
     (r"logger\.info\(", "a log line only"),
@@ -174,6 +177,10 @@ def explain(text):
         if len(removed) == len(added) and (re.sub(r"(, )?device=[\w.]+", "", r).replace(", )", ")")
                                            == re.sub(r"(, )?device=None", "", a).replace(", )", ")")):
             return "device None is the CPU the tests (and the default config) run on"
+    if only_drops(removed, added, "dim=-1"):
+        return "dim -1 is the default"
+    if any("shape[-1]" in r for r in removed) and any(re.fullmatch(r"\s*d = (None|xs\[1\]\.shape\[-1\])", a) for a in added):
+        return "irfft's default length 2(m - 1) is d for the even d every filter requires; all signals share d"
     if only_drops(removed, added, "p=2"):
         return "p=2 is the default"
     if only_drops(removed, added, "symmetric=True"):
