@@ -19,6 +19,7 @@ with one line why when a rule of ``EQUIVALENT`` (or the device/dtype/default-arg
 says it cannot change what a test observes. ``--rerender`` re-applies the rules to the results file.
 """
 import argparse
+import difflib
 import json
 import os
 import re
@@ -99,9 +100,34 @@ def mutmut():
     return str(Path(sys.executable).with_name("mutmut"))
 
 
-def diff(work, name):
-    out = subprocess.run([mutmut(), "show", name], cwd=work, capture_output=True, text=True)
-    return "\n".join(line for line in out.stdout.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++")))
+def function_sources(work, target):
+    """{function name: source} of every function in the mutated copy of ``target`` (originals and mutants)."""
+    import ast
+    text = (work / "mutants" / target).read_text()
+    lines = text.splitlines()
+    return {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno])
+            for node in ast.walk(ast.parse(text)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def diff(sources, name):
+    """The changed lines of mutant ``name`` against its original function (what ``mutmut show`` prints, read from
+    the mutated file directly: ``mutmut show`` takes seconds per mutant)."""
+    function = name.rsplit(".", 1)[-1]  # e.g. xǁSSRǁfuse__mutmut_3
+    original = sources.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    mutant = sources.get(function, "")
+    original_lines = [line.replace("__mutmut_orig", "") for line in original.splitlines()[1:]]
+    mutant_lines = mutant.splitlines()[1:]
+    changed = [line for line in difflib.unified_diff(original_lines, mutant_lines, lineterm="", n=0)
+               if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
+    return "\n".join(changed)
+
+
+def collect(target, work, seconds=0.0):
+    """(status per mutant, {survivor: diff}, seconds) of a finished (or stopped) mutmut run in ``work``."""
+    status = results(work, target)
+    survivors = sorted(n for n, s in status.items() if s in ("survived", "timeout", "suspicious"))
+    sources = function_sources(work, target) if survivors else {}
+    return status, {n: diff(sources, n) for n in survivors}, seconds
 
 
 def run_file(target, work, log):
@@ -114,9 +140,7 @@ def run_file(target, work, log):
         f.flush()
         subprocess.run([mutmut(), "run", "--max-children", "1"], cwd=work, env=env,
                        stdout=f, stderr=subprocess.STDOUT)
-    status = results(work, target)
-    survivors = sorted(n for n, s in status.items() if s in ("survived", "timeout", "suspicious"))
-    return status, {n: diff(work, n) for n in survivors}, time.time() - start
+    return collect(target, work, time.time() - start)
 
 
 # Survivors judged equivalent (they cannot change what a test can observe): a regular expression on the
@@ -246,9 +270,13 @@ def main(argv=None):
     parser.add_argument("--work", default="/tmp/recbole-spectral-mutation")
     parser.add_argument("--log", default="/tmp/recbole-spectral-mutation.log")
     parser.add_argument("--rerender", action="store_true", help="only re-apply the equivalence rules to the results file")
+    parser.add_argument("--collect", action="store_true", help="write the section of --files' first file from --work")
     args = parser.parse_args(argv)
     if args.rerender:
         rerender(args.out)
+        return
+    if args.collect:  # the last run in --work, e.g. one stopped part-way: its section, without running mutmut
+        write(args.out, args.files[0], *collect(args.files[0], Path(args.work)))
         return
     unknown = [f for f in args.files if f not in TESTS]
     if unknown:
