@@ -77,6 +77,10 @@ CASES += [
  ("mule without auxiliary behaviors calls the graph attention", M+"multibehavior/mule.py", "final = self.graph_attention(coarse, fine) if fine else coarse", "final = self.graph_attention(coarse, fine)", "tests/test_reference_mb.py::test_mule_with_the_target_behavior_alone_is_its_behavior_view"),
  ("historypop without auxiliary behaviors counts target rows as a stage", M+"multibehavior/historypop.py", "stage = dataset.behavior_matrix(dataset.target_behavior) * 0.0", "stage = dataset.behavior_matrix(dataset.target_behavior) * 1.0", "tests/test_reference_mb.py::test_historypop_without_auxiliary_behaviors_ranks_by_popularity_alone"),
 ]
+CASES += [
+ ("per-band InfoNCE: band negatives multiplied by τ (SSR reference)", M+"multimodal/ssr.py", "logits = torch.cat([other_items, other_bands / self.temperature], 1)", "logits = torch.cat([other_items, other_bands * self.temperature], 1)", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
+ ("per-band InfoNCE: band negatives multiplied by τ (closed form)", M+"multimodal/ssr.py", "logits = torch.cat([other_items, other_bands / self.temperature], 1)", "logits = torch.cat([other_items, other_bands * self.temperature], 1)", "tests/test_reference_blocks.py::test_per_band_infonce_has_its_closed_form"),
+]
 only = sys.argv[1:]
 env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 for name, path, old, new, test in CASES:

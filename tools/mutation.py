@@ -48,7 +48,7 @@ TESTS = {
     f"{MODEL}/multibehavior/mule.py": MB_TESTS,
     f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
     f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
-    f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_ssr.py"],
+    f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_reference_blocks.py", "tests/test_ssr.py"],
     f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py"],
     f"{LAYERS}/contrastive.py": ["tests/test_reference_blocks.py", "tests/test_contrastive.py", "tests/test_reference_mm.py"],
     f"{LAYERS}/multibehavior/fusion.py": ["tests/test_reference_blocks.py", "tests/test_reference_mb.py"],
