@@ -15,6 +15,7 @@ from recbole_spectral.model.multimodal.ssr import SSR
 from recbole_spectral.model.multimodal.vbpr import VBPR
 from tests import reference as ref
 from tests.helpers import TinyMultiModalDataset, model_config, pairwise_batch
+from tests.test_reference_blocks import ghsno_reference
 
 N_USERS, N_ITEMS = TinyMultiModalDataset.n_users, TinyMultiModalDataset.n_items
 
@@ -279,23 +280,41 @@ SSR_CONFIG = {"n_layers": 2, "band_method": "fixed", "fixed_band_borders": BORDE
               "mask_semantics": "released", "hsno_rank": 2}
 
 
+def ssr_fuse(p, c, bands, keep, is_user):
+    """Stage 3 by the options: the released operators per node type, G-HSNO ('ours', one operator), or the sum."""
+    if c["fusion"] == "sum":
+        return (bands if keep is None else bands * keep[:, :, None]).sum(1)
+    if c["hsno_mode"] == "ours":
+        return ghsno_reference({k[len("hsno."):]: v for k, v in p.items() if k.startswith("hsno.")}, bands, keep,
+                               c["temperature"])[0]
+    users = ref.released_hsno(p, "hsno_user", bands[is_user], None if keep is None else keep[is_user])
+    items = ref.released_hsno(p, "hsno_item", bands[~is_user], None if keep is None else keep[~is_user])
+    return np.concatenate([users, items])
+
+
 def ssr_loss_reference(p, bands, b, keep, c):
-    """BPR/BCE on the unmasked operator output + λ_mask mean((z_mask − z)²) + λ_reg (R_user + R_item)
-    + λ_cl per-band InfoNCE (image ↔ text slices, negatives: the batch's other items in the band and the same
-    item in the other bands) + pref L2 on the batch's users."""
+    """BPR/BCE on the operator output (mask_semantics released: unmasked, + λ_mask mean_elements (z_mask − z)²;
+    ours: masked, + λ_mask mean_nodes ‖z_mask − z‖²) + λ_reg (the operators' regularisers) + λ_cl per-band InfoNCE
+    (image ↔ text slices, negatives: the batch's other items in the band and the same item in the other bands)
+    + pref L2 on the batch's users."""
     u, i, j = indices(b)
     nodes = np.unique(np.concatenate([u, N_USERS + i, N_USERS + j]))
     is_user = nodes < N_USERS
-    z = np.concatenate([ref.released_hsno(p, "hsno_user", bands[nodes[is_user]], None),
-                        ref.released_hsno(p, "hsno_item", bands[nodes[~is_user]], None)])
-    masked = np.concatenate([ref.released_hsno(p, "hsno_user", bands[nodes[is_user]], keep[is_user]),
-                             ref.released_hsno(p, "hsno_item", bands[nodes[~is_user]], keep[~is_user])])
+    full, masked = ssr_fuse(p, c, bands[nodes], None, is_user), ssr_fuse(p, c, bands[nodes], keep, is_user)
+    z = full if c["mask_semantics"] == "released" else masked
     row = {node: k for k, node in enumerate(nodes)}
     zu, zi, zj = (z[[row[n] for n in rows]] for rows in (u, N_USERS + i, N_USERS + j))
     pos, neg = (zu * zi).sum(1), (zu * zj).sum(1)
     loss = (ref.softplus(-pos) + ref.softplus(neg)).mean() if c["loss_type"] == "BCE" else ref.softplus(neg - pos).mean()
-    loss += c["lambda_mask"] * ((masked - z) ** 2).mean()
-    loss += c["lambda_reg"] * (ref.released_hsno_reg(p, "hsno_user") + ref.released_hsno_reg(p, "hsno_item"))
+    if c["mask_semantics"] == "released":
+        loss += c["lambda_mask"] * ((masked - full) ** 2).mean()
+    else:
+        loss += c["lambda_mask"] * ((masked - full) ** 2).sum(1).mean()
+    if c["fusion"] == "hsno" and c["hsno_mode"] == "released":
+        loss += c["lambda_reg"] * (ref.released_hsno_reg(p, "hsno_user") + ref.released_hsno_reg(p, "hsno_item"))
+    elif c["fusion"] == "hsno":
+        q, k, gains = p["hsno.query"], p["hsno.key"], p["hsno.gains"]
+        loss += c["lambda_reg"] * (((q @ k.T) ** 2).sum() / q.shape[0] ** 2 + (gains ** 2).sum() / gains.size)
     d, n_bands = p["user_embedding.weight"].shape[1], bands.shape[1]
     items = bands[N_USERS + np.unique(i)]  # distinct positives, ascending
     slices = [ref.normalize(items[:, :, d * v: d * (v + 1)]) for v in (1, 2)]
@@ -314,16 +333,18 @@ def ssr_loss_reference(p, bands, b, keep, c):
     return loss
 
 
-@pytest.mark.parametrize("loss_type", ["BPR", "BCE"])
-def test_ssr_forward_and_loss_equal_the_reference(loss_type, monkeypatch):
-    c = {**SSR_CONFIG, "loss_type": loss_type}
+@pytest.mark.parametrize("loss_type,options", [
+    ("BPR", {}), ("BCE", {}), ("BPR", {"hsno_mode": "ours", "mask_semantics": "ours"}),
+    ("BPR", {"fusion": "sum", "mask_semantics": "ours"}), ("BCE", {"fusion": "sum"})])
+def test_ssr_forward_and_loss_equal_the_reference(loss_type, options, monkeypatch):
+    c = {**SSR_CONFIG, "loss_type": loss_type, **options}
     model, dataset = build(SSR, **c)
     ref.randomise(model, std=0.3)
     b = batch()
     p = ref.weights(model)
     bands = ref_bands = ssr_reference(p, model, dataset, c)
     users, items = N_USERS, N_ITEMS
-    z = np.concatenate([ref.released_hsno(p, "hsno_user", bands[:users], None), ref.released_hsno(p, "hsno_item", bands[users:], None)])
+    z = ssr_fuse(p, c, bands, None, np.arange(users + N_ITEMS) < users)
     ref.assert_close(scores_of(model), z[:users] @ z[users:].T, rtol=1e-4, atol=1e-5)
 
     n_nodes = len(np.unique(np.concatenate([b["user_id"].numpy(), N_USERS + b["item_id"].numpy(), N_USERS + b["neg_item_id"].numpy()])))

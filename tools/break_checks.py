@@ -81,6 +81,11 @@ CASES += [
  ("per-band InfoNCE: band negatives multiplied by τ (SSR reference)", M+"multimodal/ssr.py", "logits = torch.cat([other_items, other_bands / self.temperature], 1)", "logits = torch.cat([other_items, other_bands * self.temperature], 1)", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
  ("per-band InfoNCE: band negatives multiplied by τ (closed form)", M+"multimodal/ssr.py", "logits = torch.cat([other_items, other_bands / self.temperature], 1)", "logits = torch.cat([other_items, other_bands * self.temperature], 1)", "tests/test_reference_blocks.py::test_per_band_infonce_has_its_closed_form"),
 ]
+CASES += [
+ ("ssr G-HSNO ignores the band mask", M+"multimodal/ssr.py", "return [self.hsno(bands, keep)[0] for keep in keeps]", "return [self.hsno(bands, None)[0] for keep in keeps]", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
+ ("ssr sum fusion ignores the band mask", M+"multimodal/ssr.py", "return [(bands if keep is None else bands * keep.unsqueeze(-1)).sum(1) for keep in keeps]", "return [bands.sum(1) for keep in keeps]", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
+ ("ssr 'ours' consistency as an element mean", M+"multimodal/ssr.py", "consistency = (z - full).pow(2).sum(1).mean()", "consistency = (z - full).pow(2).mean()", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
+]
 only = sys.argv[1:]
 env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
 for name, path, old, new, test in CASES:
