@@ -70,6 +70,15 @@ def test_historypop_without_auxiliary_behaviors_ranks_by_popularity_alone():
 
 
 # -- CascadingRank ------------------------------------------------------------------------------------
+def cascading_parts(dataset, b, u):
+    """Ã_b = D_u^{-1/2} A_b D_i^{-1/2} (zero rows and columns for isolated nodes) and user u's queries: q_u = e_u,
+    q_i = A_b^T D_u^{-1} e_u (zero when u has no pair in b)."""
+    a = behavior(dataset, b)
+    du, di = a.sum(1), a.sum(0)
+    inv_u, inv_i = np.where(du > 0, du, 1) ** -0.5 * (du > 0), np.where(di > 0, di, 1) ** -0.5 * (di > 0)
+    return inv_u[:, None] * a * inv_i[None, :], np.eye(N_USERS)[u], (a[u] / du[u] if du[u] > 0 else np.zeros(N_ITEMS))
+
+
 @pytest.mark.parametrize("alpha,beta", [(0.15, 0.5), (0.3, 0.0), (0.2, 0.8)])
 def test_cascadingrank_scores_are_the_fixed_points_of_its_iteration(alpha, beta):
     """Ko et al. (arXiv 2502.11335): r = γ Ã_b r + α q_b + β c with Ã_b the symmetric-normalised bipartite graph of
@@ -81,14 +90,11 @@ def test_cascadingrank_scores_are_the_fixed_points_of_its_iteration(alpha, beta)
     for u in range(N_USERS):
         c = None
         for b in BEHAVIORS:
-            a = behavior(dataset, b)
-            du, di = a.sum(1), a.sum(0)
-            q = np.concatenate([np.eye(N_USERS)[u], a[u] / du[u] if du[u] > 0 else np.zeros(N_ITEMS)])
+            smooth, q_u, q_i = cascading_parts(dataset, b, u)
+            q = np.concatenate([q_u, q_i])
             c = q if c is None else c
             big = np.zeros((N_USERS + N_ITEMS,) * 2)
-            inv_u, inv_i = np.where(du > 0, du, 1) ** -0.5 * (du > 0), np.where(di > 0, di, 1) ** -0.5 * (di > 0)
-            big[:N_USERS, N_USERS:] = inv_u[:, None] * a * inv_i[None, :]
-            big[N_USERS:, :N_USERS] = big[:N_USERS, N_USERS:].T
+            big[:N_USERS, N_USERS:], big[N_USERS:, :N_USERS] = smooth, smooth.T
             c = np.linalg.solve(np.eye(len(big)) - gamma * big, alpha * q + beta * c)
         expected[u] = c[N_USERS:]
     ref.assert_close(full_scores(model), expected, rtol=1e-4, atol=1e-5)
@@ -104,11 +110,7 @@ def test_cascadingrank_stops_each_user_at_its_own_convergence_or_at_max_iter():
     for u in range(N_USERS):
         c = None
         for b in BEHAVIORS:
-            a = behavior(dataset, b)
-            du, di = a.sum(1), a.sum(0)
-            inv_u, inv_i = np.where(du > 0, du, 1) ** -0.5 * (du > 0), np.where(di > 0, di, 1) ** -0.5 * (di > 0)
-            smooth = inv_u[:, None] * a * inv_i[None, :]
-            q_u, q_i = np.eye(N_USERS)[u], (a[u] / du[u] if du[u] > 0 else np.zeros(N_ITEMS))
+            smooth, q_u, q_i = cascading_parts(dataset, b, u)
             c_u, c_i = (q_u, q_i) if c is None else c
             r_u, r_i = q_u, q_i
             for _ in range(max_iter):
