@@ -164,6 +164,7 @@ EQUIVALENT = [
     (r"norm\(p=None\)|normalize\(.*p=None", "p=None is the 2-norm, the default"),
     (r"logger\.info\(", "a log line only"),
     (r"errstate\(divide=None\)", "warnings only"),
+    (r"context = (purified|full)_global if \(self\.filter_mode == \"context\"\) or True", "a static filter ignores the context"),
     (r"np\.where\(degree >= 0, |np\.maximum\(degree, 1\), 1\.0\)", "a zero degree's factor multiplies only an empty row"),
     (r"gumbel_softmax\(logits, tau=self\.tau, dim=1, (hard=None)?\)", "hard=None and the default are hard=False"),
     (r"np\.where\(values >= 0, |\*\* power, 1\.0\)", "a zero degree's factor multiplies only an empty row or column"),
