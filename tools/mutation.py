@@ -149,7 +149,7 @@ EQUIVALENT = [
     (r"\.to\(None\)|\(interactions, None\)|\(interactions, \)", "device None is the CPU the tests (and the default config) run on"),
     (r"dtype=None\)|as_tensor\(dataset\.item_features\(m\), \)", "the input is float32 already"),
     (r"\.astype\(None\)", "scipy's astype(None) gives float64: the same graph once to_torch_sparse casts it to float32"),
-    (r"torch\.cat\(\[.*\], \)", "torch.cat's default dim is 0"),
+    (r"torch\.cat\(.*, \)", "torch.cat's default dim is 0"),
     (r"symmetric=(None|False)\)|aggregation=\"mean\", \)$",
      "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"),
     (r"dim=\+1\)", "dim +1 and -1 are the same axis of a 2-D tensor"),
@@ -196,7 +196,7 @@ def explain(text):
     added = [line[1:] for line in text.splitlines() if line.startswith("+")]
     if only_drops(removed, added, "self.device"):
         return "device None is the CPU the tests (and the default config) run on"
-    if only_drops(removed, added, "dtype=torch.float32"):
+    if only_drops(removed, added, "dtype=torch.float32") or only_drops(removed, added, "dtype=np.float32"):
         return "the input is float32 already"
     for r, a in zip(removed, added):  # a device argument dropped or set to None: the CPU here
         if len(removed) == len(added) and (re.sub(r"(, )?device=[\w.]+", "", r).replace(", )", ")")
