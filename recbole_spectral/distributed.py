@@ -19,6 +19,7 @@ What differs from RecBole's path, and why:
   keeps RecBole's map-reduce: it drives early stopping and every rank gets the same value.
 """
 import contextlib
+import hashlib
 import os
 import socket
 import uuid
@@ -139,16 +140,28 @@ def run_distributed(model, dataset, config_file_list=None, cmd_overrides=None, n
         raise SpectralError(f"distributed training failed: {lines[-1] if lines else err}") from None
     result = {"best_valid_score": None, "valid_score_bigger": config["valid_metric_bigger"],
               "best_valid_result": {}, "test_result": {}}  # stays empty on a node without global rank 0
-    finished = {}
+    finished, digests = {}, {}
     while not queue.empty():
         kind, payload = queue.get()
         if kind == "result":
             result.update(payload)
         else:
             finished[payload["rank"]] = payload["parameter_sum"]
-    result["finished_ranks"] = finished  # global rank -> sum of its final parameters (replicas agree)
+            digests[payload["rank"]] = payload["state_digest"]
+    result["finished_ranks"] = finished  # global rank -> sum of its parameters after training (replicas agree)
+    result["state_digests"] = digests  # global rank -> digest of its final weights and buffers (bit for bit)
     result["saved_model_file"] = settings["saved_model_file"]
     return result
+
+
+def state_digest(model):
+    """SHA-256 of every tensor of ``model.state_dict()`` (names, shapes and bytes): equal only for identical
+    weights and buffers."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _worker(local_rank, model, dataset, config_file_list, config_dict, overrides, settings, queue):
@@ -170,6 +183,9 @@ def _worker(local_rank, model, dataset, config_file_list, config_dict, overrides
 
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True,
                                                       show_progress=config["show_progress"])
+    with torch.no_grad():  # the replica as training left it (before rank 0 loads the best checkpoint to test)
+        finished = {"rank": local_rank + config["offset"], "state_digest": state_digest(net),
+                    "parameter_sum": float(sum(p.double().sum() for p in net.parameters()))}
     dist.barrier()  # the best checkpoint is completely written before anyone reads it
     if local_rank + config["offset"] == 0:
         with single_process(config):
@@ -185,6 +201,4 @@ def _worker(local_rank, model, dataset, config_file_list, config_dict, overrides
         }))
     dist.barrier()  # nobody leaves (and tears down the group) while rank 0 still evaluates
     dist.destroy_process_group()
-    with torch.no_grad():
-        parameter_sum = float(sum(p.double().sum() for p in net.parameters()))
-    queue.put(("finished", {"rank": local_rank + config["offset"], "parameter_sum": parameter_sum}))
+    queue.put(("finished", finished))

@@ -3,8 +3,8 @@
 After every validation, :func:`save_training_state` writes (atomically) everything the next epoch depends
 on: the model's weights and non-parameter state, the optimizer, the early-stopping bookkeeping (start
 epoch, steps without improvement, best score and result, best epoch, the best checkpoint's path), the epoch
-times so far, and every random number generator a run draws from (torch's, numpy's and Python's global
-ones, the training dataloader's shuffling generator and any ``torch.Generator`` a model holds, e.g. an edge
+times so far, and every random number generator a run draws from (torch's CPU and CUDA, numpy's and Python's
+global ones, the training dataloader's shuffling generator and any ``torch.Generator`` a model holds, e.g. an edge
 pruning's). :func:`restore_training_state` puts them back, so a resumed run computes the same epochs as an
 uninterrupted one (tests/test_training_state.py checks equal scores). The file is a plugin checkpoint
 (``read_checkpoint``: weights-only, refused with one line when it is truncated or of another run).
@@ -71,6 +71,7 @@ def save_training_state(path, trainer, train_data, best_epoch, epoch_times, next
         "elapsed_s": float(elapsed_s),
         "rng": {
             "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,  # dropout etc. on a GPU
             "numpy": _numpy_state(),
             "python": _python_state(),
             "dataloader": train_data.generator.get_state() if getattr(train_data, "generator", None) is not None else None,
@@ -101,17 +102,19 @@ def restore_training_state(state, trainer, train_data, path="training state"):
     trainer.best_valid_score = state["best_valid_score"]
     trainer.best_valid_result = state["best_valid_result"] or None
     trainer.saved_model_file = state["best_model_file"]
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
+    rng = state["rng"]  # generator states are CPU byte tensors (the state may have been read onto a GPU)
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
     _set_numpy_state(rng["numpy"])
     python = rng["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
     if rng["dataloader"] is not None:
-        train_data.generator.set_state(rng["dataloader"])
+        train_data.generator.set_state(rng["dataloader"].cpu())
     generators = model_generators(model)
     for name, value in rng["model"].items():
         if name not in generators:
             raise CheckpointError(f"training state has a random generator '{name}' that model "
                                   f"{type(model).__name__} does not hold (delete the state to start afresh)")
-        generators[name].set_state(value)
+        generators[name].set_state(value.cpu())
     return state["best_epoch"], list(state["epoch_times"])

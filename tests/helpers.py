@@ -140,3 +140,18 @@ def write_mmrec(folder, name="toy", inter=TOY_INTER, seed=0):
     np.save(folder / "image_feat.npy", image)
     np.save(folder / "text_feat.npy", text)
     return {"image": image.astype(np.float32), "text": text.astype(np.float32)}
+
+
+def write_synthetic_mmrec(folder, n_users=80, n_items=50, per_user=8, seed=0):
+    """A small random MMRec folder (<name>.inter with per_user - 2 training rows, one validation and one test row
+    per user; image_feat.npy 6-d, text_feat.npy 5-d), for end-to-end runs that must be quick."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = ["userID\titemID\trating\ttimestamp\tx_label"]
+    for u in range(n_users):
+        items = rng.choice(n_items, per_user, replace=False)
+        labels = [0] * (per_user - 2) + [1, 2]
+        lines += [f"{u}\t{i}\t1\t{u * per_user + t}\t{x}" for t, (i, x) in enumerate(zip(items, labels))]
+    (folder / f"{folder.name}.inter").write_text("\n".join(lines) + "\n")
+    np.save(folder / "image_feat.npy", rng.normal(size=(n_items, 6)).astype(np.float32))
+    np.save(folder / "text_feat.npy", rng.normal(size=(n_items, 5)).astype(np.float32))

@@ -379,8 +379,7 @@ def test_mule_views_attention_and_gradients():
     model.calculate_loss(batch).backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
-    # the not-bought views depend on the target key: changing the target graph's output changes them
-    assert not torch.allclose(views["not:view"], views["view"])
+    # the views and the attention against their formulas: tests/test_reference_mb.py::test_mule_forward_and_loss...
 
 
 def test_models_refuse_a_plain_dataset():

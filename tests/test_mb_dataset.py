@@ -15,7 +15,8 @@ from recbole_spectral.data.atomic import write_multibehavior_folder
 from recbole_spectral.data.builders.ml100k_mb import split_frames
 from recbole_spectral.data.multibehavior import MultiBehaviorDataset
 from recbole_spectral.errors import ConfigError, DataError
-from recbole_spectral.quick_start import run_recbole_spectral
+from recbole_spectral.quick_start import load_data_and_model, run_recbole_spectral, start_run, train_and_test
+from recbole_spectral.trainer import trainer_class
 from tests.helpers import FAST, ROOT
 
 TOY_YAML = """behaviors: [view, cart, buy]
@@ -254,3 +255,32 @@ def test_ml100k_mb_runs_lightgcn_from_the_cli_on_the_target(workdir):
 def test_ml100k_mb_runs_bpr(workdir, one_thread):
     result = run_recbole_spectral("BPR", "ml-100k-mb", config_dict={**FAST, "train_batch_size": 8192})
     assert 0 <= result["test_result"]["hit@10"] <= 1 and "ndcg@10" in result["test_result"]
+
+
+# -- metric level: a known model through the trainer and through a reloaded checkpoint ----------------
+def funnel_splits():
+    """5 users, 6 items. Test buys: u1 i3 and u2 i4 (each viewed in training), u3 i6 (carted; it also viewed i5),
+    u4 i1 (never seen; the most bought item it has not bought), u5 i6 (neither seen nor bought by anyone; u5
+    viewed i2). Training buys: i1 by u1, u3; i2 by u2, u4; i3 by u5."""
+    train = frame([("u1", "i1", "buy"), ("u1", "i3", "view"), ("u2", "i2", "buy"), ("u2", "i4", "view"),
+                   ("u3", "i1", "buy"), ("u3", "i5", "view"), ("u3", "i6", "cart"), ("u4", "i2", "buy"),
+                   ("u5", "i3", "buy"), ("u5", "i2", "view")])
+    valid = frame([("u1", "i5", "buy"), ("u2", "i6", "buy")])
+    test = frame([("u1", "i3", "buy"), ("u2", "i4", "buy"), ("u3", "i6", "buy"), ("u4", "i1", "buy"), ("u5", "i6", "buy")])
+    return {"train": train, "valid": valid, "test": test}
+
+
+@pytest.mark.parametrize("stage_order,hits", [("latest_first", 0.8), ("earliest_first", 0.6)])
+def test_historypop_hits_the_viewed_test_items_at_1_through_the_trainer_and_a_reloaded_checkpoint(stage_order, hits, workdir):
+    """HistoryPop's top item: u1 i3 and u2 i4 (their only viewed items: hits), u3 i6 (latest stage first: cart
+    beats view, a hit; earliest first: i5, a miss), u4 i1 (popularity: a hit), u5 i2 (viewed; its test item i6
+    is not: a miss). Hit@1 = 4/5 latest first, 3/5 earliest first."""
+    write_toy(workdir, funnel_splits(), name="funnel")
+    config = toy_config("funnel", model="HistoryPop", stage_order=stage_order, metrics=["Hit"], topk=[1],
+                        valid_metric="Hit@1", checkpoint_dir=str(workdir / "saved"))
+    start_run(config)
+    result, _, _ = train_and_test(config)
+    assert result["test_result"]["hit@1"] == pytest.approx(hits)
+
+    config, model, _, _, _, test_data = load_data_and_model(result["model_file"])
+    assert trainer_class(config)(config, model).evaluate(test_data, load_best_model=False)["hit@1"] == pytest.approx(hits)

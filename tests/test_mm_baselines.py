@@ -2,7 +2,8 @@
 
 Blocks: degree-sensitive edge pruning (layers/edge_pruning.py), fixed CSR sparse products
 (layers/graph.FixedSparse), the fused spectrum filter (layers/feature_fft.fused_spectral_filter) and the
-dataset's max-pooled item graph (ItemStructures.max_item_graph). Models run on the tiny in-test multimodal
+dataset's max-pooled item graph (ItemStructures.max_item_graph). Every model's forward pass and loss against a
+dense reference of its equations: tests/test_reference_mm.py. Models run on the tiny in-test multimodal
 dataset of tests/test_ssr.py; the one-epoch run, checkpoint reload and full-sort == predict check on
 ml-100k-mm are in tests/test_all_models.py.
 """
@@ -289,33 +290,7 @@ def test_lgmrec_memberships_are_gumbel_in_training_and_plain_softmax_in_evaluati
     assert not torch.allclose(noisy, torch.softmax(logits / model.tau, 1))
 
 
-def test_lgmrec_one_modality_has_no_contrastive_term():
-    model = build("LGMRec", modalities=("audio",), reg_weight=0.0, cl_weight=1.0)
-    model.train()
-    b = batch(8)
-    torch.manual_seed(1)
-    loss = model.calculate_loss(b)
-    torch.manual_seed(1)
-    out, _ = model.forward()
-    u, p, q = out[b["user_id"]], out[N_USERS + b["item_id"]], out[N_USERS + b["neg_item_id"]]
-    torch.testing.assert_close(loss, -torch.log(torch.sigmoid((u * p).sum(1) - (u * q).sum(1))).mean())
-
-
 # -- SMORE ---------------------------------------------------------------------------------------------
-def test_smore_item_signals_gate_the_id_embeddings_with_filtered_features():
-    """With no item-graph layers, the image view's item rows are E_I ⊙ σ(G(irFFT(rFFT(X W + b) ⊙ w)))."""
-    model = build("SMORE", n_layers=0)
-    model.eval()
-    with torch.no_grad():
-        x = model.projection["image"](model.features["image"])
-        expected = model.item_embedding.weight * torch.sigmoid(
-            model.item_gate["image"][0](spectral_filter(x, model.filter["image"].complex_weight())))
-        view = model._item_view(model.item_graphs["image"], expected)
-        torch.testing.assert_close(view[N_USERS:], expected)
-        user_item = normalized_bipartite_graph(TinyMultiModalDataset().inter_matrix()).to_dense()[:N_USERS, N_USERS:]
-        torch.testing.assert_close(view[:N_USERS], user_item @ expected)
-
-
 def test_smore_uses_per_modality_k_and_the_max_pooled_fusion_graph():
     data = TinyMultiModalDataset()
     model = build("SMORE", modality_knn_k={"text": 5})

@@ -357,7 +357,10 @@ def test_output_weights_mix_the_terms_as_stated():
     randomise_filters(model)
     with torch.no_grad():
         raw_global, purified, views = model._views()
-        expected = 0.25 * model.attention(purified, views) + 0.5 * purified + 2.0 * raw_global
+        # the fused term by its formula, F = mean_b(d · softmax_feat(tanh(G W1_b + b1_b) W2_b) ⊙ P_b), not model.attention's
+        fused = torch.stack([8 * torch.softmax(torch.tanh(purified @ h.weight.T + h.bias) @ s.weight.T, -1) * v
+                             for h, s, v in zip(model.attention.hidden, model.attention.score, views)]).mean(0)
+        expected = 0.25 * fused + 0.5 * purified + 2.0 * raw_global
     torch.testing.assert_close(final_embeddings(model), expected)
 
 

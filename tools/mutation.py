@@ -1,0 +1,297 @@
+"""Mutation testing of the models and building blocks: how many deliberately broken versions of each file
+of ``recbole_spectral/model`` and ``recbole_spectral/layers`` the tests catch.
+
+    pip install -e .[dev]                       # mutmut
+    nice -n 10 python tools/mutation.py         # every file, most important first (hours on 2 cores)
+    python tools/mutation.py --files recbole_spectral/model/multimodal/smore.py --out /tmp/m.md
+
+For each file, in a scratch copy of the committed tree (``git archive HEAD``: uncommitted edits are not
+seen), mutmut (3.8) mutates that file only and runs, per mutant, the tests that reach the mutated function
+(``TESTS`` below: the file's own unit and reference tests, never the slow end-to-end ones), one mutant
+at a time, one torch thread. Each finished file's score and its surviving mutants (the diff) are
+appended to the results file (default ``docs/verification/mutation.md``) at once, so a run stopped
+part-way keeps what finished. Not run in CI (too slow).
+
+Statuses are mutmut's: killed (a test failed), survived (all passed), timeout (a test hung), no tests (no
+selected test reaches the function), crashed (the test process aborted), suspicious/segfault. Score =
+caught / (caught + survived), caught = killed + timeout + crashed. A survivor is listed with its diff, and
+with one line why when a rule of ``EQUIVALENT`` (or the device/dtype/default-argument checks of ``explain``)
+says it cannot change what a test observes. ``--rerender`` re-applies the rules to the results file.
+"""
+import argparse
+import difflib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MODEL = "recbole_spectral/model"
+LAYERS = "recbole_spectral/layers"
+MM_TESTS = ["tests/test_reference_mm.py", "tests/test_mm_baselines.py"]
+MB_TESTS = ["tests/test_reference_mb.py", "tests/test_mb_baselines.py"]
+
+# most important first: the models' forward and loss, then the blocks they are built from
+TESTS = {
+    f"{MODEL}/multimodal/smore.py": MM_TESTS,
+    f"{MODEL}/multimodal/lgmrec.py": MM_TESTS,
+    f"{MODEL}/multimodal/freedom.py": MM_TESTS,
+    f"{MODEL}/multimodal/vbpr.py": MM_TESTS,
+    f"{MODEL}/multibehavior/spectramb.py": ["tests/test_reference_mb.py", "tests/test_spectramb.py"],  # diagnose: test_diagnose.py
+    f"{MODEL}/multibehavior/crgcn.py": MB_TESTS,
+    f"{MODEL}/multibehavior/mbcgcn.py": MB_TESTS,
+    f"{MODEL}/multibehavior/mule.py": MB_TESTS,
+    f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
+    f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
+    f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_reference_blocks.py", "tests/test_ssr.py"],
+    f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py"],
+    f"{LAYERS}/contrastive.py": ["tests/test_reference_blocks.py", "tests/test_contrastive.py", "tests/test_reference_mm.py"],
+    f"{LAYERS}/multibehavior/fusion.py": ["tests/test_reference_blocks.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/feature_fft.py": ["tests/test_feature_fft.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/graph.py": ["tests/test_graph.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/target_attention.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/observed.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/target_views.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
+    f"{MODEL}/base.py": ["tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
+    f"{LAYERS}/edge_pruning.py": ["tests/test_mm_baselines.py", "tests/test_ssr.py"],
+    f"{LAYERS}/csr.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/graph_bands.py": ["tests/test_graph_bands.py"],
+    f"{LAYERS}/knn.py": ["tests/test_knn.py"],
+}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
+          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault", -6: "crashed"}
+
+
+def scratch_copy(work):
+    """The committed tree (HEAD) in ``work``, with a pyproject.toml that only configures mutmut."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+
+
+def configure(work, target, tests):
+    lines = ["[tool.mutmut]", 'source_paths = ["recbole_spectral/"]', f"only_mutate = [{json.dumps(target)}]",
+             "pytest_add_cli_args_test_selection = [" + ", ".join(json.dumps(t) for t in tests) + "]",
+             # tests that run the CLI or a shipped dataset end to end are slow, and a subprocess of a mutated tree
+             # cannot find mutmut's configuration
+             'pytest_add_cli_args = ["-k", "not cli and not recipe and not ml_100k and not ml100k", "-p", "no:cacheprovider"]',
+             'also_copy = ["properties/", "run_recbole_spectral.py", "dataset_atomic/"]']
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def results(work, target):
+    meta = work / "mutants" / (target + ".meta")
+    if not meta.exists():
+        return {}
+    return {name: STATUS.get(code, f"exit {code}") for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()}
+
+
+def mutmut():
+    """The ``mutmut`` console script beside this interpreter (``python -m mutmut`` imports its main module
+    twice, and the second import fails)."""
+    return str(Path(sys.executable).with_name("mutmut"))
+
+
+def function_sources(work, target):
+    """{function name: source} of every function in the mutated copy of ``target`` (originals and mutants)."""
+    import ast
+    text = (work / "mutants" / target).read_text()
+    lines = text.splitlines()
+    return {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno])
+            for node in ast.walk(ast.parse(text)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def diff(sources, name):
+    """The changed lines of mutant ``name`` against its original function (what ``mutmut show`` prints, read from
+    the mutated file directly: ``mutmut show`` takes seconds per mutant)."""
+    function = name.rsplit(".", 1)[-1]  # e.g. xǁSSRǁfuse__mutmut_3
+    original = sources.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    mutant = sources.get(function, "")
+    original_lines = [line.replace("__mutmut_orig", "") for line in original.splitlines()[1:]]
+    mutant_lines = mutant.splitlines()[1:]
+    changed = [line for line in difflib.unified_diff(original_lines, mutant_lines, lineterm="", n=0)
+               if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
+    return "\n".join(changed)
+
+
+def collect(target, work, seconds=0.0):
+    """(status per mutant, {survivor: diff}, seconds) of a finished (or stopped) mutmut run in ``work``."""
+    status = results(work, target)
+    survivors = sorted(n for n, s in status.items() if s in ("survived", "timeout", "suspicious"))
+    sources = function_sources(work, target) if survivors else {}
+    return status, {n: diff(sources, n) for n in survivors}, seconds
+
+
+def run_file(target, work, log):
+    scratch_copy(work)
+    configure(work, target, TESTS[target])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": ""}
+    start = time.time()
+    with open(log, "a") as f:
+        f.write(f"\n==== {target}\n")
+        f.flush()
+        subprocess.run([mutmut(), "run", "--max-children", "1"], cwd=work, env=env,
+                       stdout=f, stderr=subprocess.STDOUT)
+    return collect(target, work, time.time() - start)
+
+
+# Survivors judged equivalent (they cannot change what a test can observe): a regular expression on the
+# mutant's "+" line, and one line why. A survivor matching none is listed as unexplained.
+EQUIVALENT = [
+    (r"\.to\(None\)|\(interactions, None\)|\(interactions, \)", "device None is the CPU the tests (and the default config) run on"),
+    (r"dtype=None\)|as_tensor\(dataset\.item_features\(m\), \)", "the input is float32 already"),
+    (r"\.astype\(None\)", "scipy's astype(None) gives float64: the same graph once to_torch_sparse casts it to float32"),
+    (r"torch\.cat\(.*, \)", "torch.cat's default dim is 0"),
+    (r"symmetric=(None|False)\)|aggregation=\"mean\", \)$",
+     "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"),
+    (r"dim=\+1\)", "dim +1 and -1 are the same axis of a 2-D tensor"),
+    (r"(cl_weight|reg_weight|lambda_\w+|final_reg_weight) >= 0", "with weight 0 the term adds 0 x term (only the cost changes)"),
+    (r"normalize\(.*, \)", "F.normalize's default dim is 1 (rows of a 2-D tensor)"),
+    (r"torch\.stack\(.*, \)", "torch.stack's default dim is 0"),
+    (r"\.sum\(\+1\)|\.mean\(\+1\)|dim=\+1|shape\[\+1\]", "+1 and -1 are the same axis of a 2-D tensor"),
+    (r"irfft\(spectrum \* weight, (n=None, )?dim=-1, norm=\"ortho\"\)",
+     "irfft's default length 2(m - 1) is d for the even d every filter requires"),
+    (r"torch\.randint\(n_bands, ", "randint(high, size) draws from [0, high): the same"),
+    (r"aux_edge_term=None\)", "None is falsy like False"),
+    (r"norm\(p=None\)|normalize\(.*p=None", "p=None is the 2-norm, the default"),
+    (r"logger\.info\(", "a log line only"),
+    (r"errstate\(divide=None\)", "warnings only"),
+    (r"context = (purified|full)_global if \(self\.filter_mode == \"context\"\) or True", "a static filter ignores the context"),
+    (r"np\.where\(degree >= 0, |np\.maximum\(degree, 1\), 1\.0\)", "a zero degree's factor multiplies only an empty row"),
+    (r"gumbel_softmax\(logits, tau=self\.tau, dim=1, (hard=None)?\)", "hard=None and the default are hard=False"),
+    (r"np\.where\(values >= 0, |\*\* power, 1\.0\)", "a zero degree's factor multiplies only an empty row or column"),
+    (r"self\.alpha \+ self\.beta >= 1\.0 \+ 1e-9", "differs only at alpha + beta = 1 + 1e-9 exactly"),
+    (r"residual < self\.tolerance", "differs only when a change equals the tolerance exactly"),
+    (r"if bool\(None\):", "the general path freezes every converged column and returns the same values (later)"),
+    (r"warmed_up = None", "None is falsy like False"),
+    (r"repeat_interleave\(rows\.degrees\(\)\)", "repeat_interleave(repeats) repeats arange(len(repeats)): the same"),
+    (r"self\.n_layers = layers \* n_stages if \(len\(layers\) == 1\) or True",
+     "a per-stage list repeated is only read at its first n_stages entries"),
+    (r"m\.data\[:\] = 2\.0", "every consumer of the matrix (the normalised graph, the attention, binary) binarises it again"),
+    (r"sp\.csr_matrix\(matrix, \)", "float64 instead of float32 0/1 entries: every consumer casts to float32"),
+    (r"bias=None\)", "nn.Linear treats bias=None as bias=False"),
+    (r"gumbel_softmax\(logits, tau=self\.tau, hard=False\)", "gumbel_softmax's default dim -1 is dim 1 of the 2-D logits"),
+    (r"\(rows < self\.n_users\) \| \(cols >= self\.n_users\)", "a bipartite graph has no user-user or item-item entries"),
+    (r"rows <= self\.n_users|cols > self\.n_users", "node n_users is item 0, RecBole's padding item, which has no edges"),
+    (r"inter_matrix\(form=None\)", "the in-test dataset's inter_matrix ignores form (RecBole's rejects None: tests/test_all_models.py)"),
+]
+
+
+def only_drops(removed, added, argument):
+    """Whether the mutant only replaced ``argument`` by None or left it out."""
+    return any(r.replace(argument, "None") == a or r.replace(", " + argument, ", ") == a or r.replace(", " + argument, "") == a
+               or r.replace(argument, "") == a for r, a in zip(removed, added)) and len(removed) == len(added)
+
+
+def explain(text):
+    removed = [line[1:] for line in text.splitlines() if line.startswith("-")]
+    added = [line[1:] for line in text.splitlines() if line.startswith("+")]
+    if only_drops(removed, added, "self.device"):
+        return "device None is the CPU the tests (and the default config) run on"
+    if only_drops(removed, added, "dtype=torch.float32") or only_drops(removed, added, "dtype=np.float32"):
+        return "the input is float32 already"
+    for r, a in zip(removed, added):  # a device argument dropped or set to None: the CPU here
+        if len(removed) == len(added) and (re.sub(r"(, )?device=[\w.]+", "", r).replace(", )", ")")
+                                           == re.sub(r"(, )?device=None", "", a).replace(", )", ")")):
+            return "device None is the CPU the tests (and the default config) run on"
+    if only_drops(removed, added, "dim=-1"):
+        return "dim -1 is the default"
+    if any("shape[-1]" in r for r in removed) and any(re.fullmatch(r"\s*d = (None|xs\[1\]\.shape\[-1\])", a) for a in added):
+        return "irfft's default length 2(m - 1) is d for the even d every filter requires; all signals share d"
+    if only_drops(removed, added, "p=2"):
+        return "p=2 is the default"
+    if only_drops(removed, added, "symmetric=True"):
+        return "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"
+    why = next((why for pattern, why in EQUIVALENT if any(re.search(pattern, line) for line in added)), None)
+    if why is None and any("for diagnose" in line or "# diagnose" in line for line in removed):
+        return "OUTSIDE: diagnose-only state (tests/test_diagnose.py, not in this file's selection)"
+    return why
+
+
+def write(out, target, status, survivors, seconds):
+    """Add (or replace) ``target``'s section of the results file."""
+    counts = {}
+    for s in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    caught = sum(counts.get(k, 0) for k in ("killed", "timeout", "crashed"))  # a hung or crashed test caught it too
+    judged = caught + counts.get("survived", 0)
+    score = caught / judged if judged else float("nan")
+    unexplained = [n for n, text in survivors.items() if explain(text) is None]
+    lines = [f"## {target}\n", f"score {score:.1%} ({caught} caught of {judged}; "
+             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {len(unexplained)} survivors unexplained; "
+             f"{seconds / 60:.0f} min); tests: " + ", ".join(TESTS[target]) + "\n"]
+    for name, text in survivors.items():
+        why = explain(text)
+        note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
+        lines.append(f"`{name}` ({status[name]}{note})\n```diff\n{text}\n```\n")
+    text = Path(out).read_text()
+    head, *sections = text.split("\n## ")
+    sections = {section.split("\n", 1)[0]: "## " + section for section in sections}
+    sections[target] = "\n".join(lines)
+    order = [t for t in TESTS if t in sections]
+    Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections[t].rstrip("\n") + "\n" for t in order))
+
+
+def rerender(out):
+    """Re-apply ``explain`` to the survivors already in the results file (after a rule was added), without
+    running mutmut again: each section's notes and its count of unexplained survivors."""
+    text = Path(out).read_text()
+    entry = re.compile(r"`(?P<name>[^`]+)` \((?P<status>[a-z ]+)(;[^\n]*)?\)\n```diff\n(?P<diff>.*?)\n```\n", re.S)
+    head, *sections = text.split("\n## ")
+    rendered = []
+    for section in sections:
+        entries = list(entry.finditer(section))
+        unexplained = 0
+        for match in entries:
+            why = explain(match["diff"])
+            unexplained += why is None
+        lines = section.split("\n")
+        lines[2] = re.sub(r"\d+ survivors unexplained", f"{unexplained} survivors unexplained", lines[2])
+        body = "\n".join(lines[:3]) + "\n"
+        for match in entries:
+            why = explain(match["diff"])
+            note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
+            body += f"`{match['name']}` ({match['status']}{note})\n```diff\n{match['diff']}\n```\n"
+        rendered.append("## " + body)
+    Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(r.rstrip("\n") + "\n" for r in rendered))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", nargs="*", default=list(TESTS), help="files to mutate (default: all, in priority order)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "verification" / "mutation.md"))
+    parser.add_argument("--work", default="/tmp/recbole-spectral-mutation")
+    parser.add_argument("--log", default="/tmp/recbole-spectral-mutation.log")
+    parser.add_argument("--rerender", action="store_true", help="only re-apply the equivalence rules to the results file")
+    parser.add_argument("--collect", action="store_true", help="write the section of --files' first file from --work")
+    args = parser.parse_args(argv)
+    if args.rerender:
+        rerender(args.out)
+        return
+    if args.collect:  # the last run in --work, e.g. one stopped part-way: its section, without running mutmut
+        write(args.out, args.files[0], *collect(args.files[0], Path(args.work)))
+        return
+    unknown = [f for f in args.files if f not in TESTS]
+    if unknown:
+        parser.error(f"no test selection for {unknown}; known: {list(TESTS)}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if not Path(args.out).exists():
+        Path(args.out).write_text("# Mutation testing of model/ and layers/\n\nCommand: `nice -n 10 python tools/mutation.py "
+                                  "[--files ...]` (mutmut 3, one mutant at a time; see the script's docstring).\n")
+    for target in args.files:
+        status, survivors, seconds = run_file(target, Path(args.work), args.log)
+        write(args.out, target, status, survivors, seconds)
+        print(f"{target}: {sum(s == 'killed' for s in status.values())}/{len(status)} killed, "
+              f"{len(survivors)} survived ({seconds / 60:.1f} min)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
