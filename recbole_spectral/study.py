@@ -307,7 +307,7 @@ class Study:
                                     early_stop=row["trials"] + 1, objective=objective, seed=seed,
                                     startup_trials=startup)
         tuner.run()
-        return self._record_trials(row, dataset, [(p, r) for p, r in found])
+        return self._record_trials(row, dataset, found)
 
     def _tune_ray(self, row, dataset, base):
         from recbole_spectral.tuning.ray_search import tune_ray
@@ -378,9 +378,10 @@ class Study:
                 sample = plain_params(row["space"] or [], {
                     name: args[0][0] if kind == "choice" else math.exp(args[0]) if kind == "loguniform" else args[0]
                     for name, kind, args in row["space"] or []})
-                for variant, _, settings, files in self.seed_runs(row, dataset, sample)[:1] + [
-                        (v["name"], None, {**self.base_settings(row, dataset), **sample, **v["settings"]},
-                         row["config_files"] + v["config_files"]) for v in row["variants"]]:
+                first = {}  # one run of the row and of each variant: the seed changes no setting
+                for variant, _, settings, files in self.seed_runs(row, dataset, sample):
+                    first.setdefault(variant, (settings, files))
+                for variant, (settings, files) in first.items():
                     try:
                         SpectralConfig(row["model"], dataset, files, dict(settings))
                     except SpectralError as err:
@@ -424,7 +425,9 @@ class Study:
                 todo.append((row, dataset, seed, settings, files, label, key))
         if not todo:
             return
-        _ray_init(self.tuning)
+        from recbole_spectral.tuning.ray_search import ray_init
+
+        ray_init(self.tuning.get("address"), self.tuning.get("num_cpus"))
         try:
             task = ray.remote(num_cpus=self.tuning.get("cpus_per_trial", 1))(_remote_run)
             futures = {task.remote(row["model"], dataset, seed, self.plan["split_seed"], files, settings, label,
@@ -464,18 +467,6 @@ def _remote_run(model, dataset, seed, split_seed, files, settings, label, state_
     row = run_one(model, dataset, seed, split_seed, files, settings, label=label, state_name=state_name)
     row.pop("_traceback", None)
     return row
-
-
-def _ray_init(tuning):
-    import ray
-
-    if tuning.get("address"):
-        ray.init(address=tuning["address"], ignore_reinit_error=True, log_to_driver=False)
-    else:  # a local instance: workers import this same recbole_spectral
-        package_parent = str(Path(__file__).resolve().parents[1])
-        env = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(env))
-        ray.init(num_cpus=tuning.get("num_cpus"), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
 
 
 def _args_text(kind, args):

@@ -39,14 +39,7 @@ def tune_ray(model, dataset, params_file, algo="random", max_evals=10, config_fi
     from ray import air, tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    if address is None:
-        # a local cluster: workers import this same recbole_spectral (checkout or installed)
-        package_parent = str(Path(__file__).resolve().parents[2])
-        paths = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    else:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    ray_init(address, num_cpus)
     try:
         mode = "max" if base["bigger"] else "min"
         search_alg, num_samples = None, int(max_evals)
@@ -79,6 +72,20 @@ def tune_ray(model, dataset, params_file, algo="random", max_evals=10, config_fi
     finally:
         ray.shutdown()
     return write_outputs(output_dir, base, "ray", algo, trials)
+
+
+def ray_init(address=None, num_cpus=None):
+    """Attach to the Ray cluster at ``address``, or start a local instance (``num_cpus``) whose workers import
+    this same recbole_spectral (checkout or installed)."""
+    import ray
+
+    if address is None:
+        package_parent = str(Path(__file__).resolve().parents[2])
+        paths = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
 
 
 class _TrialCollector:
