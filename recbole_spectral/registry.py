@@ -16,6 +16,7 @@ PLUGIN_MODELS = {
     "CRGCN": "recbole_spectral.model.multibehavior.crgcn",
     "MBCGCN": "recbole_spectral.model.multibehavior.mbcgcn",
     "MuLe": "recbole_spectral.model.multibehavior.mule",
+    "UnionLightGCN": "recbole_spectral.model.multibehavior.unionlightgcn",
     "HistoryPop": "recbole_spectral.model.multibehavior.historypop",
     "CascadingRank": "recbole_spectral.model.multibehavior.cascadingrank",
     # multimodal

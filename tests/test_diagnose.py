@@ -80,12 +80,12 @@ def test_ssr_bands_removed_at_inference_and_band_figures(workdir):
 
 
 def test_spectramb_views_removed_at_inference_and_view_figures(workdir):
-    model_file, test_result = checkpoint_of(workdir, "SpectraMB", "ml-100k-mb")
+    model_file, test_result = checkpoint_of(workdir, "SpectraMB", "ml-100k-mb", n_layers=1, history_term=True)
     report = diagnose(model_file, str(workdir / "smb"))
     removed = report["removed_at_inference"]
     assert removed["nothing removed"] == pytest.approx(dict(test_result))  # the same evaluator as the test
     assert set(removed) == {"nothing removed", "without dislike", "without neutral", "without like",
-                            "without the fused views", "without the aux-edge term"}
+                            "without the fused views", "without the history term"}
     assert {"filter_response", "view_shares", "view_shares_by_activity"} <= set(report["figures"])
     responses = report["figures"]["filter_response"]["data"]
     assert set(responses) == {"dislike", "neutral", "like", "global"} and len(responses["like"]) == 64 // 2 + 1

@@ -13,10 +13,10 @@ N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_
 
 
 # The structural tests below run on the paper's plain configuration (xavier init, identity filters, one layer,
-# unit output weights, no auxiliary-edge term), where switches and hand computations are exact; the shipped
-# defaults (the official model part + the auxiliary-edge term) are checked on their own.
+# unit output weights), where switches and hand computations are exact; the shipped defaults (the official
+# model part) are checked on their own.
 PLAIN = {"init": "xavier", "filter_init": "identity", "n_layers": 1, "fused_weight": 1.0, "global_weight": 1.0,
-         "residual_weight": 1.0, "aux_edge_term": False, "reg_weight": 1e-4, "final_reg_weight": 0.0,
+         "residual_weight": 1.0, "history_term": False, "reg_weight": 1e-4, "final_reg_weight": 0.0,
          "weight_decay": 0.0}
 
 
@@ -48,22 +48,20 @@ def final_embeddings(model):
 def test_defaults_are_read_from_the_yaml():
     torch.manual_seed(0)
     model = SpectraMB(model_config("SpectraMB", embedding_size=8, attention_size=4), TinyMultiBehaviorDataset())
-    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (1, "static", "attention", "feature")
+    assert (model.n_layers, model.filter_mode, model.fusion, model.attention.mode) == (3, "static", "attention", "feature")
     assert len(model.view_filters) == 3 and model.attention.dim == 8
-    # chosen by validation on taobao-15k: the auxiliary-edge term (beyond the paper) is on, α_b starts at 1
-    torch.testing.assert_close(model.aux_edge_weight.detach(), torch.ones(2))
+    assert model.history_term is None  # beyond the paper: off by default
 
 
-def test_the_defaults_are_the_official_model_part_at_one_layer_plus_the_auxiliary_edge_term():
+def test_the_defaults_are_the_official_model_part_with_a_cpu_schedule():
     from recbole_spectral.config import SpectralConfig
 
     default = SpectralConfig("SpectraMB", "ml-100k-mb", config_dict={"use_gpu": False})
     official = SpectralConfig("SpectraMB", "ml-100k-mb", [str(paths.recipe_file("SpectraMB-official.yaml"))],
                               {"use_gpu": False})
-    model_keys = set(SpectraMB.hyperparameters) - {"aux_edge_term", "aux_edge_init", "n_layers"} | {"weight_decay"}
+    model_keys = set(SpectraMB.hyperparameters) | {"weight_decay"}
     assert {k: default[k] for k in model_keys} == {k: official[k] for k in model_keys}
-    assert default["aux_edge_term"] and not official["aux_edge_term"]
-    assert (default["n_layers"], official["n_layers"]) == (1, 3)  # 1 layer chosen on validation at 3 seeds
+    assert not default["history_term"] and default["n_layers"] == 3
     assert (default["train_batch_size"], default["learning_rate"], default["stopping_step"]) == (4096, 2e-3, 10)
 
 
@@ -181,7 +179,7 @@ def test_odd_embedding_size_through_the_cli_is_one_line(workdir):
     assert "config key 'embedding_size'" in proc.stderr.strip().splitlines()[-1] and "got 63" in proc.stderr
 
 
-# -- options: init, filter init, regularisers, output weights, views, auxiliary edges ------
+# -- options: init, filter init, regularisers, output weights, views, the history term ------
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
@@ -245,7 +243,7 @@ def test_final_embedding_penalty_on_hand_set_embeddings(monkeypatch):
 def test_weight_decay_reaches_every_parameter_through_recboles_optimizer():
     from recbole.trainer import Trainer
 
-    model = make_model(filter_mode="context", aux_edge_term=True, extra_views=["also_bought"])
+    model = make_model(filter_mode="context", history_term=True, extra_views=["also_bought"])
     trainer = object.__new__(Trainer)
     trainer.model, trainer.learner, trainer.learning_rate, trainer.weight_decay = model, "adam", 1e-3, 1e-3
     trainer.config, trainer.logger = {"reg_weight": 0.0}, None
@@ -321,37 +319,6 @@ def test_observed_pairs_membership_and_row_gather():
     assert sorted(zip(row.tolist(), item.tolist())) == [(0, 0), (0, 2), (2, 1), (2, 3), (3, 0), (3, 2)]
 
 
-def test_aux_edge_term_adds_exactly_beta_on_observed_pairs_in_predict_and_full_sort():
-    data = TinyMultiBehaviorDataset()
-    plain, aux = make_model(), make_model(aux_edge_term=True)
-    aux.load_state_dict(plain.state_dict(), strict=False)
-    with torch.no_grad():
-        aux.aux_edge_weight.copy_(torch.tensor([0.3, -0.7]))
-        aux.aux_edge_reliability.weight.normal_()
-    plain.eval(), aux.eval()
-    users = torch.arange(1, N_USERS)
-    with torch.no_grad():
-        full = aux.full_sort_predict({"user_id": users}).view(len(users), N_ITEMS)
-        base = plain.full_sort_predict({"user_id": users}).view(len(users), N_ITEMS)
-        beta = 2 * torch.sigmoid(aux.aux_edge_reliability.weight[users]) * torch.tensor([0.3, -0.7])
-        observed = torch.stack([torch.tensor(data.behavior_matrix(b)[users.numpy()].toarray()) for b in ("view", "cart")], -1)
-        torch.testing.assert_close(full - base, (observed * beta[:, None, :]).sum(-1))
-        pair_users, pair_items = users.repeat_interleave(N_ITEMS), torch.arange(N_ITEMS).repeat(len(users))
-        pointwise = aux.predict({"user_id": pair_users, "item_id": pair_items}).view(len(users), N_ITEMS)
-    torch.testing.assert_close(pointwise, full)
-    # at init β = α = aux_edge_init for every user and behavior
-    fresh = make_model(aux_edge_term=True, aux_edge_init=0.25)
-    torch.testing.assert_close(fresh.aux_edge_beta(users), torch.full((len(users), 2), 0.25))
-
-
-def test_aux_edge_parameters_learn():
-    model = make_model(aux_edge_term=True)
-    b = {"user_id": torch.tensor([1, 2, 3, 4, 5, 6]), "item_id": torch.tensor([1, 2, 3, 4, 5, 6]),
-         "neg_item_id": torch.tensor([2, 3, 4, 5, 6, 7])}
-    model.calculate_loss(b).backward()
-    assert model.aux_edge_weight.grad.abs().sum() > 0 and model.aux_edge_reliability.weight.grad.abs().sum() > 0
-
-
 def test_output_weights_mix_the_terms_as_stated():
     model = make_model(fused_weight=0.25, global_weight=0.5, residual_weight=2.0)
     randomise_filters(model)
@@ -374,26 +341,19 @@ def test_official_recipe_is_one_config_file(recipe, workdir):
                 "final_reg_weight": 1e-3, "weight_decay": 1e-3, "fused_weight": 1 / 64, "global_weight": 0.0,
                 "residual_weight": 1.25 if "tmall" not in recipe else 1.0, "learning_rate": 1e-3,
                 "train_batch_size": 1024, "epochs": 200, "stopping_step": 10, "view_mode": "parallel",
-                "extra_views": [], "aux_edge_term": False}
+                "extra_views": [], "history_term": False}
     assert {k: config[k] for k in expected} == expected
 
 
-def test_inference_removals_of_the_fused_term_and_the_aux_edge_term_are_exact_and_restored():
-    aux = make_model(aux_edge_term=True, fused_weight=0.5)
-    randomise_filters(aux)
-    plain = make_model(aux_edge_term=False, fused_weight=0.5)
-    plain.load_state_dict(aux.state_dict(), strict=False)
-    no_fused = make_model(aux_edge_term=True, fused_weight=0.0)
-    no_fused.load_state_dict(aux.state_dict())
-    for m in (aux, plain, no_fused):
-        m.eval()
+def test_inference_removal_of_the_fused_term_is_exact_and_restored():
+    model = make_model(fused_weight=0.5)
+    randomise_filters(model)
+    no_fused = make_model(fused_weight=0.0)
+    no_fused.load_state_dict(model.state_dict())
+    model.eval(), no_fused.eval()
     users = {"user_id": torch.arange(1, N_USERS)}
     with torch.no_grad():
-        before = aux.full_sort_predict(users)
-        removals = aux.inference_ablations()
-        with removals["without the aux-edge term"]():
-            torch.testing.assert_close(aux.full_sort_predict(users), plain.full_sort_predict(users))
-        with removals["without the fused views"]():
-            torch.testing.assert_close(aux.full_sort_predict(users), no_fused.full_sort_predict(users))
-        torch.testing.assert_close(aux.full_sort_predict(users), before)  # restored afterwards
-    assert "without the aux-edge term" not in plain.inference_ablations()
+        before = model.full_sort_predict(users)
+        with model.inference_ablations()["without the fused views"]():
+            torch.testing.assert_close(model.full_sort_predict(users), no_fused.full_sort_predict(users))
+        torch.testing.assert_close(model.full_sort_predict(users), before)  # restored afterwards

@@ -18,11 +18,14 @@ and implement ``compute_embeddings()``; the base caches the final embeddings for
 the cache whenever the weights may have changed (``train()``, ``load_state_dict``, and after every
 optimiser step — the plugin's trainer calls :meth:`clear_cache` from an optimizer step hook).
 """
+from contextlib import contextmanager
+
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_spectral.errors import ConfigError
+from recbole_spectral.layers.multibehavior.history_term import HistoryTerm
 
 DATASET_KINDS = {
     "any": None,
@@ -72,11 +75,17 @@ class SpectralRecommender(GeneralRecommender):
 
 
 class EmbeddingRecommender(SpectralRecommender):
-    """Scores ŷ(u, i) = ⟨e_u, e_i⟩ from ``compute_embeddings()``, cached for evaluation."""
+    """Scores ŷ(u, i) = ⟨e_u, e_i⟩ from ``compute_embeddings()``, cached for evaluation; a multi-behavior
+    model that declares ``history_term`` (:mod:`recbole_spectral.layers.multibehavior.history_term`) adds
+    the history term h(u, i) to every score when ``history_term: True`` (beyond the papers)."""
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._cached_embeddings = None
+        self.history_term = None
+        if "history_term" in (getattr(self, "hyperparameters", None) or {}) and config["history_term"]:
+            matrices = [dataset.behavior_matrix(b) for b in self.auxiliary_behaviors]
+            self.history_term = HistoryTerm(matrices, self.n_users, config["history_term_init"], self.device)
 
     def compute_embeddings(self):
         """(user embeddings n_users × d, item embeddings n_items × d) from the current weights."""
@@ -95,20 +104,47 @@ class EmbeddingRecommender(SpectralRecommender):
     def clear_cache(self):
         self._cached_embeddings = None
 
+    def pair_scores(self, user_e, item_e, users, items):
+        """ŷ for the rows of a batch: ⟨user_e[k], item_e[k]⟩ (+ h(users[k], items[k]) with the history term)."""
+        scores = (user_e * item_e).sum(-1)
+        if self.history_term is not None:
+            scores = scores + self.history_term(users, items)
+        return scores
+
     def bpr_loss(self, interaction):
         """BPR, mean of softplus(ŷ(u, i⁻) − ŷ(u, i⁺)) over the batch, on fresh embeddings."""
         user_e, item_e = self.compute_embeddings()
-        u = user_e[interaction[self.USER_ID]]
-        pos, neg = item_e[interaction[self.ITEM_ID]], item_e[interaction[self.NEG_ITEM_ID]]
-        return torch.nn.functional.softplus((u * neg).sum(-1) - (u * pos).sum(-1)).mean()
+        users, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        u = user_e[users]
+        pos_scores = self.pair_scores(u, item_e[pos], users, pos)
+        neg_scores = self.pair_scores(u, item_e[neg], users, neg)
+        return torch.nn.functional.softplus(neg_scores - pos_scores).mean()
 
     def predict(self, interaction):
         user_e, item_e = self.embeddings()
-        return (user_e[interaction[self.USER_ID]] * item_e[interaction[self.ITEM_ID]]).sum(-1)
+        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        return self.pair_scores(user_e[users], item_e[items], users, items)
 
     def full_sort_predict(self, interaction):
         user_e, item_e = self.embeddings()
-        return (user_e[interaction[self.USER_ID]] @ item_e.T).view(-1)
+        users = interaction[self.USER_ID]
+        scores = user_e[users] @ item_e.T
+        if self.history_term is not None:
+            scores = self.history_term.add_to_rows(users, scores)
+        return scores.view(-1)
+
+    # -- diagnose: parts removed at inference ---------------------------------------------------------
+    @contextmanager
+    def _without_history_term(self):
+        term, self.history_term = self.history_term, None
+        try:
+            yield
+        finally:
+            self.history_term = term
+
+    def inference_ablations(self):
+        """{"without the history term": ...} when the term is on (see ``diagnose``)."""
+        return {"without the history term": self._without_history_term} if self.history_term is not None else {}
 
     # -- cache hygiene: cached embeddings are stale once the weights change ---------------------
     def train(self, mode=True):

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from recbole_spectral.hyperparameters import Bool, Float, Int
 from recbole_spectral.layers.csr import CSRRows
 from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm
+from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
 
@@ -59,6 +60,7 @@ class CRGCN(EmbeddingRecommender):
         "n_layers": Int(low=1),
         "layer_bias": Bool(),
         "reg_weight": Float(low=0.0),
+        **HISTORY_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):
@@ -122,6 +124,9 @@ class CRGCN(EmbeddingRecommender):
                 users, pos = user[has], pos[has]
             neg = self.all_rows.sample_outside(users)
             u = user_e[users]
-            loss = loss + bpr((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))
+            if k == self.target_index:  # the score being trained (+ the history term when on)
+                loss = loss + bpr(self.pair_scores(u, item_e[pos], users, pos), self.pair_scores(u, item_e[neg], users, neg))
+            else:
+                loss = loss + bpr((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))
         reg = (self.user_embedding.weight.norm(p=2) + self.item_embedding.weight.norm(p=2)) / self.n_items
         return loss + self.reg_weight * reg

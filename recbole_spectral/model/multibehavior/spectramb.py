@@ -46,14 +46,10 @@ of the union of all behaviors):
    (EmbLoss = Σ ||·||_F / batch, not squared, for the final rows as in the official ``utils.EmbLoss``),
    and RecBole's ``weight_decay`` (Adam's L2 on every parameter, as the official ``decay``).
 
-6. BEYOND THE PAPER (``aux_edge_term``; ON in the YAML defaults because validation chose it: taobao-15k
-   valid HR@10 0.302 with it, 0.156 without, see docs/spectramb.md):
-   ŷ(u, i) += Σ_b β_b(u) · 1[(u, i) ∈ b] over the
-   auxiliary behaviors b, with β_b(u) = α_b · 2σ(ρ_{u,b}): α_b a learned per-behavior weight (init
-   ``aux_edge_init``) and 2σ(ρ_{u,b}) a learned per-user reliability (ρ = 0 at init, so β = α). It lets
-   the score use the user's own views/carts directly. Used identically by ``predict`` and
-   ``full_sort_predict`` (a sparse row gather for the batch's users, no dense users × items matrix).
-   ``aux_edge_term: False`` with ``n_layers: 3`` (or the official recipe file) is the paper's model.
+6. BEYOND THE PAPER, off by default (``history_term: True``): ŷ(u, i) += h(u, i), the history term
+   Σ_b α_b · 2σ(ρ_{u,b}) · 1[(u, i) ∈ b] over the auxiliary behaviors, a building block every
+   multi-behavior model here offers (:mod:`recbole_spectral.layers.multibehavior.history_term`). The YAML
+   defaults are the paper's model.
 
 What the official code does (read from the files above), and how to get it here
 (``properties/recipes/SpectraMB-official.yaml``, taobao preset; ``SpectraMB-official-tmall.yaml``):
@@ -69,8 +65,8 @@ What the official code does (read from the files above), and how to get it here
   weight_decay 1e-3 on all parameters; batch 1024; up to 200 epochs, validation every epoch, early stop
   after 10 epochs without a better validation HR@10 (min 5 epochs).
 Departures that remain, and why:
-- Depth: the YAML default is 1 layer, the official 3 is ``n_layers: 3``: 1 layer validated above 3 on
-  taobao-15k and tmall-41k at 3 seeds each, at a fraction of the epoch time (docs/studies/spectramb-ablations/report.md).
+- Training schedule: batch 4096 and lr 2e-3 instead of 1024 / 1e-3 (a step costs about the same up to
+  batch 4096 on 2 CPU cores); the fair-field studies tune lr and depth for this model like every other.
 - Negatives: the official code draws one negative per training buy ONCE (``data_set.__get_train_data``)
   and reshuffles the same triples every epoch; RecBole draws fresh uniform negatives each epoch (its
   sampler; a fixed negative set is a quirk, not part of the method).
@@ -100,7 +96,7 @@ from recbole_spectral.hyperparameters import Bool, Choice, Float, Int, List
 from recbole_spectral.layers.feature_fft import ContextSpectralFilter, SpectralFilter
 from recbole_spectral.layers.graph import AGGREGATIONS, normalized_bipartite_graph, propagate
 from recbole_spectral.layers.multibehavior.fusion import GlobalContextAttention
-from recbole_spectral.layers.multibehavior.observed import ObservedPairs
+from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.target_views import TARGET_VIEWS, target_view_matrices
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -135,8 +131,7 @@ class SpectraMB(EmbeddingRecommender):
         "global_weight": Float(),
         "residual_global": Bool(),
         "residual_weight": Float(),
-        "aux_edge_term": Bool(),
-        "aux_edge_init": Float(),
+        **HISTORY_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):
@@ -160,7 +155,6 @@ class SpectraMB(EmbeddingRecommender):
         self.fused_weight = config["fused_weight"]
         self.global_weight = config["global_weight"]
         self.residual_weight = config["residual_weight"] if config["residual_global"] else 0.0
-        self.aux_edge_term = config["aux_edge_term"]
 
         # views: (name, interaction matrix, base behavior whose filtered output starts it in cascade modes)
         views = [(b, dataset.behavior_matrix(b), None) for b in self.behaviors]
@@ -186,14 +180,6 @@ class SpectraMB(EmbeddingRecommender):
         # symmetric product make CPU propagation several times faster than COO with autograd's transpose
         self.view_graphs = [normalized_bipartite_graph(m, self.device).to_sparse_csr() for _, m, _ in views]
         self.global_graph = normalized_bipartite_graph(dataset.all_behaviors_matrix(), self.device).to_sparse_csr()
-
-        # beyond the paper: a per-behavior, per-user-reliability bias on the user's observed auxiliary pairs
-        if self.aux_edge_term:
-            self.observed = [ObservedPairs(dataset.behavior_matrix(b), self.device) for b in self.auxiliary_behaviors]
-            n_aux = len(self.auxiliary_behaviors)
-            self.aux_edge_weight = nn.Parameter(torch.full((n_aux,), float(config["aux_edge_init"])))
-            self.aux_edge_reliability = nn.Embedding(self.n_users, n_aux)
-            nn.init.zeros_(self.aux_edge_reliability.weight)
 
         # init: ID embeddings (xavier like LightGCN, or N(0, init_std) as the official code); attention
         # xavier; filters at the identity or random complex N(0, 1) (official)
@@ -268,12 +254,10 @@ class SpectraMB(EmbeddingRecommender):
 
     def inference_ablations(self):
         """View b removed at inference (its purified view P_b set to zero before the fusion), then the whole
-        fused term (c_f = 0) and, when on, the auxiliary-edge term."""
+        fused term (c_f = 0) and, when on, the history term."""
         ablations = {f"without {name}": partial(self._with_attributes, _removed_view=i) for i, name in enumerate(self.view_names)}
         ablations["without the fused views"] = partial(self._with_attributes, fused_weight=0.0)
-        if self.aux_edge_term:
-            ablations["without the aux-edge term"] = partial(self._with_attributes, aux_edge_term=False)
-        return ablations
+        return {**ablations, **super().inference_ablations()}
 
     def view_shares(self):
         """Per node, each view's share ‖term_b‖ / Σ_b' ‖term_b'‖ of the fused representation, where term_b is
@@ -318,39 +302,7 @@ class SpectraMB(EmbeddingRecommender):
                         "behavior for light and heavy buyers.",
         }]
 
-    # -- beyond the paper: auxiliary-edge term ---------------------------------------------------
-    def aux_edge_beta(self, users):
-        """β_b(u) = α_b · 2σ(ρ_{u,b}) for ``users``: (len(users), n auxiliary behaviors)."""
-        return self.aux_edge_weight * 2 * torch.sigmoid(self.aux_edge_reliability(users))
-
-    def aux_edge_scores(self, users, items):
-        """Σ_b β_b(u) · 1[(u, i) ∈ b] for pairs (users[k], items[k])."""
-        beta = self.aux_edge_beta(users)
-        hits = torch.stack([o.contains(users, items) for o in self.observed], dim=1).to(beta.dtype)
-        return (beta * hits).sum(1)
-
-    def _add_aux_edge_rows(self, users, scores):
-        """scores (len(users) x n_items) + β_b(u) on every observed auxiliary pair of the users."""
-        beta = self.aux_edge_beta(users)
-        for b, observed in enumerate(self.observed):
-            row, item = observed.rows(users)
-            scores = scores.index_put((row, item), beta[row, b], accumulate=True)
-        return scores
-
     # -- scores and loss -------------------------------------------------------------------------
-    def predict(self, interaction):
-        scores = super().predict(interaction)
-        if self.aux_edge_term:
-            scores = scores + self.aux_edge_scores(interaction[self.USER_ID], interaction[self.ITEM_ID])
-        return scores
-
-    def full_sort_predict(self, interaction):
-        scores = super().full_sort_predict(interaction)
-        if not self.aux_edge_term:
-            return scores
-        users = interaction[self.USER_ID]
-        return self._add_aux_edge_rows(users, scores.view(len(users), -1)).view(-1)
-
     def batch_embeddings(self, user, pos_item, neg_item):
         """Final embeddings of the batch's users, positives and negatives, computed for those rows only
         (equal to the rows of :meth:`compute_embeddings`)."""
@@ -365,10 +317,8 @@ class SpectraMB(EmbeddingRecommender):
         neg_item = interaction[self.NEG_ITEM_ID]
 
         u, pos, neg = self.batch_embeddings(user, pos_item, neg_item)
-        pos_score, neg_score = (u * pos).sum(-1), (u * neg).sum(-1)
-        if self.aux_edge_term:
-            pos_score = pos_score + self.aux_edge_scores(user, pos_item)
-            neg_score = neg_score + self.aux_edge_scores(user, neg_item)
+        pos_score = self.pair_scores(u, pos, user, pos_item)
+        neg_score = self.pair_scores(u, neg, user, neg_item)
         loss = self.mf_loss(pos_score, neg_score)
         if self.reg_weight:
             loss = loss + self.reg_weight * self.reg_loss(
