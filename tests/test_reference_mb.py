@@ -263,13 +263,15 @@ def adam(weights, grads, state, lr, betas=(0.9, 0.999), eps=1e-8):
         w -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-def test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr(monkeypatch):
+@pytest.mark.parametrize("batch_size", [10_000, 12])
+def test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr(monkeypatch, batch_size):
     """Warm-up (before epoch 0): E^(0) trained as a LightGCN (layer mean, warmup_layers) on the first behavior:
-    BPR + reg · (‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2B), Adam at warmup_learning_rate. One batch per epoch here (every view
-    pair), two epochs; the gradient is written out by hand: with G = P E, P the (symmetric) layer-mean operator,
-    ∂/∂G of softplus(G_u·(G_j − G_i)) is σ(·)(G_j − G_i) for u, σ(·)G_u for j, −σ(·)G_u for i."""
+    BPR + reg · (‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2B), Adam at warmup_learning_rate, per batch of view pairs (one batch
+    per epoch, or batches of 12); two epochs, each reported as the mean of its batches' losses. The gradient is
+    written out by hand: with G = P E, P the (symmetric) layer-mean operator, ∂/∂G of softplus(G_u·(G_j − G_i)) is
+    σ(·)(G_j − G_i) for u, σ(·)G_u for j, −σ(·)G_u for i."""
     model, dataset = build(MBCGCN, embedding_size=4, n_layers=[1], reg_weight=0.3, warmup_epochs=2, warmup_layers=2,
-                           warmup_batch_size=10_000, warmup_learning_rate=0.05, init_std=0.3)
+                           warmup_batch_size=batch_size, warmup_learning_rate=0.05, init_std=0.3)
     p = ref.weights(model)
     assert 0.2 < p["user_embedding.weight"].std() < 0.4  # N(0, init_std)
     negatives = []
@@ -282,15 +284,21 @@ def test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr(monkeypatc
     a = ref.bipartite(view)
     mean = sum(np.linalg.matrix_power(a, k) for k in range(3)) / 3  # P
     users_all, items_all = np.nonzero(view)
-    expected_losses = []
-    for neg in negatives:
-        users_b, pos_b, neg_b = users_all, items_all, neg.numpy()
+    starts = list(range(0, len(users_all), batch_size))
+    assert len(negatives) == 2 * len(starts) and (batch_size > 100 or len(starts) > 1)
+    expected_losses, batch_losses = [], []
+    for step, neg in enumerate(negatives):
+        start = starts[step % len(starts)]
+        users_b, pos_b, neg_b = users_all[start:start + batch_size], items_all[start:start + batch_size], neg.numpy()
         g = mean @ np.concatenate([e_u, e_i])
         gu, gi = g[:N_USERS], g[N_USERS:]
         x = (gu[users_b] * (gi[neg_b] - gi[pos_b])).sum(1)
         batch = len(users_b)
         reg = 0.3 * ((e_u[users_b] ** 2).sum() + (e_i[pos_b] ** 2).sum() + (e_i[neg_b] ** 2).sum()) / (2 * batch)
-        expected_losses.append(ref.softplus(x).mean() + reg)
+        batch_losses.append(ref.softplus(x).mean() + reg)
+        if len(batch_losses) == len(starts):
+            expected_losses.append(np.mean(batch_losses))
+            batch_losses = []
         s = ref.sigmoid(x)[:, None] / batch
         dg = np.zeros_like(g)
         np.add.at(dg, users_b, s * (gi[neg_b] - gi[pos_b]))
@@ -302,7 +310,6 @@ def test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr(monkeypatc
         np.add.at(di, pos_b, 0.3 * e_i[pos_b] / batch)
         np.add.at(di, neg_b, 0.3 * e_i[neg_b] / batch)
         adam([e_u, e_i], [du, di], state, lr=0.05)
-    assert len(negatives) == 2
     ref.assert_close(model_losses, expected_losses)
     ref.assert_close(model.user_embedding.weight, e_u, rtol=1e-4, atol=1e-6)
     ref.assert_close(model.item_embedding.weight, e_i, rtol=1e-4, atol=1e-6)
@@ -390,7 +397,7 @@ def spectramb_reference(p, dataset, c, removed=None):
     and layer sum, started from E^(0) (parallel), from the previous behavior's filtered view (cascade; the first
     from E^(0), or from E_g with cascade_global); feature-frequency filters (static, or modulated by the purified
     global view); feature-softmax global-context attention (×d) or the views' mean; E* = c_f F + c_g G + c_res E_g;
-    plus the auxiliary-edge term β_b(u) = α_b · 2σ(ρ_{u,b}) on observed auxiliary pairs. ``removed``: the index of
+    plus the history term β_b(u) = α_b · 2σ(ρ_{u,b}) on observed auxiliary pairs; extra views. ``removed``: the index of
     a view set to zero before the fusion (diagnose's inference ablation)."""
     d = p["user_embedding.weight"].shape[1]
 
@@ -404,15 +411,24 @@ def spectramb_reference(p, dataset, c, removed=None):
     ego = np.concatenate([p["user_embedding.weight"], p["item_embedding.weight"]])
     raw_global = propagate(ref.bipartite(union(dataset)), ego)
     purified = ref.spectral(raw_global, ref.complex_weight(p["global_filter.weight"]))
-    views, start = [], raw_global if c["view_mode"] == "cascade_global" else ego
-    for k, b in enumerate(BEHAVIORS):
-        e = propagate(ref.bipartite(behavior(dataset, b)), start if c["view_mode"] != "parallel" else ego)
+    def view(k, graph, start):
+        e = propagate(ref.bipartite(graph), start if c["view_mode"] != "parallel" else ego)
         w = ref.complex_weight(p[f"view_filters.{k}.weight"])
         if c["filter_mode"] == "context":  # W ⊙ (1 + G M + m), per node
             delta = ref.linear(p, f"view_filters.{k}.modulation", purified).reshape(len(e), -1, 2)
             w = w * (1 + ref.complex_weight(delta))
-        views.append(ref.spectral(e, w))
+        return ref.spectral(e, w)
+
+    views, start = [], raw_global if c["view_mode"] == "cascade_global" else ego
+    for k, b in enumerate(BEHAVIORS):
+        views.append(view(k, behavior(dataset, b), start))
         start = views[-1]
+    # MuLe-style extra views of every auxiliary b (also bought: b ∩ buy; not bought: b minus buy), started from b's view
+    target = behavior(dataset, "buy")
+    for kind in c["extra_views"]:
+        for b in ["view", "cart"]:
+            graph = behavior(dataset, b) * target if kind == "also_bought" else behavior(dataset, b) * (1 - target)
+            views.append(view(len(views), graph, views[BEHAVIORS.index(b)]))
     if removed is not None:
         views[removed] = np.zeros_like(views[removed])
     if c["fusion"] == "attention":
@@ -437,8 +453,10 @@ SPECTRAMB = {"embedding_size": 8, "attention_size": 5, "n_layers": 2, "layer_agg
 @pytest.mark.parametrize("filter_mode,view_mode,fusion,require_pow", [
     ("static", "parallel", "attention", False), ("context", "parallel", "attention", True),
     ("context", "cascade", "attention", False), ("context", "cascade_global", "mean", False)])
-def test_spectramb_forward_and_loss_equal_the_reference(filter_mode, view_mode, fusion, require_pow):
-    c = {**SPECTRAMB, "filter_mode": filter_mode, "view_mode": view_mode, "fusion": fusion, "require_pow": require_pow}
+@pytest.mark.parametrize("extra_views", [[], ["also_bought", "not_bought"]])
+def test_spectramb_forward_and_loss_equal_the_reference(filter_mode, view_mode, fusion, require_pow, extra_views):
+    c = {**SPECTRAMB, "filter_mode": filter_mode, "view_mode": view_mode, "fusion": fusion, "require_pow": require_pow,
+         "extra_views": extra_views}
     model, dataset = build(SpectraMB, **c)
     ref.randomise(model)
     p = ref.weights(model)
