@@ -69,15 +69,34 @@ def _file_digest(path):
     return hashlib.sha1(data).hexdigest()
 
 
+# add-ons a model YAML offers with a switch (beyond the papers); while a run leaves one off, its keys do not
+# define the run, so shipping a new add-on (off) keeps every earlier run's key
+ADDON_SWITCHES = ("history_term", "cascade_term")
+
+
+def _model_digest(path, config_file_list, settings):
+    """:func:`_file_digest` of a model YAML without the keys of the add-ons this run leaves off."""
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    merged = dict(values)
+    for file in config_file_list or []:
+        merged.update(yaml.safe_load(Path(file).read_text()) or {})
+    merged.update(settings)
+    off = [s for s in ADDON_SWITCHES if s in values and not merged.get(s)]
+    kept = {k: v for k, v in values.items() if not any(k == s or k.startswith(s + "_") for s in off)}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def settings_key(model, dataset, seed, split_seed, config_file_list, settings):
     """A short hash of everything that defines one run: a finished row with the same key is reused by
     ``resume`` (and by a study)."""
     settings = {k: v for k, v in settings.items() if k not in _LOCATION_KEYS}
     files = [_file_digest(path) for path in config_file_list or []]
     # the plugin's shipped defaults too: a run made before a model's (or dataset's) YAML changed is not reused
-    for path in (paths.model_properties_file(model_name(model)), paths.dataset_properties_file(dataset)):
-        if path.is_file():
-            files.append(_file_digest(path))
+    model_file, dataset_file = paths.model_properties_file(model_name(model)), paths.dataset_properties_file(dataset)
+    if model_file.is_file():
+        files.append(_model_digest(model_file, config_file_list, settings))
+    if dataset_file.is_file():
+        files.append(_file_digest(dataset_file))
     text = json.dumps([model_name(model), dataset, seed, split_seed, files, settings], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 

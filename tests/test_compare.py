@@ -208,6 +208,27 @@ def test_the_settings_key_follows_the_shipped_model_defaults(tmp_path, monkeypat
     assert compare.settings_key("SpectraMB", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) != before
 
 
+def test_an_add_on_left_off_does_not_change_the_settings_key(tmp_path, monkeypatch):
+    from recbole_spectral import compare, paths
+
+    yaml_file, recipe = tmp_path / "MuLe.yaml", tmp_path / "history-term.yaml"
+    monkeypatch.setattr(paths, "model_properties_file", lambda model: yaml_file)
+    recipe.write_text("history_term: True\n")
+    yaml_file.write_text("gnn_layers: 1\n")
+    before = compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, None, {"epochs": 5})
+    before_on = compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, None, {"epochs": 5, "history_term": True})
+    # shipping the history and cascade terms (off) keeps the runs that left them off
+    yaml_file.write_text("gnn_layers: 1\nhistory_term: False\nhistory_term_init: 1.0\ncascade_term: False\ncascade_term_top_k: 100\n")
+    assert compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) == before
+    # switched on, by a setting or a recipe file, its keys define the run
+    on = compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, None, {"epochs": 5, "history_term": True})
+    assert on != before_on and on != before
+    assert compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, [str(recipe)], {"epochs": 5}) != before
+    yaml_file.write_text("gnn_layers: 1\nhistory_term: False\nhistory_term_init: 0.5\ncascade_term: False\ncascade_term_top_k: 50\n")
+    assert compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, None, {"epochs": 5}) == before
+    assert compare.settings_key("MuLe", "ml-100k-mb", 2020, 2020, None, {"epochs": 5, "history_term": True}) != on
+
+
 def test_resumed_calls_on_other_models_share_one_table(tmp_path, capsys):
     out = str(tmp_path / "shared")
     compare_models(["Pop"], "ml-100k", seeds=[2020], config_dict=SETTINGS, out_dir=out, resume=True)
