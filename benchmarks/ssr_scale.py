@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NAME = "sports-generated"
 PREVIOUS = {"user_modality": "free", "pref_normalize": False, "pref_reg_weight": 0.0, "chebyshev_order": 5,
-            "item_graph_mode": "early", "mask_semantics": "ours", "hsno_mode": "ours", "loss_type": "BCE", "edge_keep_ratio": 1.0}
+            "item_graph_mode": "early", "mask_semantics": "score_masked", "hsno_mode": "softmax_gate", "loss_type": "BCE", "edge_keep_ratio": 1.0}
 SETTINGS = {"default": {}, "default, user_modality item_mean": {"user_modality": "item_mean"}, "previous": PREVIOUS}
 
 
