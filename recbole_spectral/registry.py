@@ -18,6 +18,8 @@ PLUGIN_MODELS = {
     "MuLe": "recbole_spectral.model.multibehavior.mule",
     "HistoryPop": "recbole_spectral.model.multibehavior.historypop",
     "CascadingRank": "recbole_spectral.model.multibehavior.cascadingrank",
+    # any dataset
+    "SimGCL": "recbole_spectral.model.general.simgcl",
     # multimodal
     "SSR": "recbole_spectral.model.multimodal.ssr",
     "VBPR": "recbole_spectral.model.multimodal.vbpr",
