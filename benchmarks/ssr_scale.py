@@ -205,8 +205,9 @@ def main():
         f"train_batch_size {args.batch_size} for every model; timed: {scope} (with the per-epoch hook), "
         f"{args.rounds} round(s), alternated.", "",
         "| measurement | value | target |", "|---|---:|---|",
-        f"| **preprocessing** = SSR construction ({labels[0]}), cold cache: truncated SVD to {config['feature_rank']} "
-        f"coordinates, kNN graphs (k={config['knn_k']}) on them, fixed feature signal, band calibration, fixed bands | "
+        f"| **preprocessing** = SSR construction ({labels[0]}), cold cache: "
+        + (f"truncated SVD to {config['feature_rank']} coordinates" if config["feature_rank"] else "raw features") + ", "
+        f"kNN graphs (k={config['knn_k']}) on them, fixed feature signal, band calibration, fixed bands | "
         f"**{result['preprocessing_s']:.1f} s** | ≤ 60 s |",
         f"| one scheduled recalibration ({labels[0]}) | {result['calibration_s']:.1f} s | |",
         f"| LightGCN time ({scope}) | {', '.join(f'{x:.1f}' for x in times['LightGCN'])} s | |",
