@@ -2,8 +2,9 @@ r"""SSR: Structured Spectral Reasoning for frequency-adaptive multimodal recomme
 
 Reference: "Structured Spectral Reasoning for Frequency-Adaptive Multimodal Recommendation",
 Wei Yang et al., arXiv 2512.01372 (2025), and its released code (an MMRec-based library,
-Jinfeng-Xu/Multimodal-Recommendation-Library, src/models/ssr.py at 7fdf93c; config
-arkina3931/Frequency src/configs/model/SSR.yaml).
+Jinfeng-Xu/Multimodal-Recommendation-Library, src/models/ssr.py at 7fdf93c, read again at df1768a, which differs
+only in cache handling; config arkina3931/Frequency src/configs/model/SSR.yaml and src/configs/overall.yaml at
+ca295b0). docs/ssr.md gives the line of the released code behind every default.
 
 What the released code does (read from the source, not the paper)
 -----------------------------------------------------------------
@@ -18,8 +19,8 @@ What the released code does (read from the source, not the paper)
   propagation item_new = S^n item_rep (``n_mm_layers: 1``), user_new = [P_id | P_image | P_text] (raw).
   Bands are taken of [rep | new] and summed band by band, i.e. bands of (rep + new): the item graph enters
   at full weight *after* the user–item propagation (like FREEDOM), and users get their raw P's again.
-* Bands (``SpectralGraphSignalProcessor._wavelet_band``): graphs with > 5,000 nodes (every real dataset)
-  use *fixed* Chebyshev filters in L̃ = L_sym − I: low = T_0 − 0.5 T_1, mid = 0.8 T_2 + 0.3 T_3, high =
+* Bands (``SpectralGraphSignalProcessor._wavelet_band``): graphs with > 5,000 nodes (TikTok, Amazon; not
+  ml100k-text's 2,625) use *fixed* Chebyshev filters in L̃ = L_sym − I: low = T_0 − 0.5 T_1, mid = 0.8 T_2 + 0.3 T_3, high =
   the residual (``_cheb_mband_with_transformation``); smaller graphs use the full eigendecomposition with
   equal-energy cuts recomputed on every forward. Here that rule is ``band_method: energy_or_fixed_chebyshev``
   with ``exact_max_nodes: 5000`` (cuts recomputed every ``band_recalibrate_every`` epochs).
@@ -47,13 +48,14 @@ g(Â) = Σ_{l≤L} Â^l, the released layer sum (``layer_aggregation: sum``), or
 Backbone, branches β ∈ {id} ∪ modalities, each d wide (``use_modalities: False``: the ID branch alone — no
 encoders, no P_m, no item–item graph, no InfoNCE; a control for what the content adds, not the paper's model):
     Z_id = [E_U ; E_I]
-    Z_m  = [U_m ; [F_m, 1]] ∘ enc_m                     item features F_m (SVD-reduced, centred, scaled, a bias
-                                                         column), enc_m linear W_m or an MLP (after banding)
-      user_modality: item_mean  U_m = D_u^{-1} R [F_m, 1]  (mean of the user's training items' rows; no free
-                                                           per-user parameters, as LGMRec and SMORE derive it)
-                     free       user rows of branch m are a free P_m (n_users × d) in the output space (not
-                                through enc_m), row-normalised when ``pref_normalize``, with an L2 term
-                                ``pref_reg_weight`` on the batch's rows (the released code's choice)
+    Z_m  = [U_m ; [F_m, 1]] ∘ enc_m                     item features F_m (raw, or SVD-reduced with ``feature_rank``
+                                                         > 0; centred, scaled, a bias column), enc_m an MLP (released;
+                                                         applied after banding) or a linear W_m
+      user_modality: free       user rows of branch m are a free P_m (n_users × d; released) in the output space
+                                (not through enc_m), row-normalised when ``pref_normalize`` (released), with an
+                                optional L2 term ``pref_reg_weight`` on the batch's rows (0: the released code has none)
+                     item_mean  U_m = D_u^{-1} R [F_m, 1]  (beyond the paper: the mean of the user's training items'
+                                rows; no free per-user parameters, as LGMRec and SMORE derive it)
     modality_signal: features   as above (the paper: branch m carries the encoded item features)
                      gated_id   Z_m = [U_m ; E_I ⊙ σ(enc_m([F_m, 1]))] — the item ID embeddings gated by the item's
                                 features (SMORE's item signal; beyond the paper), U_m = D_u^{-1} R (item rows)
