@@ -19,6 +19,8 @@ PLUGIN_MODELS = {
     "UnionLightGCN": "recbole_spectral.model.multibehavior.unionlightgcn",
     "HistoryPop": "recbole_spectral.model.multibehavior.historypop",
     "CascadingRank": "recbole_spectral.model.multibehavior.cascadingrank",
+    # any dataset
+    "SimGCL": "recbole_spectral.model.general.simgcl",
     # multimodal
     "SSR": "recbole_spectral.model.multimodal.ssr",
     "VBPR": "recbole_spectral.model.multimodal.vbpr",

@@ -98,9 +98,13 @@ def test_ddp_gradient_of_ssr_on_two_halves_equals_the_single_process_gradient_of
     L2 here), so the all-reduced mean of the two halves' gradients is the whole batch's gradient: what the
     math says, to float32 rounding."""
     context = mp.get_context("spawn")
-    queue = context.SimpleQueue()
-    mp.start_processes(ssr_ddp_rank, args=(free_port(), queue), nprocs=2, join=True, start_method="spawn")
-    ranks = dict((rank, (grads, borders)) for rank, grads, borders in (queue.get(), queue.get()))
+    queue = context.Queue()
+    ranks_context = mp.start_processes(ssr_ddp_rank, args=(free_port(), queue), nprocs=2, join=False, start_method="spawn")
+    try:  # read before joining: a rank blocks in put() while the pipe is full (two gradient dicts exceed 64 KiB)
+        ranks = dict((rank, (grads, borders)) for rank, grads, borders in (queue.get(timeout=600), queue.get(timeout=600)))
+    finally:
+        while not ranks_context.join():  # a rank that failed is raised here (the other is terminated)
+            pass
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the ranks: the band borders come from an eigendecomposition
     try:

@@ -147,16 +147,29 @@ def test_released_filters_match_the_released_code():
     np.testing.assert_allclose(four.sum(0), [1, 0, 0, 0, 0, 0], atol=1e-12)
 
 
-def test_released_split_is_polynomial_and_sums_to_the_signal(graph_and_signal):
+def test_released_rule_on_a_large_graph_is_polynomial_and_sums_to_the_signal(graph_and_signal):
+    """energy_or_fixed_chebyshev above exact_max_nodes: the released fixed filters (degree 3 at order 5)."""
     graph, x = graph_and_signal
-    decomposition = B.SpectralBands(graph, 3, 5, method="released", exact_max_nodes=10_000)
-    assert not decomposition.exact and decomposition.degree == 3
+    decomposition = B.SpectralBands(graph, 3, 5, method="energy_or_fixed_chebyshev", exact_max_nodes=graph.shape[0] - 1)
+    assert not decomposition.exact and decomposition.degree == 3 and not decomposition.adaptive
     shares = decomposition.calibrate(x)
     assert shares.sum() == pytest.approx(1.0, abs=1e-6)
     bands = decomposition.bands(x)
     assert torch.allclose(sum(bands), x, atol=1e-5)
     lap = B.shifted_laplacian(graph)
     assert torch.allclose(bands[0], x - 0.5 * (lap @ x), atol=1e-5)
+
+
+def test_released_rule_on_a_small_graph_is_the_exact_equal_energy_split(graph_and_signal):
+    """energy_or_fixed_chebyshev at most exact_max_nodes: the same bands as ``energy`` on the exact path (the
+    released code's eigendecomposition cut at equal energy)."""
+    graph, x = graph_and_signal
+    released = B.SpectralBands(graph, 3, 5, method="energy_or_fixed_chebyshev", exact_max_nodes=graph.shape[0])
+    energy = B.SpectralBands(graph, 3, 5, method="energy", exact_max_nodes=graph.shape[0])
+    assert released.exact and released.adaptive
+    np.testing.assert_allclose(released.calibrate(x), energy.calibrate(x), atol=1e-12)
+    for a, b in zip(released.bands(x), energy.bands(x)):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_bands_on_another_laplacian(graph_and_signal):

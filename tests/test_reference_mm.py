@@ -253,7 +253,7 @@ def ssr_reference(p, model, dataset, c):
     s = sum(w * ref.dense(dataset.knn_graph(m, 3)) for m, w in zip(mods, (0.25, 0.75)))
 
     def backbone(x):  # g(Â) X then X_I ← X_I + S X_I
-        x = ref.layer_mean(adj, x, c["n_layers"])
+        x = ref.layer_mean(adj, x, c["n_layers"]) * (c["n_layers"] + 1 if c["layer_aggregation"] == "sum" else 1)
         return np.concatenate([x[:N_USERS], x[N_USERS:] + s @ x[N_USERS:]])
 
     parts = [backbone(np.concatenate([p["user_embedding.weight"], p["item_embedding.weight"]]))]
@@ -272,19 +272,19 @@ def ssr_reference(p, model, dataset, c):
     return np.stack(bands, 1)
 
 
-SSR_CONFIG = {"n_layers": 2, "band_method": "fixed", "fixed_band_borders": BORDERS, "exact_max_nodes": 1000,
-              "hsno_mode": "released", "fusion": "hsno", "user_modality": "free", "pref_normalize": True,
+SSR_CONFIG = {"n_layers": 2, "layer_aggregation": "mean", "use_modalities": True, "band_method": "fixed", "fixed_band_borders": BORDERS, "exact_max_nodes": 1000,
+              "hsno_mode": "near_identity", "fusion": "hsno", "user_modality": "free", "pref_normalize": True,
               "modality_signal": "features", "item_graph_mode": "late", "knn_layers": 1, "feature_encoder": "linear",
               "modality_weights": {"image": 0.25, "text": 0.75}, "edge_keep_ratio": 1.0, "temperature": 0.5,
               "lambda_reg": 0.3, "lambda_cl": 0.2, "lambda_mask": 0.7, "band_drop_prob": 0.3, "pref_reg_weight": 0.05,
-              "mask_semantics": "released", "hsno_rank": 2}
+              "mask_semantics": "consistency_only", "hsno_rank": 2}
 
 
 def ssr_fuse(p, c, bands, keep, is_user):
-    """Stage 3 by the options: the released operators per node type, G-HSNO ('ours', one operator), or the sum."""
+    """Stage 3 by the options: the released operators per node type, G-HSNO (softmax_gate, one operator), or the sum."""
     if c["fusion"] == "sum":
         return (bands if keep is None else bands * keep[:, :, None]).sum(1)
-    if c["hsno_mode"] == "ours":
+    if c["hsno_mode"] == "softmax_gate":
         return ghsno_reference({k[len("hsno."):]: v for k, v in p.items() if k.startswith("hsno.")}, bands, keep,
                                c["temperature"])[0]
     users = ref.released_hsno(p, "hsno_user", bands[is_user], None if keep is None else keep[is_user])
@@ -293,24 +293,25 @@ def ssr_fuse(p, c, bands, keep, is_user):
 
 
 def ssr_loss_reference(p, bands, b, keep, c):
-    """BPR/BCE on the operator output (mask_semantics released: unmasked, + λ_mask mean_elements (z_mask − z)²;
-    ours: masked, + λ_mask mean_nodes ‖z_mask − z‖²) + λ_reg (the operators' regularisers) + λ_cl per-band InfoNCE
+    """BPR/BCE on the operator output (mask_semantics consistency_only: unmasked, + λ_mask mean_elements (z_mask − z)²;
+    score_masked: masked, + λ_mask mean_nodes ‖z_mask − z‖²) + λ_reg (the operators' regularisers) + λ_cl per-band InfoNCE
     (image ↔ text slices, negatives: the batch's other items in the band and the same item in the other bands)
     + pref L2 on the batch's users."""
     u, i, j = indices(b)
     nodes = np.unique(np.concatenate([u, N_USERS + i, N_USERS + j]))
     is_user = nodes < N_USERS
     full, masked = ssr_fuse(p, c, bands[nodes], None, is_user), ssr_fuse(p, c, bands[nodes], keep, is_user)
-    z = full if c["mask_semantics"] == "released" else masked
+    z = full if c["mask_semantics"] == "consistency_only" else masked
     row = {node: k for k, node in enumerate(nodes)}
     zu, zi, zj = (z[[row[n] for n in rows]] for rows in (u, N_USERS + i, N_USERS + j))
     pos, neg = (zu * zi).sum(1), (zu * zj).sum(1)
-    loss = (ref.softplus(-pos) + ref.softplus(neg)).mean() if c["loss_type"] == "BCE" else ref.softplus(neg - pos).mean()
-    if c["mask_semantics"] == "released":
+    # BCE as released: binary_cross_entropy_with_logits over the 2n logits [pos ; neg], labels [1 ; 0]
+    loss = np.concatenate([ref.softplus(-pos), ref.softplus(neg)]).mean() if c["loss_type"] == "BCE" else ref.softplus(neg - pos).mean()
+    if c["mask_semantics"] == "consistency_only":
         loss += c["lambda_mask"] * ((masked - full) ** 2).mean()
     else:
         loss += c["lambda_mask"] * ((masked - full) ** 2).sum(1).mean()
-    if c["fusion"] == "hsno" and c["hsno_mode"] == "released":
+    if c["fusion"] == "hsno" and c["hsno_mode"] == "near_identity":
         loss += c["lambda_reg"] * (ref.released_hsno_reg(p, "hsno_user") + ref.released_hsno_reg(p, "hsno_item"))
     elif c["fusion"] == "hsno":
         q, k, gains = p["hsno.query"], p["hsno.key"], p["hsno.gains"]
@@ -334,8 +335,9 @@ def ssr_loss_reference(p, bands, b, keep, c):
 
 
 @pytest.mark.parametrize("loss_type,options", [
-    ("BPR", {}), ("BCE", {}), ("BPR", {"hsno_mode": "ours", "mask_semantics": "ours"}),
-    ("BPR", {"fusion": "sum", "mask_semantics": "ours"}), ("BCE", {"fusion": "sum"})])
+    ("BPR", {}), ("BCE", {}), ("BPR", {"hsno_mode": "softmax_gate", "mask_semantics": "score_masked"}),
+    ("BPR", {"fusion": "sum", "mask_semantics": "score_masked"}), ("BCE", {"fusion": "sum"}),
+    ("BCE", {"layer_aggregation": "sum"})])
 def test_ssr_forward_and_loss_equal_the_reference(loss_type, options, monkeypatch):
     c = {**SSR_CONFIG, "loss_type": loss_type, **options}
     model, dataset = build(SSR, **c)

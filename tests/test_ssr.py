@@ -34,7 +34,8 @@ def one_thread():
 
 
 def ssr_config(**overrides):
-    return model_config("SSR", **{"embedding_size": 8, "knn_k": 3, **overrides})
+    """The shipped YAML with a small width and the linear encoder (the hand formulas read its one weight)."""
+    return model_config("SSR", **{"embedding_size": 8, "knn_k": 3, "feature_encoder": "linear", **overrides})
 
 
 def batch(n=16, seed=0):
@@ -46,7 +47,8 @@ def hand_signal(model, dataset):
     """X by the formulas of the docstring with dense matrices (fusion: sum returns it)."""
     a = normalized_bipartite_graph(dataset.inter_matrix()).to_dense()
     n_layers = model.n_layers
-    g = sum(torch.linalg.matrix_power(a, k) for k in range(n_layers + 1)) / (n_layers + 1)
+    g = sum(torch.linalg.matrix_power(a, k) for k in range(n_layers + 1))
+    g = g if model.layer_aggregation == "sum" else g / (n_layers + 1)
     s = model.item_graph.to_dense() if model.item_graph is not None else torch.zeros(N_ITEMS, N_ITEMS)
     t = model.knn_layers
     early = model.item_graph_mode == "early" and model.item_graph is not None
@@ -83,6 +85,8 @@ def hand_signal(model, dataset):
     {"user_modality": "free", "item_graph_mode": "early"},
     {"item_graph_mode": "late", "exact_max_nodes": 10_000, "user_modality": "item_mean"},
     {"use_item_graph": False, "n_layers": 1, "user_modality": "item_mean"},
+    {"layer_aggregation": "mean", "user_modality": "free"},
+    {"use_modalities": False, "use_item_graph": False},
     {"modality_signal": "gated_id", "user_modality": "item_mean", "item_graph_mode": "late"},
     {"modality_signal": "gated_id", "user_modality": "item_mean", "item_graph_mode": "early", "knn_layers": 2},
     {"modality_signal": "gated_id", "user_modality": "free"},
@@ -197,6 +201,49 @@ def test_gated_bands_need_item_mean_users():
         check_model(SSR, ssr_config(modality_signal="gated_bands", user_modality="free"))
 
 
+def test_without_modalities_only_the_id_branch_is_banded_and_no_content_enters():
+    """use_modalities: False — the control for SSR's content: ID bands only (d columns), no encoders, no free P_m,
+    no item-item graph, no InfoNCE (lambda_cl unused); the other stages unchanged."""
+    torch.manual_seed(0)
+    plain = SSR(ssr_config(use_modalities=False, use_item_graph=False, lambda_cl=1.0, band_drop_prob=0.5, lambda_mask=1.0),
+                TinyMultiModalDataset())
+    assert plain.modalities == [] and plain.signal_dim == 8 and plain.item_graph is None
+    assert len(plain.projection) == 0 and len(plain.user_preference) == 0
+    assert {name.split(".")[0] for name, _ in plain.named_parameters()} == {"user_embedding", "item_embedding",
+                                                                            "hsno_user", "hsno_item"}
+    assert plain.node_bands().shape == (N_USERS + N_ITEMS, 3, 8)
+    # lambda_cl unused: the loss is the same at any InfoNCE weight
+    loss = plain.calculate_loss(batch())
+    torch.manual_seed(0)
+    other = SSR(ssr_config(use_modalities=False, use_item_graph=False, lambda_cl=0.0, band_drop_prob=0.5, lambda_mask=1.0),
+                TinyMultiModalDataset())
+    other.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    a = plain.calculate_loss(batch())
+    torch.manual_seed(1)
+    assert float(other.calculate_loss(batch())) == pytest.approx(float(a), rel=1e-6)
+    loss.backward()
+    assert all(p.grad is not None for p in plain.parameters())
+
+
+def test_without_modalities_the_item_graph_is_refused():
+    with pytest.raises(ConfigError, match="use_item_graph.*use_modalities is False"):
+        check_model(SSR, ssr_config(use_modalities=False, use_item_graph=True))
+
+
+def test_one_band_without_modalities_trains_and_scores():
+    """n_bands: 1 with use_modalities: False — LightGCN-like ID signal through the fusion operator (no masking:
+    one band cannot be dropped); a cheap control that must run."""
+    torch.manual_seed(0)
+    model = SSR(ssr_config(use_modalities=False, use_item_graph=False, n_bands=1), TinyMultiModalDataset())
+    loss = model.calculate_loss(batch())
+    assert torch.isfinite(loss)
+    loss.backward()
+    model.eval()
+    scores = model.full_sort_predict(Interaction({"user_id": torch.arange(4)}))
+    assert scores.shape == (4 * N_ITEMS,) and torch.isfinite(scores).all()
+
+
 def test_free_preferences_are_regularised():
     torch.manual_seed(0)
     dataset = TinyMultiModalDataset()
@@ -309,7 +356,7 @@ def test_mlp_encoder_acts_per_band_and_trains():
         assert all(float(p.grad.abs().sum()) > 0 for p in model.projection[m].parameters())
 
 
-@pytest.mark.parametrize("semantics", ["released", "ours"])
+@pytest.mark.parametrize("semantics", ["consistency_only", "score_masked"])
 def test_mask_semantics(semantics, monkeypatch):
     torch.manual_seed(0)
     model = SSR(ssr_config(mask_semantics=semantics, band_drop_prob=0.5, lambda_mask=0.0, lambda_cl=0.0, lambda_reg=0.0),
@@ -324,7 +371,7 @@ def test_mask_semantics(semantics, monkeypatch):
     unmasked = SSR(ssr_config(mask_semantics=semantics, band_drop_prob=0.0, lambda_cl=0.0, lambda_reg=0.0), TinyMultiModalDataset())
     unmasked.load_state_dict(model.state_dict())
     base = float(model.calculate_loss(batch()))
-    if semantics == "released":  # the score comes from the unmasked output
+    if semantics == "consistency_only":  # the score comes from the unmasked output
         assert base == pytest.approx(float(unmasked.calculate_loss(batch())), rel=1e-6)
     else:
         assert base != pytest.approx(float(unmasked.calculate_loss(batch())), rel=1e-3)
@@ -335,7 +382,7 @@ def test_mask_semantics(semantics, monkeypatch):
         bands = model.node_bands(nodes)
         n_user_rows = int((nodes < N_USERS).sum())
         full, masked = model.fuse(bands, None, n_user_rows), model.fuse(bands, keep["mask"], n_user_rows)
-    expected = F.mse_loss(masked, full) if semantics == "released" else (masked - full).pow(2).sum(1).mean()
+    expected = F.mse_loss(masked, full) if semantics == "consistency_only" else (masked - full).pow(2).sum(1).mean()
     assert float(model.calculate_loss(batch())) == pytest.approx(base + float(expected), rel=1e-5)
 
 
@@ -379,7 +426,7 @@ def test_released_operator_without_context_scale_stays_within_the_bounded_factor
 
 
 @pytest.mark.parametrize("overrides", [
-    {}, {"hsno_mode": "ours", "mask_semantics": "ours"}, {"hsno_context_scale": False}, {"user_modality": "item_mean"}, {"band_method": "released"},
+    {}, {"hsno_mode": "softmax_gate", "mask_semantics": "score_masked"}, {"hsno_context_scale": False}, {"user_modality": "item_mean"}, {"band_method": "energy_or_fixed_chebyshev"},
     {"feature_encoder": "mlp", "edge_keep_ratio": 0.5},
     {"modality_signal": "gated_id", "user_modality": "item_mean"}, {"modality_signal": "gated_id", "feature_encoder": "mlp"},
     {"modality_signal": "gated_bands", "user_modality": "item_mean", "edge_keep_ratio": 0.5},

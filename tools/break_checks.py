@@ -87,7 +87,7 @@ CASES += [
 CASES += [
  ("ssr G-HSNO ignores the band mask", M+"multimodal/ssr.py", "return [self.hsno(bands, keep)[0] for keep in keeps]", "return [self.hsno(bands, None)[0] for keep in keeps]", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
  ("ssr sum fusion ignores the band mask", M+"multimodal/ssr.py", "return [(bands if keep is None else bands * keep.unsqueeze(-1)).sum(1) for keep in keeps]", "return [bands.sum(1) for keep in keeps]", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
- ("ssr 'ours' consistency as an element mean", M+"multimodal/ssr.py", "consistency = (z - full).pow(2).sum(1).mean()", "consistency = (z - full).pow(2).mean()", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
+ ("ssr score_masked consistency as an element mean", M+"multimodal/ssr.py", "consistency = (z - full).pow(2).sum(1).mean()", "consistency = (z - full).pow(2).mean()", "tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference"),
 ]
 only = sys.argv[1:]
 env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}

@@ -1,4 +1,5 @@
-"""InfoNCE between two views of the same rows, the contrastive term of LGMRec and SMORE.
+"""InfoNCE between two views of the same rows, the contrastive term of LGMRec, SMORE and SimGCL, and SimGCL's
+noise-perturbed view (:func:`sign_aligned_noise`).
 
 With â, p̂, ĉ the L2-normalised anchor, positive and candidate rows and τ the temperature, the loss of row n is
 
@@ -51,3 +52,11 @@ def info_nce(anchor, positive, candidates=None, tau=0.2, reduction="sum"):
     c = p if candidates is None else F.normalize(candidates, dim=1)
     losses = _LogSumExpScores.apply(a, c, tau) - (a * p).sum(1) / tau
     return losses.sum() if reduction == "sum" else losses.mean()
+
+
+def sign_aligned_noise(x, eps, uniform=None):
+    """SimGCL's perturbation (Yu et al., SIGIR 2022, eq. 7): x + eps · sign(x) ⊙ normalize_rows(U), U ~ Uniform[0, 1)
+    of x's shape (``uniform``: U given). Each row moves by exactly ``eps`` (where x has no zero entry), inside
+    the hyperoctant of x, so a view stays near its row; two draws give two views."""
+    u = torch.rand_like(x) if uniform is None else uniform
+    return x + eps * torch.sign(x) * F.normalize(u, dim=-1)

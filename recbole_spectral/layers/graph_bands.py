@@ -29,8 +29,10 @@ Low-order polynomials cannot make sharp cut-offs: at K = 5 the scalable bands ar
 the exact ones (see tests/test_graph_bands.py for the
 measured gap, which shrinks as K grows).
 
-A fixed, hand-set split (borders given in λ, the same on every graph; ``fixed``) and the released code's
-fixed filters (``released``, see :func:`released_band_coefficients`) are kept as options for comparison.
+A fixed, hand-set split (borders given in λ, the same on every graph; ``fixed``) is an option for comparison.
+``energy_or_fixed_chebyshev`` is the released SSR code's rule: the exact equal-energy split on graphs with at
+most ``exact_max_nodes`` nodes, its fixed Chebyshev filters (:func:`released_band_coefficients`, no borders)
+on larger graphs.
 
 ``prefilter``: bands of g(L̃) X for a known polynomial g (e.g. LightGCN's propagation, a polynomial in
 Â = −L̃) are the polynomials f_b·g applied to X; their Chebyshev coefficients are products of series,
@@ -44,7 +46,7 @@ from numpy.polynomial import chebyshev as npcheb
 
 from recbole_spectral.layers.graph import symmetric_spmm
 
-BAND_METHODS = ("energy", "fixed", "released")
+BAND_METHODS = ("energy", "fixed", "energy_or_fixed_chebyshev")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,8 +295,9 @@ class SpectralBands:
         n_bands: M.
         order: Chebyshev order K of the scalable path.
         method: ``energy`` (energy-balanced borders), ``fixed`` (``fixed_borders`` given in λ) or
-            ``released`` (the released code's fixed Chebyshev filters, :func:`released_band_coefficients`;
-            always polynomial, no borders).
+            ``energy_or_fixed_chebyshev`` (the released code's rule: exact equal-energy bands on graphs with at most
+            ``exact_max_nodes`` nodes, else its fixed Chebyshev filters, :func:`released_band_coefficients`,
+            polynomial, no borders).
         exact_max_nodes: graphs with at most this many nodes use the exact eigendecomposition.
         prefilter: Chebyshev coefficients (in L̃) of a polynomial g applied before banding, or None.
     """
@@ -308,7 +311,7 @@ class SpectralBands:
         self.laplacian = shifted_laplacian(norm_adj)
         self.n_nodes = norm_adj.shape[0]
         self.n_bands, self.order, self.method, self.damping = n_bands, order, method, damping
-        self.exact = self.n_nodes <= exact_max_nodes and method != "released"
+        self.exact = self.n_nodes <= exact_max_nodes
         self.prefilter = None if prefilter is None else np.asarray(prefilter, dtype=float)
         if method == "fixed":
             if fixed_borders is None or len(fixed_borders) != n_bands - 1:
@@ -333,7 +336,7 @@ class SpectralBands:
                 evals, evecs = torch.linalg.eigh(dense.double())
                 self._eigen = (evals, evecs)
             evals, evecs = self._eigen
-            if self.method == "energy":
+            if self.method != "fixed":  # energy, or the released rule's small-graph path
                 _, borders, (_, _, cuts) = exact_decomposition_from_eigen(evals, evecs, signal, self.n_bands)
                 self.borders = borders
                 self._cuts = cuts
@@ -357,7 +360,7 @@ class SpectralBands:
         return self.shares
 
     def _refresh(self):
-        if self.method == "released":
+        if self.method == "energy_or_fixed_chebyshev" and not self.exact:
             self.coefficients = released_band_coefficients(self.n_bands, self.order)
         else:
             self.coefficients = band_coefficients(self.borders, self.order, self.damping)
@@ -374,6 +377,11 @@ class SpectralBands:
         if self.exact and self._eigen is not None:
             self._cuts = cuts_from_borders(self._eigen[0], self.borders)
         self._refresh()
+
+    @property
+    def adaptive(self):
+        """Whether calibration moves the borders (an equal-energy split), so recalibrating can change the bands."""
+        return self.method == "energy" or (self.method == "energy_or_fixed_chebyshev" and self.exact)
 
     # -- application -------------------------------------------------------------------------
     @property

@@ -2,8 +2,9 @@ r"""SSR: Structured Spectral Reasoning for frequency-adaptive multimodal recomme
 
 Reference: "Structured Spectral Reasoning for Frequency-Adaptive Multimodal Recommendation",
 Wei Yang et al., arXiv 2512.01372 (2025), and its released code (an MMRec-based library,
-Jinfeng-Xu/Multimodal-Recommendation-Library, src/models/ssr.py at 7fdf93c; config
-arkina3931/Frequency src/configs/model/SSR.yaml).
+Jinfeng-Xu/Multimodal-Recommendation-Library, src/models/ssr.py at 7fdf93c, read again at df1768a, which differs
+only in cache handling; config arkina3931/Frequency src/configs/model/SSR.yaml and src/configs/overall.yaml at
+ca295b0). docs/ssr.md gives the line of the released code behind every default.
 
 What the released code does (read from the source, not the paper)
 -----------------------------------------------------------------
@@ -18,36 +19,43 @@ What the released code does (read from the source, not the paper)
   propagation item_new = S^n item_rep (``n_mm_layers: 1``), user_new = [P_id | P_image | P_text] (raw).
   Bands are taken of [rep | new] and summed band by band, i.e. bands of (rep + new): the item graph enters
   at full weight *after* the user–item propagation (like FREEDOM), and users get their raw P's again.
-* Bands (``SpectralGraphSignalProcessor._wavelet_band``): graphs with > 5,000 nodes (every real dataset)
-  use *fixed* Chebyshev filters in L̃ = L_sym − I: low = T_0 − 0.5 T_1, mid = 0.8 T_2 + 0.3 T_3, high =
-  the residual (``_cheb_mband_with_transformation``; ``band_method: released`` here); smaller graphs use
-  the full eigendecomposition with equal-energy cuts recomputed on every forward (``energy`` + exact here).
+* Bands (``SpectralGraphSignalProcessor._wavelet_band``): graphs with > 5,000 nodes (TikTok, Amazon; not
+  ml100k-text's 2,625) use *fixed* Chebyshev filters in L̃ = L_sym − I: low = T_0 − 0.5 T_1, mid = 0.8 T_2 + 0.3 T_3, high =
+  the residual (``_cheb_mband_with_transformation``); smaller graphs use the full eigendecomposition with
+  equal-energy cuts recomputed on every forward. Here that rule is ``band_method: energy_or_fixed_chebyshev``
+  with ``exact_max_nodes: 5000`` (cuts recomputed every ``band_recalibrate_every`` epochs).
 * Stage 2 (``SpectralCalculateOperator.forward``, ``masked_consistency_mse``): the main BCE loss is computed
   on the *unmasked* output; a band-masked copy (each band of each node dropped with p = 0.1, band 0 kept
   when all drop, kept bands / (1 − p)) enters only ``F.mse_loss(masked, full.detach())`` (an element mean)
-  with weight ``ma_weight`` 0.001 (``mask_semantics: released``).
+  with weight ``ma_weight`` 0.001 (``mask_semantics: consistency_only``).
 * Stage 3: separate user and item operators (``HyperSpectralOperator`` + ``GraphSpectWeightModule``) that
   stay near the identity: column-softmax band mixing, gains exp(0.1 tanh V) ∈ [0.90, 1.11], a sigmoid
   context scale, band weights 1 + 0.1 tanh(·) (±10 %), norm kept (:class:`ReleasedHSNO`,
-  ``hsno_mode: released``); output ``aggr`` = sum of the bands (``out_mode: aggr``).
+  ``hsno_mode: near_identity``); output ``aggr`` = sum of the bands (``out_mode: aggr``).
 * Stage 4 (``cl_contrast_loss``): InfoNCE between the image and text slices of every (node, band) row of
   the un-fused bands, for the batch's users and positive items, τ = 0.2, weight 1e-4.
-* Loss: BCE-with-logits over positives and sampled negatives + 0.1 · reg + 0.001 · consistency + 1e-4 ·
-  InfoNCE; lr 1e-4.
+* Loss: BCE-with-logits over the 2n logits [positives ; sampled negatives] (a mean, so half the per-pair sum)
+  + 0.1 · reg + 0.001 · consistency + 1e-4 · InfoNCE; no other L2 term; Adam, lr 1e-4, batch 2048.
+
+``properties/model/SSR.yaml`` sets every key to the released value except the learning rate (a CPU schedule,
+10× the released 1e-4); ``--model=SSR`` is the paper's model as released, with the departures listed at the end.
 
 What this class computes (N = |U| + |I| nodes, users first; Â the symmetric-normalised user–item graph,
 L̃ = −Â its shifted Laplacian; S = Σ_m w_m S_m the mixed item–item kNN graph, w_m by modality name;
-g(Â) = (1/(L+1)) Σ_{l≤L} Â^l LightGCN's layer mean):
+g(Â) = Σ_{l≤L} Â^l, the released layer sum (``layer_aggregation: sum``), or LightGCN's layer mean
+(1/(L+1)) Σ_{l≤L} Â^l (``mean``)):
 
-Backbone, branches β ∈ {id} ∪ modalities, each d wide:
+Backbone, branches β ∈ {id} ∪ modalities, each d wide (``use_modalities: False``: the ID branch alone — no
+encoders, no P_m, no item–item graph, no InfoNCE; a control for what the content adds, not the paper's model):
     Z_id = [E_U ; E_I]
-    Z_m  = [U_m ; [F_m, 1]] ∘ enc_m                     item features F_m (SVD-reduced, centred, scaled, a bias
-                                                         column), enc_m linear W_m or an MLP (after banding)
-      user_modality: item_mean  U_m = D_u^{-1} R [F_m, 1]  (mean of the user's training items' rows; no free
-                                                           per-user parameters, as LGMRec and SMORE derive it)
-                     free       user rows of branch m are a free P_m (n_users × d) in the output space (not
-                                through enc_m), row-normalised when ``pref_normalize``, with an L2 term
-                                ``pref_reg_weight`` on the batch's rows (the released code's choice)
+    Z_m  = [U_m ; [F_m, 1]] ∘ enc_m                     item features F_m (raw, or SVD-reduced with ``feature_rank``
+                                                         > 0; centred, scaled, a bias column), enc_m an MLP (released;
+                                                         applied after banding) or a linear W_m
+      user_modality: free       user rows of branch m are a free P_m (n_users × d; released) in the output space
+                                (not through enc_m), row-normalised when ``pref_normalize`` (released), with an
+                                optional L2 term ``pref_reg_weight`` on the batch's rows (0: the released code has none)
+                     item_mean  U_m = D_u^{-1} R [F_m, 1]  (beyond the paper: the mean of the user's training items'
+                                rows; no free per-user parameters, as LGMRec and SMORE derive it)
     modality_signal: features   as above (the paper: branch m carries the encoded item features)
                      gated_id   Z_m = [U_m ; E_I ⊙ σ(enc_m([F_m, 1]))] — the item ID embeddings gated by the item's
                                 features (SMORE's item signal; beyond the paper), U_m = D_u^{-1} R (item rows)
@@ -61,7 +69,7 @@ Backbone, branches β ∈ {id} ∪ modalities, each d wide:
     X = g(Â_train) Z, then the item graph:
       item_graph_mode: late     X_I ← X_I + S^T X_I      (full weight after the propagation: released, FREEDOM)
                        early    Z_I ← (I + Σ_{t≤T} S^t) Z_I before the propagation (enters with weight 1/(L+1))
-    Â_train: with ``edge_keep_ratio`` < 1, a degree-sensitive sample of the edges (∝ 1/sqrt(d_u d_i),
+    Â_train: with ``edge_keep_ratio`` < 1 (beyond the paper), a degree-sensitive sample of the edges (∝ 1/sqrt(d_u d_i),
     :mod:`recbole_spectral.layers.edge_pruning`), renormalised, redrawn every epoch in
     ``on_train_epoch_start``; in training the whole model uses it (the learned part, the feature part —
     user means over the kept edges, so a positive's own features are often absent from its user's mean —
@@ -71,39 +79,54 @@ Stage 1, bands (recbole_spectral.layers.graph_bands): B_b = f_b(L̃) X, b = 1..M
                            (recalibrated every ``band_recalibrate_every`` epochs); exact eigen-projectors on
                            graphs with ≤ ``exact_max_nodes`` nodes
                  fixed     the same filters at hand-set borders ``fixed_band_borders`` (equal width by default)
-                 released  the released fixed filters above (degree 3 for M = 3)
+                 energy_or_fixed_chebyshev  the released rule: ``energy`` with exact eigen-projectors on graphs with
+                           ≤ ``exact_max_nodes`` nodes, the released fixed filters above on larger graphs (degree 3
+                           for M = 3; no borders, nothing recalibrated)
     The modality encoder acts per band: band b of branch m = enc_m(f_b(L̃) X_m^feat) — for the linear W_m
     this equals f_b(L̃)(X_m^feat W_m) (filters commute with the feature map); an MLP does not commute, so it
     is applied after banding, to the precomputed filtered feature bands.
 Stage 2, band masking (training): keep_b ~ Bernoulli(1−p) per node and band, ≥ 1 kept, kept / (1−p).
-    mask_semantics: released  score from the unmasked output; λ_mask · mean_elements (z_mask − sg(z))²
-                    ours      score from the masked output;   λ_mask · mean_nodes ‖z_mask − sg(z)‖²
-Stage 3: fusion: hsno with hsno_mode released (:class:`ReleasedHSNO`, one operator for users, one for
-    items; ``hsno_context_scale: False`` drops its context scale, beyond the released code) or ours (:class:`GHSNO`: softmax kernel, per-rank gains, softmax band gate, norm kept); or
-    ``fusion: sum`` (z = Σ_b B_b = X).
+    mask_semantics: consistency_only  score from the unmasked output; λ_mask · mean_elements (z_mask − sg(z))²
+                                      (released)
+                    score_masked      score from the masked output;   λ_mask · mean_nodes ‖z_mask − sg(z)‖²
+Stage 3: fusion: hsno with hsno_mode near_identity (released; :class:`ReleasedHSNO`, one operator for users,
+    one for items; ``hsno_context_scale: False`` drops its context scale, beyond the released code) or
+    softmax_gate (:class:`GHSNO`: softmax kernel, per-rank gains, softmax band gate, norm kept; beyond the
+    released code); or ``fusion: sum`` (z = Σ_b B_b = X).
 Stage 4, alignment: for every ordered pair of modalities and every band, InfoNCE (τ) between the same item's
     two modality slices of B_b; negatives = other items of the batch in that band and the same item in the
     other bands. Skipped with one modality. ``cl_views: id_and_modalities`` (beyond the paper) adds the ID
     branch's slice as one more view, so that one modality is aligned with the ID branch.
-Score ŷ_ui = ⟨z_u, z_i⟩; loss = BCE (or BPR) + λ_mask L_mask + λ_reg L_reg + λ_cl L_cl (+ pref L2).
+Score ŷ_ui = ⟨z_u, z_i⟩; loss = BCE (mean over the 2n logits, released) or BPR + λ_mask L_mask + λ_reg L_reg
++ λ_cl L_cl (+ pref L2, off by default).
 
 Cost (per batch). Only what is learned is banded per batch: the fixed feature part X_m^feat (smoothing,
 propagation, late item graph, bands) is computed once per calibration on the full graph and stored
 (M × N × (r_f+1) per modality); a batch gathers its rows and applies enc_m. The learned part is E_U, E_I
 (and P_m with ``user_modality: free``): L sparse products for g, T item-graph products (late), and a
-Chebyshev basis of degree deg f_b (K, or 3 for ``released``) on the training graph, forward and backward;
+Chebyshev basis of degree deg f_b (K, or 3 for the fixed filters at M = 3) on the training graph, forward and backward;
 with ``item_mean`` that is d = 64 columns instead of d(1 + |mod|); ``gated_id`` bands d(1 + |mod|) learned
 columns, ``gated_bands`` d (its gates cost one encoder pass over the items and one user-mean product per
-modality). Wider item features are reduced once by a truncated SVD to ``feature_rank`` coordinates (energy
-logged) and their kNN graph built on them.
+modality). With ``feature_rank`` > 0 (beyond the paper; 0 = the raw features, released) wider item features are
+reduced once by a truncated SVD to that many coordinates (energy logged) and their kNN graph built on them.
 
-Differences from the released code, on purpose: features stay frozen (SVD coordinates) so that the
-feature part can be precomputed; the per-user branch weights ``weight_u`` and the re-added raw P's are
-not reproduced; InfoNCE covers items only, per band, with band negatives; LightGCN layer mean instead of
-sum; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split). Beyond the paper and
-the released code, as options: degree-sensitive edge pruning (on by default, chosen on ml100k-text validation);
-``user_modality: item_mean``, ``loss_pairs: held_out``, ``modality_signal: gated_id | gated_bands`` and
-``cl_views: id_and_modalities`` (off by default).
+Differences from the released code, on purpose (the defaults keep every released value, these are the
+computations that differ): features stay frozen so that the feature part can be precomputed, and the MLP
+encoder is applied to each band of the filtered features (it does not commute with the filters; released:
+MLP, then propagation and bands) without biases (the features' column of ones is the first layer's bias); the
+ID branch's rows are not row-normalised before the propagation (released: F.normalize of [P_id ; E_I]); the
+per-user branch weights ``weight_u`` and the re-added raw P's are not reproduced; InfoNCE covers the batch's
+distinct positive items only (released: users too, duplicates kept), per band, with band negatives (released:
+all (node, band) rows of both modalities); equal-energy cuts are recomputed once per epoch, not on every
+forward; no ``out_mode: spec/mix`` (their score equals ``aggr`` up to a band-wise split); the learning rate
+(1e-3, released 1e-4) is a CPU schedule.
+
+Beyond the paper and the released code, as options (all off by default): degree-sensitive edge pruning
+(``edge_keep_ratio`` < 1), ``loss_pairs: held_out``, ``user_modality: item_mean``, ``modality_signal:
+gated_id | gated_bands``, ``cl_views: id_and_modalities``, ``feature_rank`` > 0 (truncated SVD of the features),
+``hsno_mode: softmax_gate``, ``mask_semantics: score_masked``, ``hsno_context_scale: False`` and the
+content-free control ``use_modalities: False``. The TikTok recipe (``properties/recipes/SSR-tiktok.yaml``)
+combines several of them and is beyond the paper.
 """
 from contextlib import contextmanager
 from functools import partial
@@ -127,8 +150,9 @@ LOSSES = ("BCE", "BPR")
 ITEM_GRAPH_MODES = ("late", "early")
 USER_MODALITY = ("item_mean", "free")
 FEATURE_ENCODERS = ("linear", "mlp")
-MASK_SEMANTICS = ("released", "ours")
-HSNO_MODES = ("released", "ours")
+MASK_SEMANTICS = ("consistency_only", "score_masked")
+HSNO_MODES = ("near_identity", "softmax_gate")
+LAYER_AGGREGATIONS = ("sum", "mean")
 LOSS_PAIRS = ("all", "held_out")
 MODALITY_SIGNALS = ("features", "gated_id", "gated_bands")
 CL_VIEWS = ("modalities", "id_and_modalities")
@@ -139,6 +163,8 @@ class SSR(EmbeddingRecommender):
     hyperparameters = {
         "embedding_size": Int(low=1),
         "n_layers": Int(low=0),
+        "layer_aggregation": Choice(*LAYER_AGGREGATIONS),
+        "use_modalities": Bool(),
         "loss_type": Choice(*LOSSES),
         "n_bands": Int(low=1),
         "chebyshev_order": Int(low=1),
@@ -186,6 +212,8 @@ class SSR(EmbeddingRecommender):
             if borders is None or len(borders) != n_bands - 1 or not inside or not increasing:
                 return ("fixed_band_borders",
                         f"{n_bands - 1} increasing values strictly inside (0, 2) (band_method: fixed, n_bands: {n_bands})")
+        if values.get("use_modalities") is False and values.get("use_item_graph"):
+            return "use_item_graph", "False when use_modalities is False (the item-item graph is built from the modality features)"
         if values.get("modality_signal") == "gated_bands" and values.get("user_modality") == "free":
             return "user_modality", "'item_mean' when modality_signal is gated_bands (a user's gate is its items' mean gate)"
         if values.get("loss_pairs") == "held_out" and values.get("edge_keep_ratio", 1.0) >= 1.0:
@@ -198,6 +226,8 @@ class SSR(EmbeddingRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.logger = getLogger()
+        if not config["use_modalities"]:  # the content-free control: the ID branch alone
+            self.modalities = []
 
         # dataset facts
         self.interactions = sp.csr_matrix(dataset.inter_matrix(form="csr"), dtype=np.float32, copy=True)
@@ -208,6 +238,7 @@ class SSR(EmbeddingRecommender):
         # hyperparameters
         self.embedding_size = d = config["embedding_size"]
         self.n_layers = config["n_layers"]
+        self.layer_aggregation = config["layer_aggregation"]
         self.n_bands = config["n_bands"]
         self.chebyshev_order = config["chebyshev_order"]
         self.band_method = config["band_method"]
@@ -255,7 +286,7 @@ class SSR(EmbeddingRecommender):
                 nn.Linear(features[m].shape[1], hidden, bias=False), nn.LeakyReLU(),
                 nn.Linear(hidden, d, bias=False)) for m in self.modalities})
         self.hsno = self.hsno_user = self.hsno_item = None
-        if self.fusion == "hsno" and self.hsno_mode == "ours":
+        if self.fusion == "hsno" and self.hsno_mode == "softmax_gate":
             self.hsno = GHSNO(self.n_bands, self.signal_dim, self.rank, self.temperature)
         elif self.fusion == "hsno":
             scale = config["hsno_context_scale"]
@@ -335,12 +366,12 @@ class SSR(EmbeddingRecommender):
         return torch.cat([signal[: self.n_users], items + smoothed], 0)
 
     def _propagate(self, signal, graph):
-        """g(Â)Z = (1/(L+1)) Σ_l Â^l Z (layer mean) on a symmetric graph."""
+        """g(Â)Z = Σ_l Â^l Z (layer sum, released) or (1/(L+1)) Σ_l Â^l Z (layer mean) on a symmetric graph."""
         out, current = signal, signal
         for _ in range(self.n_layers):
             current = symmetric_spmm(graph, current)
             out = out + current
-        return out / (self.n_layers + 1)
+        return out if self.layer_aggregation == "sum" else out / (self.n_layers + 1)
 
     def user_item_mean(self, interactions=None):
         """D_u^{-1} R: each user's row averages the rows of the user's training items (users × items)."""
@@ -473,7 +504,7 @@ class SSR(EmbeddingRecommender):
             self._rebuild_fixed_bands()
         self.clear_cache()
         kind = "exact" if self.bands.exact else f"Chebyshev degree {self.bands.degree}"
-        borders = "released fixed filters" if self.band_method == "released" else \
+        borders = "released fixed Chebyshev filters" if not self.bands.adaptive and self.band_method != "fixed" else \
             f"borders λ = {np.round(self.bands.borders_lambda(), 4).tolist()}"
         self.logger.info(f"SSR bands ({kind}, {self.band_method}): {borders}, energy shares "
                          f"{np.round(shares, 4).tolist()} (imbalance {energy_imbalance(shares):.2%})")
@@ -559,10 +590,10 @@ class SSR(EmbeddingRecommender):
         return torch.stack(losses).mean()
 
     def on_train_epoch_start(self, epoch_idx, train_data):
-        """Recalibrate the band borders every ``band_recalibrate_every`` epochs (energy split only: the other
-        splits do not depend on the signal), then redraw the pruned training graph (edge_keep_ratio < 1)."""
+        """Recalibrate the band borders every ``band_recalibrate_every`` epochs (equal-energy splits only: the
+        other splits do not depend on the signal), then redraw the pruned training graph (edge_keep_ratio < 1)."""
         every = self.band_recalibrate_every
-        if self.band_method == "energy" and every and epoch_idx > 0 and epoch_idx % every == 0:
+        if self.bands.adaptive and every and epoch_idx > 0 and epoch_idx % every == 0:
             self.calibrate_bands()
         if self.edge_keep_ratio < 1.0:
             self.resample_training_graph()
@@ -580,7 +611,7 @@ class SSR(EmbeddingRecommender):
         masking = self.band_drop_prob > 0 and self.n_bands > 1
         keep = band_keep_mask(bands.shape[0], self.n_bands, self.band_drop_prob, device=bands.device) if masking else None
         consistency = None
-        if self.mask_semantics == "released":
+        if self.mask_semantics == "consistency_only":
             if masking and self.lambda_mask > 0:
                 z, masked = self.fuse_many(bands, [None, keep], n_user_rows)
                 consistency = F.mse_loss(masked, z.detach())
@@ -595,8 +626,8 @@ class SSR(EmbeddingRecommender):
 
         u, p, q = z[where[:n]], z[where[n:2 * n]], z[where[2 * n:]]
         pos_scores, neg_scores = (u * p).sum(1), (u * q).sum(1)
-        if self.loss_type == "BCE":
-            pair_loss = F.softplus(-pos_scores) + F.softplus(neg_scores)
+        if self.loss_type == "BCE":  # mean over the 2n logits (released: BCE-with-logits on [pos ; neg])
+            pair_loss = 0.5 * (F.softplus(-pos_scores) + F.softplus(neg_scores))
         else:
             pair_loss = F.softplus(neg_scores - pos_scores)
         if self.loss_pairs == "held_out" and self._pruned():
