@@ -5,7 +5,7 @@ from argparse import Namespace
 import pytest
 
 from recbole_spectral.errors import DataError
-from tools.official_spectramb import best_epoch, command, official_layout, parse_log
+from tools.official_spectramb import BLOCK, best_epoch, command, official_layout, parse_log, report_block, update_report
 
 HEADER = "user_id:token\titem_id:token\tbehavior:token\n"
 
@@ -82,7 +82,8 @@ def test_run_command_uses_the_readme_preset_on_cpu_and_refuses_other_behaviors(t
         command(args)
 
 
-LOG = """2026-12-07 02:45:00.0 | INFO | trainer:_train_one_epoch:138 - epoch 1 300.50s Train loss is [0.3100] 
+LOG = """\x1b[1;35m Train     1\x1b[0m:   0%|          | 0/75 [00:00<?, ?it/s]loss: (0.31, 0.0002)
+2026-12-07 02:45:00.0 | INFO | trainer:_train_one_epoch:138 - epoch 1 300.50s Train loss is [0.3100] 
 Evaluate : 100%|##########| 16/16 [00:10<00:00]\r2026-12-07 02:45:10.0 | INFO | trainer:_train_one_epoch:146 - validate 1 cost time 10.00s, result: {'hit@10': 0.05, 'ndcg@10': 0.02, 'hit@20': 0.08, 'ndcg@20': 0.03} 
 2026-12-07 02:45:20.0 | INFO | trainer:_train_one_epoch:154 - test 1 cost time 11.00s, result: {'hit@10': np.float64(0.04), 'ndcg@10': 0.021, 'hit@20': 0.07, 'ndcg@20': 0.028} 
 2026-12-07 02:50:00.0 | INFO | trainer:_train_one_epoch:138 - epoch 2 299.50s Train loss is [0.2000] 
@@ -101,7 +102,21 @@ def test_parse_log_reads_each_complete_epoch_and_picks_the_first_strictly_best_v
     first = parsed["epochs"][0]
     assert first["loss"] == 0.31 and first["train_s"] == 300.5 and first["eval_s"] == 21.0
     assert first["test"] == {"hit@10": 0.04, "ndcg@10": 0.021, "hit@20": 0.07, "ndcg@20": 0.028}
-    assert parsed["ended"] is None
+    assert parsed["ended"] is None and parsed["steps"] == 75
     assert best_epoch(parsed["epochs"])["epoch"] == 2  # epoch 3 ties at 0.07: the official '>' keeps epoch 2
     assert parse_log(LOG + "x | training end, best iteration 2, results: {}\n")["ended"] == 2
 
+
+
+def test_report_block_replaces_only_the_generated_part(tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text(f"# head\n{BLOCK[0]}\nold\n{BLOCK[1]}\n\nkept\n")
+    update_report(report, report_block(parse_log(LOG), "run.log", 2))
+    text = report.read_text()
+    assert text.startswith(f"# head\n{BLOCK[0]}\n") and text.endswith(f"{BLOCK[1]}\n\nkept\n") and "old" not in text
+    assert "| official code, README taobao command, CPU | 1 (2026) | 0.0700 | 0.0600 | 0.0300 | 2 (75 steps/epoch: 150) |" in text
+    assert "| 2 (best valid) | 0.2000 | 0.0700 | 0.0300 | 0.0600 | 0.0300 | 300 | 19 |" in text
+    assert "| 3 | 0.1500 |" in text and "| 1 | 0.3100 |" in text  # the last and the first epoch are always listed
+    report.write_text("no markers\n")
+    with pytest.raises(DataError, match=r"report\.md: expected the markers"):
+        update_report(report, "x")

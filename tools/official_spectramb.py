@@ -190,12 +190,16 @@ TRAIN = re.compile(r"epoch (\d+) ([\d.]+)s Train loss is \[([^\]]*)\]")
 EVAL = re.compile(r"(validate|test) (\d+) cost time ([\d.]+)s, result: (\{[^}]*\})")
 METRIC = re.compile(r"'(\w+@\d+)': (?:np\.float\d*\()?([-+\d.eE]+|nan)")
 END = re.compile(r"training end, best iteration (\d+)")
+STEPS = re.compile(r"Train\s+\d+.*?\s\d+/(\d+) \[")  # tqdm's bar: "Train     1...|    | 12/75 [00:43<..."
 
 
 def parse_log(text):
-    """{"epochs": [{epoch, loss, train_s, eval_s, valid: {...}, test: {...}}], "ended": best iteration or None}."""
-    epochs, ended = {}, None
+    """{"epochs": [{epoch, loss, train_s, eval_s, valid: {...}, test: {...}}], "ended": best iteration or None,
+    "steps": optimiser steps per epoch (tqdm's total) or None}."""
+    epochs, ended, steps = {}, None, None
     for line in re.split(r"[\r\n]", text):
+        if steps is None and (m := STEPS.search(line)):
+            steps = int(m[1])
         if m := TRAIN.search(line):
             row = epochs.setdefault(int(m[1]), {"epoch": int(m[1]), "eval_s": 0.0})
             row["train_s"], row["loss"] = float(m[2]), float(m[3])
@@ -206,7 +210,7 @@ def parse_log(text):
         elif m := END.search(line):
             ended = int(m[1])
     complete = [epochs[e] for e in sorted(epochs) if "valid" in epochs[e] and "test" in epochs[e]]
-    return {"epochs": complete, "ended": ended}
+    return {"epochs": complete, "ended": ended, "steps": steps}
 
 
 def best_epoch(epochs, key="hit@10"):
@@ -247,11 +251,43 @@ def summary(parsed):
             f"{sum(r['eval_s'] for r in epochs) / len(epochs):.0f} s/epoch (mean of {len(epochs)})")
 
 
+BLOCK = ("<!-- official_spectramb parse: start -->", "<!-- official_spectramb parse: end -->")
+
+
+def report_block(parsed, log, every):
+    """The generated part of the report: state, best-validation row, trajectory."""
+    lines = [BLOCK[0], f"Written by `python tools/official_spectramb.py parse {log} --every {every} --report <this file>`:",
+             "", summary(parsed) + "."]
+    best = best_epoch(parsed["epochs"]) if parsed["epochs"] else None
+    if best:
+        lines += ["", "| run | seeds | valid HR@10 | test HR@10 | test NDCG@10 | best epoch (steps of Adam) |",
+                  "|---|---|---|---|---|---|",
+                  f"| official code, README taobao command, CPU | 1 (2026) | {best['valid']['hit@10']:.4f} | "
+                  f"{best['test']['hit@10']:.4f} | {best['test']['ndcg@10']:.4f} | {best['epoch']}"
+                  + (f" ({parsed['steps']} steps/epoch: {parsed['steps'] * best['epoch']})" if parsed["steps"] else "")
+                  + " |",
+                  "", "Trajectory (" + ("every epoch" if every == 1 else f"every {every}th epoch, the first, the best and the last")
+                  + "; eval s = validation + test):",
+                  "", trajectory_markdown(parsed, every)]
+    return "\n".join(lines + [BLOCK[1]])
+
+
+def update_report(path, block):
+    """Replace the generated block of the report at ``path`` (between the BLOCK markers)."""
+    text = path.read_text() if path.is_file() else ""
+    start, end = text.find(BLOCK[0]), text.find(BLOCK[1])
+    if start < 0 or end < start:
+        raise DataError(f"{path}: expected the markers '{BLOCK[0]}' ... '{BLOCK[1]}' where the generated part goes")
+    path.write_text(text[:start] + block + text[end + len(BLOCK[1]):])
+
+
 def parse(args):
     path = Path(args.log)
     if not path.is_file():
         raise DataError(f"{path} is missing: expected the log of a 'run'")
     parsed = parse_log(path.read_text(errors="replace"))
+    if args.report:
+        update_report(Path(args.report), report_block(parsed, args.log, args.every))
     if parsed["epochs"]:
         print(trajectory_markdown(parsed, args.every))
     print(summary(parsed))
@@ -275,6 +311,7 @@ def main(argv=None):
     p = sub.add_parser("parse", help="trajectory and best-validation test figures from a run's log")
     p.add_argument("log")
     p.add_argument("--every", type=int, default=1, help="print every n-th epoch (plus the first, best, last)")
+    p.add_argument("--report", help="markdown file whose generated block (between its markers) is rewritten")
     p.set_defaults(func=parse)
     args = parser.parse_args(argv)
     try:
