@@ -33,9 +33,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from recbole_spectral.errors import DataError, SpectralError  # noqa: E402
+from recbole_spectral.errors import DataError, SpectralError
 
 # README presets of the official code: its data folder (main.py's data_path), its behavior list, its flags
 PRESETS = {
