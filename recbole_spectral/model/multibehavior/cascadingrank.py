@@ -48,8 +48,9 @@ each block works where the arithmetic is:
 With several torch threads the blocks run one per thread, each product single-threaded (two threads on one
 block's products ran 4–7x slower on a loaded 2-core machine). Nothing is cached across batches (a full score
 matrix is users × items). Cost: about 2·T·nnz(A_b) multiply-adds per user and behavior (T ≈ 5 at the
-published tolerance), bound by memory traffic: at 50k users × 40k items (1.2M pairs) one full evaluation is
-about 350–450 s of CPU (``benchmarks/results/scale.md``).
+published tolerance), bound by memory traffic: at 50k users × 40k items (1.2M pairs) one full evaluation took
+394 s of CPU on a loaded 2-core machine, the products alone ≈ 150 s at their best rate
+(``benchmarks/results/scale.md``).
 
 Departures from the public code:
 - convergence is tested per user (each user's L1 change <= ``tolerance``; a converged user's scores are
