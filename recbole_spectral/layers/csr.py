@@ -37,11 +37,16 @@ class CSRRows:
             torch.cumsum(counts, 0) - counts, counts)
         return owner, torch.repeat_interleave(starts, counts) + offsets
 
+    def entries(self, rows):
+        """(position in ``rows``, column, value) of every stored entry of the given rows, row by row."""
+        owner, flat = self._gather(rows)
+        return owner, self.indices[flat], self.values[flat]
+
     def dense(self, rows, dtype=torch.float32):
         """The given rows as a dense len(rows) x n_cols tensor."""
         out = torch.zeros(len(rows), self.shape[1], dtype=dtype, device=rows.device)
-        owner, flat = self._gather(rows)
-        out[owner, self.indices[flat]] = self.values[flat].to(dtype)
+        owner, cols, values = self.entries(rows)
+        out[owner, cols] = values.to(dtype)
         return out
 
     def sample(self, rows):
