@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from recbole_spectral.hyperparameters import Bool, Float, Int
 from recbole_spectral.layers.csr import CSRRows
 from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -61,6 +62,7 @@ class CRGCN(EmbeddingRecommender):
         "layer_bias": Bool(),
         "reg_weight": Float(low=0.0),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):

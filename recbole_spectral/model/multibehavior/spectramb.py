@@ -96,6 +96,7 @@ from recbole_spectral.hyperparameters import Bool, Choice, Float, Int, List
 from recbole_spectral.layers.feature_fft import ContextSpectralFilter, SpectralFilter
 from recbole_spectral.layers.graph import AGGREGATIONS, normalized_bipartite_graph, propagate
 from recbole_spectral.layers.multibehavior.fusion import GlobalContextAttention
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.target_views import TARGET_VIEWS, target_view_matrices
 from recbole_spectral.model.base import EmbeddingRecommender
@@ -132,6 +133,7 @@ class SpectraMB(EmbeddingRecommender):
         "residual_global": Bool(),
         "residual_weight": Float(),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):

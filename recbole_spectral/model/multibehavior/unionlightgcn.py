@@ -30,6 +30,7 @@ from recbole.model.loss import EmbLoss
 
 from recbole_spectral.hyperparameters import Bool, Float, Int
 from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -44,6 +45,7 @@ class UnionLightGCN(EmbeddingRecommender):
         "reg_weight": Float(low=0.0),
         "require_pow": Bool(),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):
