@@ -19,7 +19,7 @@ from recbole_spectral.model.multibehavior.mule import MuLe
 from recbole_spectral.model.multibehavior.spectramb import SpectraMB
 from recbole_spectral.model.multibehavior.unionlightgcn import UnionLightGCN
 from recbole_spectral.quick_start import run_recbole_spectral
-from tests.helpers import FAST, TinyMultiBehaviorDataset, model_config
+from tests.helpers import FAST, TinyMultiBehaviorDataset, assert_term_adds_to_every_score, model_config
 from tests.test_mb_dataset import frame, toy_splits, write_toy
 
 N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_items
@@ -200,16 +200,9 @@ def dense_term(model, fold_of=None):
 def test_every_model_adds_the_term_to_its_scores(cls):
     on, off = with_and_without(cls)
     on.eval(), off.eval()
-    users = torch.arange(N_USERS)
-    with torch.no_grad():
-        full_on = on.full_sort_predict({"user_id": users}).view(N_USERS, N_ITEMS)
-        full_off = off.full_sort_predict({"user_id": users}).view(N_USERS, N_ITEMS)
-        torch.testing.assert_close(full_on - full_off, dense_term(on))
-        pair_users, pair_items = users.repeat_interleave(N_ITEMS), torch.arange(N_ITEMS).repeat(N_USERS)
-        pointwise = on.predict({"user_id": pair_users, "item_id": pair_items}).view(N_USERS, N_ITEMS)
-        torch.testing.assert_close(pointwise, full_on)
-        with on.inference_ablations()["without the cascade term"]():
-            torch.testing.assert_close(on.full_sort_predict({"user_id": users}).view(N_USERS, N_ITEMS), full_off)
+    _, full_off = assert_term_adds_to_every_score(on, off, dense_term(on), N_USERS, N_ITEMS)
+    with torch.no_grad(), on.inference_ablations()["without the cascade term"]():
+        torch.testing.assert_close(on.full_sort_predict({"user_id": torch.arange(N_USERS)}).view(N_USERS, N_ITEMS), full_off)
     assert "without the cascade term" not in off.inference_ablations()
 
 
