@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
-from recbole_spectral.errors import ConfigError
+from recbole_spectral.errors import ConfigError, DataError
 from recbole_spectral.layers.multibehavior.cascade_term import CascadeTerm, cascade_lists, target_folds
 from recbole_spectral.layers.multibehavior.observed import ObservedPairs
 from recbole_spectral.model.multibehavior.cascadingrank import CascadingRank
@@ -109,6 +109,9 @@ def test_lists_are_cached_under_the_graph_and_the_settings(tmp_path):
     cascade_lists(data.behaviors, "buy", {**data.matrices, "view": data.matrices["cart"]}, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
     cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.7, 0.2, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("cascade.*.npz"))) == 3 and cached.exists()
+    cached.write_bytes(b"cut off")
+    with pytest.raises(DataError, match="not a readable cascade-term cache .*; delete it to rebuild"):
+        cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
 
 
 # -- the term on a hand-built case ------------------------------------------------------------------------

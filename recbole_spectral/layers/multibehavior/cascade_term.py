@@ -31,12 +31,14 @@ The rankings cost 1 + ``folds`` CascadingRank passes over all users, once per tr
 """
 import hashlib
 import os
+import zipfile
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn as nn
 
+from recbole_spectral.errors import ConfigError, DataError
 from recbole_spectral.hyperparameters import Bool, Float, Int
 from recbole_spectral.layers.multibehavior.observed import ObservedPairs
 
@@ -109,7 +111,8 @@ def _top_k(ranker, masked, k):
 
 
 def _cascading_rank(graph, alpha, beta):
-    from recbole_spectral.model.multibehavior.cascadingrank import CascadingRank  # the model imports this module's callers
+    # imported here: cascadingrank imports model.base, which imports this module
+    from recbole_spectral.model.multibehavior.cascadingrank import CascadingRank
 
     config = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_", "device": torch.device("cpu"),
               "dataset": "cascade term", "alpha": alpha, "beta": beta, "tolerance": _TOLERANCE, "max_iter": _MAX_ITER}
@@ -136,10 +139,16 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
     n_users, n_items = matrices[target_behavior].shape
     cache_file = None
     if cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"config key 'cascade_term_cache_dir': cannot create folder {cache_dir} ({err.strerror})") from None
         cache_file = os.path.join(cache_dir, f"cascade.{cache_key(behaviors, matrices, k, folds, alpha, beta)}.npz")
         if os.path.isfile(cache_file):
-            return sp.load_npz(cache_file).tocsr()
+            try:
+                return sp.load_npz(cache_file).tocsr()
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+                raise DataError(f"{cache_file}: not a readable cascade-term cache ({err}); delete it to rebuild") from None
     target = sp.csr_matrix(matrices[target_behavior], dtype=np.float32)
     target.sort_indices()
     fold = target_folds(target, folds)
