@@ -24,7 +24,8 @@ validation and test rows never enter the dataset's behavior matrices.
 
 Hard negatives (``cascade_term_hard_negatives`` = p): in every training batch, each row's negative is replaced
 with probability p by an item drawn uniformly from the user's top K on the full training graph (none of them is
-a training target item of the user), so BPR also orders items inside the user's cascade list.
+a training target item of the user), so BPR also orders items inside the user's cascade list. They act on models
+whose loss reads RecBole's negatives (SpectraMB, MB-CGCN, MuLe, UnionLightGCN); CRGCN draws its own.
 
 The rankings cost 1 + ``folds`` CascadingRank passes over all users, once per training graph; they are cached
 (:func:`cascade_lists`) under a key of the graph's content and the settings.

@@ -126,7 +126,7 @@ class CRGCN(EmbeddingRecommender):
                 users, pos = user[has], pos[has]
             neg = self.all_rows.sample_outside(users)
             u = user_e[users]
-            if k == self.target_index:  # the score being trained (+ the history term when on)
+            if k == self.target_index:  # the score being trained (+ the history and cascade terms when on)
                 loss = loss + bpr(self.pair_scores(u, item_e[pos], users, pos), self.pair_scores(u, item_e[neg], users, neg))
             else:
                 loss = loss + bpr((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))
