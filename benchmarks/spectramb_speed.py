@@ -100,11 +100,16 @@ def main(argv=None):
         "```json", json.dumps(result, indent=1), "```", "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_report(text, args.out)
     return 0
+
+
+def write_report(text, out):
+    """Print the report and write it to ``out`` (a path, or None)."""
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
 
 
 if __name__ == "__main__":

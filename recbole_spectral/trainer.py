@@ -8,7 +8,8 @@ from recbole_spectral.cold_start import ColdStartMixin
 
 class ModelHooksMixin:
     """Calls what a plugin model declares (``recbole_spectral.model.base``): ``on_train_epoch_start``
-    before every training epoch, and ``clear_cache`` after every optimiser step."""
+    before every training epoch, ``prepare_training_batch`` on every training batch, and ``clear_cache``
+    after every optimiser step."""
 
     def __init__(self, config, model):
         super().__init__(config, model)
@@ -20,6 +21,9 @@ class ModelHooksMixin:
         hook = getattr(self.model, "on_train_epoch_start", None)
         if hook is not None:
             hook(epoch_idx, train_data)
+        prepare = getattr(self.model, "prepare_training_batch", None)
+        if prepare is not None and not args and kwargs.get("loss_func") is None:
+            kwargs["loss_func"] = lambda interaction: self.model.calculate_loss(prepare(interaction))
         return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
 
 

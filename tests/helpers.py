@@ -55,6 +55,20 @@ def pairwise_batch(n_users, n_items, n=16, seed=0):
     })
 
 
+def assert_term_adds_to_every_score(on, off, term, n_users, n_items):
+    """A model with a score term (``on``) scores exactly ``off``'s scores + ``term`` (n_users x n_items) in full
+    sort, and ``predict`` on every pair equals its full sort; returns (on's, off's) full-sort scores."""
+    users = torch.arange(n_users)
+    with torch.no_grad():
+        full_on = on.full_sort_predict({"user_id": users}).view(n_users, n_items)
+        full_off = off.full_sort_predict({"user_id": users}).view(n_users, n_items)
+        torch.testing.assert_close(full_on - full_off, term)
+        pair_users, pair_items = users.repeat_interleave(n_items), torch.arange(n_items).repeat(n_users)
+        pointwise = on.predict({"user_id": pair_users, "item_id": pair_items}).view(n_users, n_items)
+    torch.testing.assert_close(pointwise, full_on)
+    return full_on, full_off
+
+
 class TinyMultiBehaviorDataset:
     """view / cart / buy on 6 users x 8 items (+ padding), buy = training target."""
 

@@ -12,7 +12,7 @@ from recbole_spectral.model.multibehavior.mbcgcn import MBCGCN
 from recbole_spectral.model.multibehavior.mule import MuLe
 from recbole_spectral.model.multibehavior.spectramb import SpectraMB
 from recbole_spectral.model.multibehavior.unionlightgcn import UnionLightGCN
-from tests.helpers import TinyMultiBehaviorDataset, model_config
+from tests.helpers import TinyMultiBehaviorDataset, assert_term_adds_to_every_score, model_config
 
 N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_items
 MODELS = [SpectraMB, CRGCN, MBCGCN, MuLe, UnionLightGCN]
@@ -75,14 +75,7 @@ def dense_term(model):
 def test_every_model_adds_the_term_to_its_scores(cls):
     on, off = with_and_without(cls)
     on.eval(), off.eval()
-    users = torch.arange(N_USERS)
-    with torch.no_grad():
-        full_on = on.full_sort_predict({"user_id": users}).view(N_USERS, N_ITEMS)
-        full_off = off.full_sort_predict({"user_id": users}).view(N_USERS, N_ITEMS)
-        torch.testing.assert_close(full_on - full_off, dense_term(on))
-        pair_users, pair_items = users.repeat_interleave(N_ITEMS), torch.arange(N_ITEMS).repeat(N_USERS)
-        pointwise = on.predict({"user_id": pair_users, "item_id": pair_items}).view(N_USERS, N_ITEMS)
-    torch.testing.assert_close(pointwise, full_on)
+    assert_term_adds_to_every_score(on, off, dense_term(on), N_USERS, N_ITEMS)
 
 
 @pytest.mark.parametrize("cls", [SpectraMB, MBCGCN, MuLe, UnionLightGCN], ids=lambda c: c.__name__)

@@ -6,7 +6,9 @@ A plugin model is a RecBole ``GeneralRecommender`` subclass of :class:`SpectralR
   (checked once, here, with a one-line error naming the dataset);
 - ``trainer_class`` (optional): a RecBole trainer class to use instead of RecBole's choice for its type;
 - ``on_train_epoch_start(epoch_idx, train_data)`` (optional): a per-epoch step (re-sampling a graph,
-  recalibrating bands, a warm-up stage), called by the plugin's trainer before every training epoch.
+  recalibrating bands, a warm-up stage), called by the plugin's trainer before every training epoch;
+- ``prepare_training_batch(interaction)`` (optional): returns the training batch ``calculate_loss`` gets
+  (e.g. with some negatives re-drawn), called by the plugin's trainer on every training batch.
 
 For ``diagnose`` (``recbole_spectral.diagnose``) a model may also offer ``diagnostics()`` — a list of
 figure specs ``{"name", "kind": lines|bars|heatmap|box, "title", "data", "sentence", ...}`` of what it
@@ -18,13 +20,17 @@ and implement ``compute_embeddings()``; the base caches the final embeddings for
 the cache whenever the weights may have changed (``train()``, ``load_state_dict``, and after every
 optimiser step — the plugin's trainer calls :meth:`clear_cache` from an optimizer step hook).
 """
+import os
+import time
 from contextlib import contextmanager
+from logging import getLogger
 
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_spectral.errors import ConfigError
+from recbole_spectral.layers.multibehavior.cascade_term import CascadeTerm, cascade_lists
 from recbole_spectral.layers.multibehavior.history_term import HistoryTerm
 
 DATASET_KINDS = {
@@ -77,7 +83,9 @@ class SpectralRecommender(GeneralRecommender):
 class EmbeddingRecommender(SpectralRecommender):
     """Scores ŷ(u, i) = ⟨e_u, e_i⟩ from ``compute_embeddings()``, cached for evaluation; a multi-behavior
     model that declares ``history_term`` (:mod:`recbole_spectral.layers.multibehavior.history_term`) adds
-    the history term h(u, i) to every score when ``history_term: True`` (beyond the papers)."""
+    the history term h(u, i) to every score when ``history_term: True``, and one that declares ``cascade_term``
+    (:mod:`recbole_spectral.layers.multibehavior.cascade_term`) the cascade term c(u, i) when
+    ``cascade_term: True`` (both beyond the papers)."""
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -86,6 +94,30 @@ class EmbeddingRecommender(SpectralRecommender):
         if "history_term" in (getattr(self, "hyperparameters", None) or {}) and config["history_term"]:
             matrices = [dataset.behavior_matrix(b) for b in self.auxiliary_behaviors]
             self.history_term = HistoryTerm(matrices, self.n_users, config["history_term_init"], self.device)
+        self.cascade_term, self.hard_negatives = None, 0.0
+        if "cascade_term" in (getattr(self, "hyperparameters", None) or {}) and config["cascade_term"]:
+            self.cascade_term = self._build_cascade_term(config, dataset)
+            self.hard_negatives = config["cascade_term_hard_negatives"]
+
+    def _build_cascade_term(self, config, dataset):
+        """The cascade term on the dataset's training matrices; its lists are cached in ``cascade_term_cache_dir``
+        (default: <data folder>/cascade_cache, else <checkpoint_dir>/cascade_cache when that is not writable)."""
+        if config["cascade_term_alpha"] + config["cascade_term_beta"] > 1.0 + 1e-9:
+            raise ConfigError(f"config keys 'cascade_term_alpha' + 'cascade_term_beta' must be <= 1 (CascadingRank's "
+                              f"γ = 1 - α - β), got {config['cascade_term_alpha']} + {config['cascade_term_beta']}")
+        folder = config["cascade_term_cache_dir"]
+        if folder is None and getattr(dataset, "dataset_path", None):
+            folder = os.path.join(dataset.dataset_path, "cascade_cache")
+            if not os.access(dataset.dataset_path, os.W_OK):
+                folder = os.path.join(config["checkpoint_dir"], "cascade_cache")
+        matrices = {b: dataset.behavior_matrix(b) for b in self.behaviors}
+        start = time.time()
+        lists = cascade_lists(self.behaviors, self.target_behavior, matrices, config["cascade_term_top_k"],
+                              config["cascade_term_folds"], config["cascade_term_alpha"], config["cascade_term_beta"],
+                              cache_dir=folder, log=getLogger().info)
+        getLogger().info(f"cascade term: rank lists ready in {time.time() - start:.1f} s ({folder or 'not cached'})")
+        return CascadeTerm(lists, matrices[self.target_behavior], config["cascade_term_folds"],
+                           config["cascade_term_top_k"], config["cascade_term_init"], self.device)
 
     def compute_embeddings(self):
         """(user embeddings n_users × d, item embeddings n_items × d) from the current weights."""
@@ -105,11 +137,22 @@ class EmbeddingRecommender(SpectralRecommender):
         self._cached_embeddings = None
 
     def pair_scores(self, user_e, item_e, users, items):
-        """ŷ for the rows of a batch: ⟨user_e[k], item_e[k]⟩ (+ h(users[k], items[k]) with the history term)."""
+        """ŷ for the rows of a batch: ⟨user_e[k], item_e[k]⟩ (+ h(users[k], items[k]) with the history term,
+        + c(users[k], items[k]) with the cascade term)."""
         scores = (user_e * item_e).sum(-1)
         if self.history_term is not None:
             scores = scores + self.history_term(users, items)
+        if self.cascade_term is not None:
+            scores = scores + self.cascade_term(users, items)
         return scores
+
+    def prepare_training_batch(self, interaction):
+        """With the cascade term and ``cascade_term_hard_negatives`` p > 0: each negative is replaced with
+        probability p by an item of the user's cascade list (hard negatives); the batch unchanged otherwise."""
+        if self.cascade_term is not None and self.hard_negatives > 0:
+            users, negatives = interaction[self.USER_ID], interaction[self.NEG_ITEM_ID]
+            interaction[self.NEG_ITEM_ID] = self.cascade_term.hard_negatives(users, negatives, self.hard_negatives)
+        return interaction
 
     def bpr_loss(self, interaction):
         """BPR, mean of softplus(ŷ(u, i⁻) − ŷ(u, i⁺)) over the batch, on fresh embeddings."""
@@ -131,20 +174,26 @@ class EmbeddingRecommender(SpectralRecommender):
         scores = user_e[users] @ item_e.T
         if self.history_term is not None:
             scores = self.history_term.add_to_rows(users, scores)
+        if self.cascade_term is not None:
+            scores = self.cascade_term.add_to_rows(users, scores)
         return scores.view(-1)
 
     # -- diagnose: parts removed at inference ---------------------------------------------------------
     @contextmanager
-    def _without_history_term(self):
-        term, self.history_term = self.history_term, None
+    def _without(self, attribute):
+        term = getattr(self, attribute)
+        setattr(self, attribute, None)
         try:
             yield
         finally:
-            self.history_term = term
+            setattr(self, attribute, term)
 
     def inference_ablations(self):
-        """{"without the history term": ...} when the term is on (see ``diagnose``)."""
-        return {"without the history term": self._without_history_term} if self.history_term is not None else {}
+        """{"without the history term": ..., "without the cascade term": ...} for the terms that are on (see
+        ``diagnose``)."""
+        terms = {"without the history term": "history_term", "without the cascade term": "cascade_term"}
+        return {name: (lambda a=attribute: self._without(a)) for name, attribute in terms.items()
+                if getattr(self, attribute) is not None}
 
     # -- cache hygiene: cached embeddings are stale once the weights change ---------------------
     def train(self, mode=True):

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from recbole_spectral.hyperparameters import Bool, Float, Int
 from recbole_spectral.layers.csr import CSRRows
 from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -61,6 +62,7 @@ class CRGCN(EmbeddingRecommender):
         "layer_bias": Bool(),
         "reg_weight": Float(low=0.0),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):
@@ -124,7 +126,7 @@ class CRGCN(EmbeddingRecommender):
                 users, pos = user[has], pos[has]
             neg = self.all_rows.sample_outside(users)
             u = user_e[users]
-            if k == self.target_index:  # the score being trained (+ the history term when on)
+            if k == self.target_index:  # the score being trained (+ the history and cascade terms when on)
                 loss = loss + bpr(self.pair_scores(u, item_e[pos], users, pos), self.pair_scores(u, item_e[neg], users, neg))
             else:
                 loss = loss + bpr((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))

@@ -41,6 +41,7 @@ from recbole_spectral.errors import ConfigError
 from recbole_spectral.hyperparameters import Float, Int, List
 from recbole_spectral.layers.csr import CSRRows
 from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -59,6 +60,7 @@ class MBCGCN(EmbeddingRecommender):
         "warmup_batch_size": Int(low=1),
         "warmup_learning_rate": Float(low=0.0, low_open=True),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):

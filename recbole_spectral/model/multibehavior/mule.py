@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from recbole_spectral.hyperparameters import Int
 from recbole_spectral.layers.graph import normalized_bipartite_graph, symmetric_spmm
 from recbole_spectral.layers.multibehavior.target_attention import TargetGuidedAttention
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -90,6 +91,7 @@ class MuLe(EmbeddingRecommender):
         "gnn_layers": Int(low=0),
         "tda_layers": Int(low=0),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):

@@ -48,7 +48,9 @@ of the union of all behaviors):
 
 6. BEYOND THE PAPER, off by default (``history_term: True``): ŷ(u, i) += h(u, i), the history term
    Σ_b α_b · 2σ(ρ_{u,b}) · 1[(u, i) ∈ b] over the auxiliary behaviors, a building block every
-   multi-behavior model here offers (:mod:`recbole_spectral.layers.multibehavior.history_term`). The YAML
+   multi-behavior model here offers (:mod:`recbole_spectral.layers.multibehavior.history_term`); and
+   (``cascade_term: True``) ŷ(u, i) += c(u, i), the cascade term: a learned function of i's rank in
+   CascadingRank's list for u (:mod:`recbole_spectral.layers.multibehavior.cascade_term`). The YAML
    defaults are the paper's model.
 
 What the official code does (read from the files above), and how to get it here
@@ -96,6 +98,7 @@ from recbole_spectral.hyperparameters import Bool, Choice, Float, Int, List
 from recbole_spectral.layers.feature_fft import ContextSpectralFilter, SpectralFilter
 from recbole_spectral.layers.graph import AGGREGATIONS, normalized_bipartite_graph, propagate
 from recbole_spectral.layers.multibehavior.fusion import GlobalContextAttention
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.target_views import TARGET_VIEWS, target_view_matrices
 from recbole_spectral.model.base import EmbeddingRecommender
@@ -132,6 +135,7 @@ class SpectraMB(EmbeddingRecommender):
         "residual_global": Bool(),
         "residual_weight": Float(),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):

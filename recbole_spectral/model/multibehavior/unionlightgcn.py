@@ -15,8 +15,9 @@ symmetric-normalised bipartite graph of the union of every behavior's training i
     L = mean_batch -log σ(ŷ(u, i⁺) - ŷ(u, i⁻)) + reg_weight · EmbLoss(E^(0) rows of the batch)
 
 with (u, i⁺) the training target pairs and i⁻ RecBole's uniform negatives — RecBole's LightGCN exactly,
-except for the graph. ``history_term: True`` adds the history term (beyond the papers,
-:mod:`recbole_spectral.layers.multibehavior.history_term`).
+except for the graph. ``history_term: True`` adds the history term and ``cascade_term: True`` the cascade term
+(both beyond the papers, :mod:`recbole_spectral.layers.multibehavior.history_term` and
+:mod:`recbole_spectral.layers.multibehavior.cascade_term`).
 
 Why not RecBole's LightGCN on the union of the pairs (``train_on_all_behaviors``): that also trains on
 views and carts as positives (1.1M pairs an epoch on taobao-15k, each step propagating the whole graph),
@@ -30,6 +31,7 @@ from recbole.model.loss import EmbLoss
 
 from recbole_spectral.hyperparameters import Bool, Float, Int
 from recbole_spectral.layers.graph import normalized_bipartite_graph, propagate
+from recbole_spectral.layers.multibehavior.cascade_term import CASCADE_TERM_HYPERPARAMETERS
 from recbole_spectral.layers.multibehavior.history_term import HISTORY_TERM_HYPERPARAMETERS
 from recbole_spectral.model.base import EmbeddingRecommender
 
@@ -44,6 +46,7 @@ class UnionLightGCN(EmbeddingRecommender):
         "reg_weight": Float(low=0.0),
         "require_pow": Bool(),
         **HISTORY_TERM_HYPERPARAMETERS,
+        **CASCADE_TERM_HYPERPARAMETERS,
     }
 
     def __init__(self, config, dataset):

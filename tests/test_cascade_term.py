@@ -1,0 +1,255 @@
+"""The cascade term (beyond the papers) as a building block: CascadingRank's rank lists (out of fold for training
+pairs, from training interactions only), the learned rank curve on a hand-built case, the hard negatives, and the
+same term, switched on by ``cascade_term: True``, in the scores, the loss and a run of every multi-behavior model."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from recbole_spectral.config import SpectralConfig
+from recbole_spectral.data import create_dataset
+from recbole_spectral.errors import ConfigError, DataError
+from recbole_spectral.layers.multibehavior.cascade_term import CascadeTerm, cascade_lists, target_folds
+from recbole_spectral.layers.multibehavior.observed import ObservedPairs
+from recbole_spectral.model.multibehavior.cascadingrank import CascadingRank
+from recbole_spectral.model.multibehavior.crgcn import CRGCN
+from recbole_spectral.model.multibehavior.mbcgcn import MBCGCN
+from recbole_spectral.model.multibehavior.mule import MuLe
+from recbole_spectral.model.multibehavior.spectramb import SpectraMB
+from recbole_spectral.model.multibehavior.unionlightgcn import UnionLightGCN
+from recbole_spectral.quick_start import run_recbole_spectral
+from tests.helpers import FAST, TinyMultiBehaviorDataset, assert_term_adds_to_every_score, model_config
+from tests.test_mb_dataset import frame, toy_splits, write_toy
+
+N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_items
+MODELS = [SpectraMB, CRGCN, MBCGCN, MuLe, UnionLightGCN]
+SMALL = {"SpectraMB": {"embedding_size": 8, "attention_size": 4}, "MBCGCN": {"warmup_epochs": 0}}
+TERM = {"cascade_term": True, "cascade_term_top_k": 4, "cascade_term_folds": 2}
+BATCH = {"user_id": torch.tensor([1, 2, 3, 5, 6, 6]), "item_id": torch.tensor([8, 2, 4, 2, 2, 5]),  # training buys
+         "neg_item_id": torch.tensor([2, 3, 5, 6, 7, 1])}
+
+
+# -- the lists ------------------------------------------------------------------------------------------
+def test_observed_pairs_return_stored_values_and_zero_elsewhere():
+    m = sp.csr_matrix((np.array([3.0, 1.0, 2.0]), ([0, 0, 2], [2, 1, 0])), shape=(3, 4))
+    pairs = ObservedPairs(m)
+    values = pairs.values(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 2, 1, 0, 3]))
+    torch.testing.assert_close(values, torch.tensor([1.0, 3.0, 0.0, 2.0, 0.0]))
+    row, item, value = pairs.entries(torch.tensor([2, 1, 0]))
+    assert row.tolist() == [0, 2, 2] and item.tolist() == [0, 1, 2] and value.tolist() == [2.0, 1.0, 3.0]
+
+
+def test_folds_spread_each_users_pairs_evenly_and_are_fixed():
+    target = sp.csr_matrix(np.array([[1, 1, 1, 1, 1], [0, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=np.float32))
+    fold = target_folds(target, 2)
+    assert sorted(np.bincount(fold[:5], minlength=2).tolist()) == [2, 3]
+    assert sorted(np.bincount(fold[6:], minlength=2).tolist()) == [1, 2]
+    assert fold.tolist() == target_folds(target, 2).tolist() and set(fold.tolist()) <= {0, 1}
+
+
+def cascading_rank_top(matrices, masked, k):
+    """Every user's top k under the CascadingRank model itself, ``masked`` items and item 0 left out: {user: items}."""
+    data = TinyMultiBehaviorDataset()
+    data.matrices = matrices
+    scores = CascadingRank(model_config("CascadingRank"), data).score_users(torch.arange(1, N_USERS)).numpy()
+    scores[masked[1:].toarray() > 0] = -np.inf
+    scores[:, 0] = -np.inf
+    return {u: [i for i in np.argsort(-scores[u - 1], kind="stable")[:k] if np.isfinite(scores[u - 1, i])]
+            for u in range(1, N_USERS)}
+
+
+def listed(lists, row):
+    ranked = lists[row].tocoo()
+    return [int(i) for _, i in sorted(zip(ranked.data, ranked.col))]
+
+
+def test_lists_are_cascading_ranks_top_k_on_the_full_graph_and_out_of_fold():
+    data = TinyMultiBehaviorDataset()
+    buy = data.matrices["buy"]
+    lists = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9)
+    assert lists.shape == (3 * N_USERS, N_ITEMS)
+    full = cascading_rank_top(data.matrices, buy, 4)  # the full training graph, training buys masked
+    for u in range(1, N_USERS):
+        assert listed(lists, 2 * N_USERS + u) == full[u]
+    fold = target_folds(buy, 2)
+    for f in range(2):  # fold f's buys leave the graph and the mask: they compete with every other item
+        kept = buy.copy()
+        kept.data[fold == f] = 0
+        kept.eliminate_zeros()
+        top = cascading_rank_top({**data.matrices, "buy": kept}, kept, 4)
+        for u in range(1, N_USERS):
+            assert listed(lists, f * N_USERS + u) == top[u]
+    assert listed(lists, 0) == listed(lists, N_USERS) == listed(lists, 2 * N_USERS) == []  # padding user
+
+
+def test_lists_come_from_training_interactions_only(workdir):
+    # the same training file with other validation and test rows: the same lists
+    splits = toy_splits()
+    other = {**splits, "valid": frame([("u3", "i7", "buy"), ("u5", "i1", "buy")]),
+             "test": frame([("u1", "i8", "buy"), ("u4", "i2", "buy"), ("u2", "i5", "buy")])}
+    found = []
+    for name, data in (("toy", splits), ("toy2", other)):
+        write_toy(workdir, data, name=name)
+        dataset = create_dataset(SpectralConfig("UnionLightGCN", name, config_dict={**FAST, "load_col": {
+            "inter": ["user_id", "item_id", "behavior"], "user": ["user_id"], "item": ["item_id"]}}))
+        matrices = {b: dataset.behavior_matrix(b) for b in dataset.behaviors}
+        lists = cascade_lists(dataset.behaviors, "buy", matrices, 3, 2, 0.0, 0.9).tocoo()
+        found.append({(dataset.id2token("user_id", r % dataset.user_num), r // dataset.user_num,
+                       dataset.id2token("item_id", c), v) for r, c, v in zip(lists.row, lists.col, lists.data)})
+    assert found[0] == found[1] and len(found[0]) > 0
+
+
+def test_lists_are_cached_under_the_graph_and_the_settings(tmp_path):
+    data = TinyMultiBehaviorDataset()
+    first = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
+    [cached] = list(tmp_path.glob("cascade.*.npz"))
+    again = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
+    assert (first != again).nnz == 0
+    cascade_lists(data.behaviors, "buy", {**data.matrices, "view": data.matrices["cart"]}, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
+    cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.7, 0.2, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("cascade.*.npz"))) == 3 and cached.exists()
+    cached.write_bytes(b"cut off")
+    with pytest.raises(DataError, match="not a readable cascade-term cache .*; delete it to rebuild"):
+        cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
+
+
+# -- the term on a hand-built case ------------------------------------------------------------------------
+def hand_term():
+    # 3 users x 5 items, K = 4 (knots at log2 r = 0, 1, 2), 2 folds; target: (1, 1) in fold 0, (2, 3) in fold 1
+    lists = sp.lil_matrix((9, 5), dtype=np.float32)
+    lists[0 * 3 + 1, 1], lists[0 * 3 + 1, 2] = 2, 1      # fold 0, user 1: item 2 first, item 1 second
+    lists[1 * 3 + 1, 4] = 1                              # fold 1, user 1: item 4
+    lists[2 * 3 + 1, 2], lists[2 * 3 + 1, 4], lists[2 * 3 + 1, 3] = 1, 3, 4  # full graph, user 1
+    lists[2 * 3 + 2, 1] = 1                              # full graph, user 2
+    target = sp.csr_matrix((np.ones(2), ([1, 2], [1, 3])), shape=(3, 5))
+    term = CascadeTerm(lists.tocsr(), target, n_folds=2, top_k=4, init=1.0)
+    term.target_fold = ObservedPairs(sp.csr_matrix((np.array([1.0, 2.0]), ([1, 2], [1, 3])), shape=(3, 5)))
+    with torch.no_grad():
+        term.curve.copy_(torch.tensor([2.0, 1.0, -1.0]))
+        term.reliability.weight.copy_(torch.tensor([[0.0], [np.log(3.0)], [0.0]]))  # γ = 1, 1.5, 1
+    return term
+
+
+def test_the_curve_starts_as_cascading_ranks_order():
+    term = CascadeTerm(sp.csr_matrix((2, 3)), sp.csr_matrix((1, 3)), n_folds=2, top_k=100, init=2.0)
+    assert len(term.curve) == 8  # knots at log2 r = 0..7 (⌈log2 100⌉ = 7)
+    values = term.rank_value(torch.arange(1, 101))
+    assert values[0] == 2.0 and bool((values[1:] < values[:-1]).all()) and values[-1] > 0
+
+
+def test_evaluation_values_on_a_hand_built_case():
+    # f(1) = 2, f(2) = 1, f(3) = (1 - t)·1 + t·(-1) with t = log2 3 - 1, f(4) = -1; c = γ_u f
+    term = hand_term().eval()
+    t = float(np.log2(3.0)) - 1
+    users, items = torch.tensor([1, 1, 1, 1, 2, 2]), torch.tensor([2, 4, 3, 1, 1, 3])
+    expected = torch.tensor([1.5 * 2, 1.5 * (1 - 2 * t), 1.5 * -1, 0.0, 2.0, 0.0])
+    with torch.no_grad():
+        torch.testing.assert_close(term(users, items), expected)
+        rows = term.add_to_rows(torch.tensor([2, 1]), torch.zeros(2, 5))
+    torch.testing.assert_close(rows, torch.tensor([[0.0, 2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, -1.5, 1.5 * (1 - 2 * t)]]))
+
+
+def test_training_pairs_read_their_fold_and_others_a_hashed_fold():
+    term = hand_term().train()
+    # (1, 1) is a training buy of fold 0: rank 2 there (not in the full lists); (2, 3) of fold 1: not listed there;
+    # (1, 2) is no buy: fold (1·2654435761 + 2) mod 2 = 1 → not listed; (1, 4): fold (…+4) mod 2 = 1 → rank 1
+    users, items = torch.tensor([1, 2, 1, 1]), torch.tensor([1, 3, 2, 4])
+    with torch.no_grad():
+        torch.testing.assert_close(term(users, items), torch.tensor([1.5 * 1.0, 0.0, 0.0, 1.5 * 2.0]))
+
+
+def test_hard_negatives_come_from_the_users_full_graph_list():
+    term = hand_term()
+    users, negatives = torch.tensor([1] * 200 + [0] * 5), torch.full((205,), 9)
+    drawn = term.hard_negatives(users, negatives, 1.0, torch.Generator().manual_seed(0))
+    assert set(drawn[:200].tolist()) == {2, 3, 4} and drawn[200:].tolist() == [9] * 5  # user 0: empty list
+    assert term.hard_negatives(users, negatives, 0.0).tolist() == negatives.tolist()
+    half = term.hard_negatives(torch.tensor([1] * 4000), torch.full((4000,), 9), 0.5, torch.Generator().manual_seed(1))
+    assert 1800 < int((half != 9).sum()) < 2200
+
+
+# -- the term in every multi-behavior model ----------------------------------------------------------------
+def build(cls, **overrides):
+    torch.manual_seed(0)
+    return cls(model_config(cls.__name__, **{**SMALL.get(cls.__name__, {}), **overrides}), TinyMultiBehaviorDataset())
+
+
+def with_and_without(cls):
+    """The model with the term (random curve and γ) and the same weights without it."""
+    on, off = build(cls, **TERM), build(cls, cascade_term=False)
+    with torch.no_grad():
+        for p in on.parameters():
+            p.normal_(std=0.3)
+    off.load_state_dict({k: v for k, v in on.state_dict().items() if not k.startswith("cascade_term.")})
+    return on, off
+
+
+def dense_term(model, fold_of=None):
+    """c(u, i) for every pair from the lists and the parameters: the full-graph rows, or per pair the row of
+    ``fold_of(u, i)``."""
+    term = model.cascade_term
+    lists = cascade_lists(["view", "cart", "buy"], "buy", TinyMultiBehaviorDataset().matrices, 4, 2, 0.0, 0.9).toarray()
+    gamma = (2 * torch.sigmoid(term.reliability.weight[:, 0])).detach().numpy()
+    out = np.zeros((N_USERS, N_ITEMS), dtype=np.float32)
+    for u in range(N_USERS):
+        for i in range(N_ITEMS):
+            rank = lists[(2 if fold_of is None else fold_of(u, i)) * N_USERS + u, i]
+            out[u, i] = gamma[u] * float(term.rank_value(torch.tensor([int(rank)])).detach()[0]) if rank else 0.0
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_every_model_adds_the_term_to_its_scores(cls):
+    on, off = with_and_without(cls)
+    on.eval(), off.eval()
+    _, full_off = assert_term_adds_to_every_score(on, off, dense_term(on), N_USERS, N_ITEMS)
+    with torch.no_grad(), on.inference_ablations()["without the cascade term"]():
+        torch.testing.assert_close(on.full_sort_predict({"user_id": torch.arange(N_USERS)}).view(N_USERS, N_ITEMS), full_off)
+    assert "without the cascade term" not in off.inference_ablations()
+
+
+@pytest.mark.parametrize("cls", [SpectraMB, MBCGCN, MuLe, UnionLightGCN], ids=lambda c: c.__name__)
+def test_every_model_trains_on_out_of_fold_ranks(cls):
+    # the BPR part of the loss moves by exactly the term's share, with positives read from their fold and
+    # negatives from the hashed one
+    on, off = with_and_without(cls)
+    buy = TinyMultiBehaviorDataset().matrices["buy"]
+    fold = dict(zip(zip(*buy.nonzero()), target_folds(buy, 2)))
+    c = dense_term(on, lambda u, i: fold.get((u, i), (u * 2654435761 + i) % 2))
+    on.eval(), off.eval()
+    with torch.no_grad():
+        s_pos = off.predict({"user_id": BATCH["user_id"], "item_id": BATCH["item_id"]})
+        s_neg = off.predict({"user_id": BATCH["user_id"], "item_id": BATCH["neg_item_id"]})
+    c_pos, c_neg = c[BATCH["user_id"], BATCH["item_id"]], c[BATCH["user_id"], BATCH["neg_item_id"]]
+    on.train(), off.train()
+    shift = on.calculate_loss(BATCH) - off.calculate_loss(BATCH)
+    expected = F.softplus(s_neg + c_neg - s_pos - c_pos).mean() - F.softplus(s_neg - s_pos).mean()
+    torch.testing.assert_close(shift.detach().reshape(()), expected, rtol=1e-4, atol=1e-5)
+    on.calculate_loss(BATCH).backward()
+    assert on.cascade_term.curve.grad.abs().sum() > 0 and on.cascade_term.reliability.weight.grad.abs().sum() > 0
+
+
+def test_alpha_and_beta_of_the_lists_are_checked_together():
+    with pytest.raises(ConfigError, match="'cascade_term_alpha' \\+ 'cascade_term_beta' must be <= 1"):
+        build(UnionLightGCN, **TERM, cascade_term_alpha=0.5, cascade_term_beta=0.6)
+
+
+def test_a_run_with_hard_negatives_trains_on_the_redrawn_batch(workdir, monkeypatch):
+    seen = []
+    original = UnionLightGCN.prepare_training_batch
+
+    def spy(self, interaction):
+        before = interaction["neg_item_id"].clone()
+        out = original(self, interaction)
+        seen.append(float((out["neg_item_id"] != before).float().mean()))
+        return out
+
+    monkeypatch.setattr(UnionLightGCN, "prepare_training_batch", spy)
+    cache = workdir / "cascade"
+    result = run_recbole_spectral("UnionLightGCN", "ml-100k-mb", config_dict={
+        **FAST, "n_layers": 1, "history_term": True, "cascade_term": True, "cascade_term_hard_negatives": 0.5,
+        "cascade_term_folds": 2, "cascade_term_cache_dir": str(cache)})
+    assert result["test_result"] and all(v == v for v in result["test_result"].values())
+    assert seen and 0.3 < sum(seen) / len(seen) < 0.7  # about half the negatives re-drawn (a few users have no list)
+    assert len(list(cache.glob("cascade.*.npz"))) == 1
