@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from itertools import islice
+from pathlib import Path
 
 from benchmarks.mm_loading import generate_mmrec_folder, peak_rss_mib as rss_mib
 
@@ -111,11 +112,9 @@ def data_description(result, n_items):
 
 
 def write_report(lines, out=None):
-    report = "\n".join(lines)
-    print(report)
+    print("\n".join(lines))
     if out:
-        with open(out, "w") as fp:
-            fp.write(report)
+        Path(out).write_text("\n".join(lines))
 
 
 def main():
