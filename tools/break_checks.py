@@ -41,7 +41,7 @@ CASES = [
  ("mule layers unweighted", M+"multibehavior/mule.py", "out = out + current / (layer + 1)", "out = out + current", "tests/test_reference_mb.py::test_mule_forward_and_loss_equal_the_reference"),
  ("mule attention softmax over receivers' senders", L+"multibehavior/target_attention.py", "e = torch.exp(scores - peak[self.rows])", "e = torch.exp(0.5 * (scores - peak[self.rows]))", "tests/test_reference_mb.py::test_mule_forward_and_loss_equal_the_reference"),
  ("historypop popularity not below 1", M+"multibehavior/historypop.py", "counts / (counts.max() + 1.0)", "counts / counts.max()", "tests/test_reference_mb.py::test_historypop_scores_equal_stage_plus_scaled_popularity"),
- ("cascadingrank item update uses alpha for gamma", M+"multibehavior/cascadingrank.py", "new_i = torch.addmm(fixed_i, graph_t, r_u, alpha=self.gamma)", "new_i = torch.addmm(fixed_i, graph_t, r_u, alpha=self.gamma * 0.9)", "tests/test_reference_mb.py::test_cascadingrank_scores_are_the_fixed_points_of_its_iteration"),
+ ("cascadingrank item update scaled by 0.9 γ", M+"multibehavior/cascadingrank.py", "self.step, self.step_t = _csr32(step, device), _csr32(step.T, device)", "self.step, self.step_t = _csr32(step, device), _csr32(step.T * 0.9, device)", "tests/test_reference_mb.py::test_cascadingrank_scores_are_the_fixed_points_of_its_iteration"),
  ("ghsno norm not restored", L+"multimodal/hsno.py", "fused = fused * target_norm / fused.norm(dim=1, keepdim=True).clamp_min(self.eps)", "fused = fused", "tests/test_reference_blocks.py::test_ghsno_forward_equals_the_dense_operator"),
  ("ghsno dropped band may win the gate", L+"multimodal/hsno.py", "logits = logits.masked_fill(keep <= 0, float(\"-inf\"))", "logits = logits", "tests/test_reference_blocks.py::test_ghsno_forward_equals_the_dense_operator"),
  ("ghsno regulariser not averaged over M²", L+"multimodal/hsno.py", "return (self.query @ self.key.T).pow(2).sum() / (m * m)", "return (self.query @ self.key.T).pow(2).sum() / m", "tests/test_reference_blocks.py::test_ghsno_regulariser_is_the_kernel_and_gain_energy"),
@@ -52,9 +52,9 @@ CASES = [
 ]
 T = "recbole_spectral/training_state.py"
 CASES += [
- ("resume without torch's global RNG state (SMORE dropout)", T, 'torch.set_rng_state(rng["torch"])', 'pass', "tests/test_training_state.py::test_a_killed_run_resumes_exactly[SMORE]"),
- ("resume without torch's global RNG state (SSR band masks)", T, 'torch.set_rng_state(rng["torch"])', 'pass', "tests/test_training_state.py::test_a_killed_run_resumes_exactly[SSR]"),
- ("resume without the model-held generators (SSR edge pruning)", T, 'generators[name].set_state(value)', 'pass', "tests/test_training_state.py::test_a_killed_run_resumes_exactly[SSR]"),
+ ("resume without torch's global RNG state (SMORE dropout)", T, 'torch.set_rng_state(rng["torch"].cpu())', 'pass', "tests/test_training_state.py::test_a_killed_run_resumes_exactly[SMORE]"),
+ ("resume without torch's global RNG state (SSR band masks)", T, 'torch.set_rng_state(rng["torch"].cpu())', 'pass', "tests/test_training_state.py::test_a_killed_run_resumes_exactly[SSR]"),
+ ("resume without the model-held generators (SSR edge pruning)", T, 'generators[name].set_state(value.cpu())', 'pass', "tests/test_training_state.py::test_a_killed_run_resumes_exactly[SSR]"),
  ("resume without the optimiser state", T, "trainer.optimizer.load_state_dict(state[\"optimizer\"])", "pass", "tests/test_training_state.py::test_a_killed_run_resumes_exactly[FREEDOM]"),
 ]
 CASES += [
@@ -75,7 +75,7 @@ CASES += [
  ("lgmrec training memberships at temperature 1", M+"multimodal/lgmrec.py", "return F.gumbel_softmax(logits, tau=self.tau, dim=1, hard=False)", "return F.gumbel_softmax(logits, dim=1, hard=False)", "tests/test_reference_mm.py::test_lgmrec_training_memberships_are_the_gumbel_softmax_at_temperature_tau"),
 ]
 CASES += [
- ("cascadingrank capped users keep a converged user's later values", M+"multibehavior/cascadingrank.py", "        if out_u is None:\n            return r_u, r_i", "        if out_u is not None:\n            return r_u, r_i", "tests/test_reference_mb.py::test_cascadingrank_stops_each_user_at_its_own_convergence_or_at_max_iter"),
+ ("cascadingrank converged users keep iterating", M+"multibehavior/cascadingrank.py", "                    keep = running.to(d_u.dtype)", "                    keep = torch.ones_like(d_u[0])", "tests/test_reference_mb.py::test_cascadingrank_stops_each_user_at_its_own_convergence_or_at_max_iter"),
  ("mbcgcn warm-up reg subtracted", M+"multibehavior/mbcgcn.py", "loss = loss + self.reg_weight * self._l2(params[0][user]", "loss = loss - self.reg_weight * self._l2(params[0][user]", "tests/test_reference_mb.py::test_mbcgcn_warmup_equals_adam_on_the_first_behavior_lightgcn_bpr"),
  ("mule without auxiliary behaviors calls the graph attention", M+"multibehavior/mule.py", "final = self.graph_attention(coarse, fine) if fine else coarse", "final = self.graph_attention(coarse, fine)", "tests/test_reference_mb.py::test_mule_with_the_target_behavior_alone_is_its_behavior_view"),
  ("historypop without auxiliary behaviors counts target rows as a stage", M+"multibehavior/historypop.py", "stage = dataset.behavior_matrix(dataset.target_behavior) * 0.0", "stage = dataset.behavior_matrix(dataset.target_behavior) * 1.0", "tests/test_reference_mb.py::test_historypop_without_auxiliary_behaviors_ranks_by_popularity_alone"),
