@@ -109,17 +109,48 @@ def function_sources(work, target):
             for node in ast.walk(ast.parse(text)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
+def plain_name(function):
+    """The source name of a mutmut function name: ``x_f`` -> ``f``, ``xǁClassǁm`` -> ``m``."""
+    return function.split("ǁ")[-1] if "ǁ" in function else function[2:] if function.startswith("x_") else function
+
+
 def diff(sources, name):
     """The changed lines of mutant ``name`` against its original function (what ``mutmut show`` prints, read from
-    the mutated file directly: ``mutmut show`` takes seconds per mutant)."""
+    the mutated file directly: ``mutmut show`` takes seconds per mutant), the ``def`` line included (a mutated
+    default argument) with the function's own name."""
     function = name.rsplit(".", 1)[-1]  # e.g. xǁSSRǁfuse__mutmut_3
-    original = sources.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    base, number = function.rsplit("__mutmut_", 1)
+    original = sources.get(base + "__mutmut_orig", "")
     mutant = sources.get(function, "")
-    original_lines = [line.replace("__mutmut_orig", "") for line in original.splitlines()[1:]]
-    mutant_lines = mutant.splitlines()[1:]
+    original_lines = [line.replace(base + "__mutmut_orig", plain_name(base)).replace("__mutmut_orig", "")
+                      for line in original.splitlines()]
+    mutant_lines = [line.replace(function, plain_name(base)) for line in mutant.splitlines()]
     changed = [line for line in difflib.unified_diff(original_lines, mutant_lines, lineterm="", n=0)
                if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
     return "\n".join(changed)
+
+
+def apply_mutant(source, name, text):
+    """``source`` (the file's current text) with survivor ``name``'s diff applied inside its function: each removed
+    line, matched without its indentation, must occur exactly once there and becomes the added line."""
+    import ast
+    function = name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+    owner = function.split("ǁ")[1] if "ǁ" in function else None
+    tree = ast.parse(source)
+    scope = tree.body if owner is None else next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner).body
+    node = next(n for n in scope if isinstance(n, ast.FunctionDef) and n.name == plain_name(function))
+    lines = source.splitlines(keepends=True)
+    removed = [line[1:] for line in text.splitlines() if line.startswith("-")]
+    added = [line[1:] for line in text.splitlines() if line.startswith("+")]
+    if not removed or len(removed) != len(added):
+        raise ValueError(f"{name}: no line-for-line diff to apply")
+    for old, new in zip(removed, added):
+        hits = [i for i in range(node.lineno - 1, node.end_lineno) if lines[i].strip() == old.strip()]
+        if len(hits) != 1:
+            raise ValueError(f"{name}: {old.strip()!r} occurs {len(hits)} times in {plain_name(function)} (source changed?)")
+        line = lines[hits[0]]
+        lines[hits[0]] = line[:len(line) - len(line.lstrip())] + new.strip() + "\n"
+    return "".join(lines)
 
 
 def collect(target, work, seconds=0.0):
@@ -184,13 +215,24 @@ EQUIVALENT = [
 ]
 
 
+# Rules that only hold in one file (the reason depends on how that file's code is called): {path suffix: rules}.
+EQUIVALENT_IN = {
+    "model/multibehavior/spectramb.py": [(r"aux_edge_term=None\)", "None is falsy like False")],
+}
+
+# Survivors killed by a test added after the run: {survivor: the test}. ``--verify`` re-checks each by applying
+# the survivor's stored diff to the source and running that test; ``--rerender`` notes them in the results file.
+KILLED = {
+}
+
+
 def only_drops(removed, added, argument):
     """Whether the mutant only replaced ``argument`` by None or left it out."""
     return any(r.replace(argument, "None") == a or r.replace(", " + argument, ", ") == a or r.replace(", " + argument, "") == a
                or r.replace(argument, "") == a for r, a in zip(removed, added)) and len(removed) == len(added)
 
 
-def explain(text):
+def explain(text, target=None):
     removed = [line[1:] for line in text.splitlines() if line.startswith("-")]
     added = [line[1:] for line in text.splitlines() if line.startswith("+")]
     if only_drops(removed, added, "self.device"):
@@ -209,7 +251,8 @@ def explain(text):
         return "p=2 is the default"
     if only_drops(removed, added, "symmetric=True"):
         return "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"
-    why = next((why for pattern, why in EQUIVALENT if any(re.search(pattern, line) for line in added)), None)
+    rules = EQUIVALENT + [rule for path, scoped in EQUIVALENT_IN.items() if target and target.endswith(path) for rule in scoped]
+    why = next((why for pattern, why in rules if any(re.search(pattern, line) for line in added)), None)
     if why is None and any("for diagnose" in line or "# diagnose" in line for line in removed):
         return "OUTSIDE: diagnose-only state (tests/test_diagnose.py, not in this file's selection)"
     return why
@@ -223,12 +266,12 @@ def write(out, target, status, survivors, seconds):
     caught = sum(counts.get(k, 0) for k in ("killed", "timeout", "crashed"))  # a hung or crashed test caught it too
     judged = caught + counts.get("survived", 0)
     score = caught / judged if judged else float("nan")
-    unexplained = [n for n, text in survivors.items() if explain(text) is None]
+    unexplained = [n for n, text in survivors.items() if explain(text, target) is None]
     lines = [f"## {target}\n", f"score {score:.1%} ({caught} caught of {judged}; "
              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {len(unexplained)} survivors unexplained; "
              f"{seconds / 60:.0f} min); tests: " + ", ".join(TESTS[target]) + "\n"]
     for name, text in survivors.items():
-        why = explain(text)
+        why = explain(text, target)
         note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
         lines.append(f"`{name}` ({status[name]}{note})\n```diff\n{text}\n```\n")
     text = Path(out).read_text()
@@ -239,28 +282,87 @@ def write(out, target, status, survivors, seconds):
     Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections[t].rstrip("\n") + "\n" for t in order))
 
 
-def rerender(out):
-    """Re-apply ``explain`` to the survivors already in the results file (after a rule was added), without
-    running mutmut again: each section's notes and its count of unexplained survivors."""
+ENTRY = re.compile(r"`(?P<name>[^`]+)` \((?P<status>[a-z ]+)(;[^\n]*)?\)\n```diff\n(?P<diff>.*?)\n```\n", re.S)
+
+
+def stored_survivors(out):
+    """{survivor: diff} of every section of the results file."""
+    return {m["name"]: m["diff"] for m in ENTRY.finditer(Path(out).read_text())}
+
+
+def note(name, text, target):
+    """The one line after a survivor's status: why it is equivalent, or which test kills it since the run."""
+    if name in KILLED:
+        return f"; killed after the run by {KILLED[name]} (checked by applying its diff: --verify)"
+    why = explain(text, target)
+    return "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
+
+
+def rerender(out, targets=None):
+    """Re-apply ``explain`` and ``KILLED`` to the survivors already in the results file (after a rule or a test
+    was added), without running mutmut again: each section's notes and its counts (only ``targets``' sections
+    when given). The score stays mutmut's."""
     text = Path(out).read_text()
-    entry = re.compile(r"`(?P<name>[^`]+)` \((?P<status>[a-z ]+)(;[^\n]*)?\)\n```diff\n(?P<diff>.*?)\n```\n", re.S)
     head, *sections = text.split("\n## ")
     rendered = []
     for section in sections:
-        entries = list(entry.finditer(section))
-        unexplained = 0
-        for match in entries:
-            why = explain(match["diff"])
-            unexplained += why is None
+        target = section.split("\n", 1)[0]
+        if targets and target not in targets:
+            rendered.append("## " + section)
+            continue
+        entries = list(ENTRY.finditer(section))
+        killed = sum(m["name"] in KILLED for m in entries)
+        unexplained = sum(m["name"] not in KILLED and explain(m["diff"], target) is None for m in entries)
         lines = section.split("\n")
-        lines[2] = re.sub(r"\d+ survivors unexplained", f"{unexplained} survivors unexplained", lines[2])
-        body = "\n".join(lines[:3]) + "\n"
+        lines[2] = re.sub(r"(\d+ killed after the run by new tests, )?\d+ survivors unexplained",
+                          (f"{killed} killed after the run by new tests, " if killed else "")
+                          + f"{unexplained} survivors unexplained", lines[2])
+        gap = "\n" if "```\n\n`" in section else ""  # sections written with a blank line between entries keep it
+        body = "\n".join(lines[:3]) + "\n" + gap
         for match in entries:
-            why = explain(match["diff"])
-            note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
-            body += f"`{match['name']}` ({match['status']}{note})\n```diff\n{match['diff']}\n```\n"
+            body += (f"`{match['name']}` ({match['status']}{note(match['name'], match['diff'], target)})\n```diff\n"
+                     f"{match['diff']}\n```\n{gap}")
         rendered.append("## " + body)
     Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(r.rstrip("\n") + "\n" for r in rendered))
+
+
+def verify(out, names):
+    """Apply each survivor's stored diff to the working tree's file and run the test ``KILLED`` names for it (in a
+    forked child of one process that has imported torch and pytest once); the file is restored after each.
+    Prints CAUGHT (the test failed), MISSED (it passed) or the error; returns the number not caught."""
+    import pytest  # noqa: F401 -- imported once, before the forks
+    import numpy, scipy.sparse, torch  # noqa: F401
+    sys.dont_write_bytecode = True  # a mutated module must never leave a .pyc behind
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    stored = stored_survivors(out)
+    failures = 0
+    for name in names:
+        module = name.rsplit(".", 1)[0]
+        path = ROOT / (module.replace(".", "/") + ".py")
+        original = path.read_text()
+        try:
+            mutated = apply_mutant(original, name, stored[name])
+        except (ValueError, KeyError, StopIteration) as err:
+            print(f"SETUP   {name}: {err}", flush=True)
+            failures += 1
+            continue
+        try:
+            path.write_text(mutated)
+            pid = os.fork()
+            if pid == 0:  # the child imports the mutated module fresh
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                import pytest as child_pytest
+                os._exit(int(child_pytest.main(["-q", "-x", "-p", "no:cacheprovider", KILLED[name]])))
+            _, status = os.waitpid(pid, 0)
+        finally:
+            path.write_text(original)
+        code = os.waitstatus_to_exitcode(status)
+        failures += code != 1
+        print(f"{'CAUGHT' if code == 1 else 'MISSED' if code == 0 else f'rc={code}':7} {name}  ({KILLED[name]})", flush=True)
+    return failures
 
 
 def main(argv=None):
@@ -271,10 +373,16 @@ def main(argv=None):
     parser.add_argument("--log", default="/tmp/recbole-spectral-mutation.log")
     parser.add_argument("--rerender", action="store_true", help="only re-apply the equivalence rules to the results file")
     parser.add_argument("--collect", action="store_true", help="write the section of --files' first file from --work")
+    parser.add_argument("--verify", nargs="*", metavar="TEXT",
+                        help="check the KILLED entries (those whose name contains a TEXT; all without one) by applying "
+                             "each survivor's stored diff and running its test")
     args = parser.parse_args(argv)
     if args.rerender:
-        rerender(args.out)
+        rerender(args.out, None if args.files == list(TESTS) else args.files)
         return
+    if args.verify is not None:
+        names = [n for n in KILLED if not args.verify or any(t in n for t in args.verify)]
+        sys.exit(1 if verify(args.out, names) else 0)
     if args.collect:  # the last run in --work, e.g. one stopped part-way: its section, without running mutmut
         write(args.out, args.files[0], *collect(args.files[0], Path(args.work)))
         return
