@@ -226,6 +226,14 @@ EQUIVALENT_IN = {
          "torch.sparse.mm gives the same values and gradients on a symmetric graph (only slower)"),
         (r"degree \*\* -0\.5, (None|1\.0)\)\.astype", "a zero degree's factor multiplies only an empty row or column"),
     ],
+    "layers/multibehavior/target_attention.py": [
+        (r"_Direction\(r(\.T\.tocsr\(\))?, None\)", "device None is the CPU the tests (and the default config) run on"),
+        (r"r\.data\[:\] = (None|2\.0)$", "only the pattern of r is read (its indices, after eliminate_zeros), never its values"),
+        (r"sampled_addmm\(pattern, a\.contiguous\(\), b\.T, (beta=1\.0)?\)", "beta scales the pattern's values, which are zeros"),
+        (r"reduce=\"amax\", (include_self=False)?\)$",
+         "the initial -inf never exceeds a score: include_self (default True) or not, the same maxima"),
+        (r"self\.empty = None$", "without edges the general path returns zeros too (the shortcut only skips work)"),
+    ],
 }
 
 # Survivors killed by a test added after the run: {survivor: the test}. ``--verify`` re-checks each by applying
