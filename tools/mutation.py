@@ -49,7 +49,8 @@ TESTS = {
     f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
     f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
     f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_reference_blocks.py", "tests/test_ssr.py"],
-    f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py"],
+    f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py",
+                                     "tests/test_ssr.py"],  # test_ssr: the released operator without context scale
     f"{LAYERS}/contrastive.py": ["tests/test_reference_blocks.py", "tests/test_contrastive.py", "tests/test_reference_mm.py"],
     f"{LAYERS}/multibehavior/fusion.py": ["tests/test_reference_blocks.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/feature_fft.py": ["tests/test_feature_fft.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py"],
@@ -233,6 +234,11 @@ EQUIVALENT_IN = {
         (r"reduce=\"amax\", (include_self=False)?\)$",
          "the initial -inf never exceeds a score: include_self (default True) or not, the same maxima"),
         (r"self\.empty = None$", "without edges the general path returns zeros too (the shortcut only skips work)"),
+    ],    "layers/multimodal/hsno.py": [
+        (r"generator=generator, device=device\) > drop_prob\)", "differs only for a uniform draw equal to p exactly"),
+        (r"masked_fill\(keep <= 0, float\(\"-INF\"\)\)", "float('-INF') is -inf"),
+        (r"torch\.cat\(\[context, pre / m\], \+1\)", "+1 and -1 are the same axis of the 2-D halves"),
+        (r"nn\.init\.normal_\(self\.weight_mlp\[-1\]\.weight, std=1e-3\)", "mean 0 is normal_'s default"),
     ],
 }
 
@@ -259,6 +265,24 @@ _kills(T + "with_isolated_last_nodes_or_a_single_edge", "layers.multibehavior.ta
 _kills(T + "without_edges_passes_nothing", "layers.multibehavior.target_attention",
        "xǁTargetGuidedAttentionǁ__call____mutmut_1")
 _kills(T + "is_stable_for_large_scores", "layers.multibehavior.target_attention", "xǁ_Directionǁsoftmax__mutmut_30")
+H = "tests/test_hsno.py::test_"
+_kills(H + "masking_one_band_or_p_zero_keeps_everything_and_draws_nothing", "layers.multimodal.hsno",
+       "x_band_keep_mask__mutmut_1", "x_band_keep_mask__mutmut_2", "x_band_keep_mask__mutmut_5")
+_kills(H + "masking_draws_from_the_given_generator_only", "layers.multimodal.hsno", "x_band_keep_mask__mutmut_15",
+       "x_band_keep_mask__mutmut_19", "x_band_keep_mask__mutmut_31", "x_band_keep_mask__mutmut_36")
+_kills(H + "a_row_that_lost_every_band_keeps_one_chosen_uniformly", "layers.multimodal.hsno", "x_band_keep_mask__mutmut_38")
+_kills(H + "ghsno_rank_one_works_and_rank_zero_is_refused", "layers.multimodal.hsno",
+       "xǁGHSNOǁ__init____mutmut_2", "xǁGHSNOǁ__init____mutmut_3", "xǁGHSNOǁ__init____mutmut_4")
+_kills(H + "ghsno_starts_near_uniform_mixing_unit_gains_and_a_unit_scale_gate", "layers.multimodal.hsno",
+       *(f"xǁGHSNOǁ__init____mutmut_{i}" for i in (8, 13, 16, 21, 30, 32, 33)))
+_kills(H + "released_operator_defaults_are_the_released_codes", "layers.multimodal.hsno",
+       *(f"xǁReleasedHSNOǁ__init____mutmut_{i}" for i in (1, 3, 26, 36, 37)))
+_kills(H + "released_band_weights_start_within_a_thousandth_of_one", "layers.multimodal.hsno",
+       *(f"xǁReleasedHSNOǁ__init____mutmut_{i}" for i in (79, 82, 83)))
+_kills(H + "released_operator_keeps_the_eps_of_its_norm_ratio_on_tiny_signals", "layers.multimodal.hsno",
+       "xǁReleasedHSNOǁforward_many__mutmut_56", "xǁReleasedHSNOǁforward_many__mutmut_63")
+_kills("tests/test_ssr.py::test_released_operator_without_context_scale_stays_within_the_bounded_factors",
+       "layers.multimodal.hsno", "xǁReleasedHSNOǁ__init____mutmut_40", "xǁReleasedHSNOǁforward_many__mutmut_7")
 
 
 def only_drops(removed, added, argument):
