@@ -58,7 +58,7 @@ TESTS = {
     f"{LAYERS}/multibehavior/target_attention.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/observed.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/target_views.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
-    f"{MODEL}/base.py": ["tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
+    f"{MODEL}/base.py": ["tests/test_base.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
     f"{LAYERS}/edge_pruning.py": ["tests/test_mm_baselines.py", "tests/test_ssr.py"],
     f"{LAYERS}/csr.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/graph_bands.py": ["tests/test_graph_bands.py"],
@@ -239,6 +239,9 @@ EQUIVALENT_IN = {
         (r"masked_fill\(keep <= 0, float\(\"-INF\"\)\)", "float('-INF') is -inf"),
         (r"torch\.cat\(\[context, pre / m\], \+1\)", "+1 and -1 are the same axis of the 2-D halves"),
         (r"nn\.init\.normal_\(self\.weight_mlp\[-1\]\.weight, std=1e-3\)", "mean 0 is normal_'s default"),
+    ],    "model/base.py": [
+        (r"self\._cached_embeddings = \"\"$",
+         "the cache is read only in eval mode, and eval() (train(False)) clears it to None first"),
     ],
 }
 
@@ -283,6 +286,16 @@ _kills(H + "released_operator_keeps_the_eps_of_its_norm_ratio_on_tiny_signals", 
        "xǁReleasedHSNOǁforward_many__mutmut_56", "xǁReleasedHSNOǁforward_many__mutmut_63")
 _kills("tests/test_ssr.py::test_released_operator_without_context_scale_stays_within_the_bounded_factors",
        "layers.multimodal.hsno", "xǁReleasedHSNOǁ__init____mutmut_40", "xǁReleasedHSNOǁforward_many__mutmut_7")
+B = "tests/test_base.py::test_"
+_kills(B + "the_kind_of_a_dataset", "model.base", *(f"x_dataset_kind_of__mutmut_{i}" for i in (15, 20, 21)))
+_kills(B + "a_model_runs_on_the_kinds_it_declares_and_is_refused_on_others_in_one_line", "model.base",
+       *(f"x_check_dataset_kind__mutmut_{i}" for i in (2, 4, 7, 8, 9, 10, 11, 16, 17, 18, 20)))
+_kills(B + "an_unknown_declared_kind_is_named", "model.base", "x_check_dataset_kind__mutmut_13", "x_check_dataset_kind__mutmut_14")
+_kills(B + "building_a_model_on_the_wrong_kind_of_dataset_is_refused", "model.base",
+       *(f"xǁSpectralRecommenderǁ__init____mutmut_{i}" for i in (3, 5, 9)))
+_kills(B + "a_training_free_model_holds_one_zero_and_its_loss_is_zero_with_zero_gradient", "model.base",
+       "xǁTrainingFreeRecommenderǁ__init____mutmut_6", "xǁTrainingFreeRecommenderǁ__init____mutmut_8",
+       "xǁTrainingFreeRecommenderǁcalculate_loss__mutmut_2")
 
 
 def only_drops(removed, added, argument):
