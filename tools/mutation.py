@@ -242,6 +242,16 @@ EQUIVALENT_IN = {
     ],    "model/base.py": [
         (r"self\._cached_embeddings = \"\"$",
          "the cache is read only in eval mode, and eval() (train(False)) clears it to None first"),
+    ],    "layers/multibehavior/observed.py": [
+        (r"np\.arange\(self\.n_users, \)", "np.arange's default integer is int64 (NumPy 2 on every platform)"),
+        (r"sp\.csr_matrix\(matrix, dtype=None, copy=True\)",
+         "only the non-zero pattern is kept, the same in the input's own dtype"),
+        (r"sp\.csr_matrix\(matrix, dtype=np\.float32, (copy=(None|False))?\)",
+         "without a copy, sum_duplicates / eliminate_zeros / sort_indices rewrite the caller's matrix in place into the same matrix"),
+        (r"row = torch\.repeat_interleave\(counts\)$", "repeat_interleave(repeats) repeats arange(len(repeats)): the same"),
+    ],
+    "layers/multibehavior/target_views.py": [
+        (r"sp\.csr_matrix\(matrix, dtype=None, copy=True\)", "behavior matrices are float32 already (and every consumer casts)"),
     ],
 }
 
@@ -296,6 +306,12 @@ _kills(B + "building_a_model_on_the_wrong_kind_of_dataset_is_refused", "model.ba
 _kills(B + "a_training_free_model_holds_one_zero_and_its_loss_is_zero_with_zero_gradient", "model.base",
        "xǁTrainingFreeRecommenderǁ__init____mutmut_6", "xǁTrainingFreeRecommenderǁ__init____mutmut_8",
        "xǁTrainingFreeRecommenderǁcalculate_loss__mutmut_2")
+S = "tests/test_spectramb.py::test_"
+_kills(S + "observed_pairs_of_an_empty_or_one_pair_matrix", "layers.multibehavior.observed",
+       *(f"xǁObservedPairsǁcontains__mutmut_{i}" for i in (2, 3, 4, 6, 7)))
+_kills(S + "target_views_leave_their_inputs_unchanged_and_refuse_unknown_kinds", "layers.multibehavior.target_views",
+       "x__binary__mutmut_4", "x__binary__mutmut_7", "x__binary__mutmut_8", "x_target_view_matrices__mutmut_1",
+       "x_target_view_matrices__mutmut_3")
 
 
 def only_drops(removed, added, argument):
