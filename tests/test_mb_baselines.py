@@ -82,6 +82,27 @@ def test_csr_rows_dense_sample_contains_and_sample_outside():
     assert not rows.contains(users, outside).any() and (outside >= 1).all()
 
 
+def test_csr_rows_of_empty_one_entry_and_empty_last_rows():
+    empty = CSRRows(sp.csr_matrix((3, 4), dtype=np.float32))
+    rows = torch.tensor([0, 2, 1])
+    found = empty.contains(rows, torch.tensor([1, 1, 3]))
+    assert found.dtype == torch.bool and found.tolist() == [False, False, False]
+    cols, has = empty.sample(rows)
+    assert cols.tolist() == [0, 0, 0] and has.tolist() == [False, False, False]
+    one = CSRRows(matrix([(1, 3)], shape=(3, 4)))  # one entry; row 2, the last, is empty
+    assert one.contains(rows, torch.tensor([1, 1, 3])).tolist() == [False, False, True]
+    assert one.contains(torch.tensor([2]), torch.tensor([3])).tolist() == [False]  # past the last stored key
+    cols, has = one.sample(rows)
+    assert cols.tolist() == [0, 0, 3] and has.tolist() == [False, False, True]
+
+
+def test_sample_outside_falls_back_to_the_exact_complement_of_count_rows_and_keeps_full_rows():
+    counts = CSRRows(sp.csr_matrix(np.array([[0, 2, 3, 0], [0, 1, 1, 1]], dtype=np.float32)))  # stored values > 1
+    torch.manual_seed(0)
+    cols = counts.sample_outside(torch.tensor([0, 0, 0, 1]), max_rounds=0)  # straight to the dense complement
+    assert cols[:3].tolist() == [3, 3, 3] and 1 <= int(cols[3]) <= 3  # row 1 has no free column: its draw stays
+
+
 def dense_attention(r, x, key):
     """a_{s->v} = softmax over s's neighbours of <key_s, x_v>; x'_v = sum_s a_{s->v} x_s (dense, float64)."""
     n_users = r.shape[0]
