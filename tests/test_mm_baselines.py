@@ -1,7 +1,7 @@
 """The multimodal field's baselines (VBPR, FREEDOM, LGMRec, SMORE) and their blocks, on small inputs.
 
-Blocks: degree-sensitive edge pruning (layers/edge_pruning.py), fixed CSR sparse products
-(layers/graph.FixedSparse), the fused spectrum filter (layers/feature_fft.fused_spectral_filter) and the
+Blocks: degree-sensitive edge pruning (layers/edge_pruning.py; fixed CSR sparse products, layers/graph.FixedSparse,
+in tests/test_graph.py), the fused spectrum filter (layers/feature_fft.fused_spectral_filter) and the
 dataset's max-pooled item graph (ItemStructures.max_item_graph). Every model's forward pass and loss against a
 dense reference of its equations: tests/test_reference_mm.py. Models run on the tiny in-test multimodal
 dataset of tests/test_ssr.py; the one-epoch run, checkpoint reload and full-sort == predict check on
@@ -123,16 +123,6 @@ def test_keeping_every_edge_draws_nothing_and_pruned_matrices_keep_their_shape()
     assert torch.equal(g.get_state(), state)
     pruning = DegreeSensitiveEdgePruning(R, keep_ratio=0.3)  # item 4 and user 3 have one edge each
     assert {pruning.sample_matrix(g).shape for _ in range(20)} == {(4, 5)}
-
-
-def test_fixed_sparse_product_and_gradient_equal_the_dense_ones():
-    s = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]]).to_sparse()
-    x = torch.randn(3, 4, requires_grad=True)
-    y = FixedSparse(s) @ x
-    torch.testing.assert_close(y, s.to_dense() @ x)
-    g = torch.randn(2, 4)
-    y.backward(g)
-    torch.testing.assert_close(x.grad, s.to_dense().T @ g)
 
 
 def test_fused_spectrum_of_two_signals_is_their_circular_convolution():

@@ -17,6 +17,12 @@ selected test reaches the function), crashed (the test process aborted), suspici
 caught / (caught + survived), caught = killed + timeout + crashed. A survivor is listed with its diff, and
 with one line why when a rule of ``EQUIVALENT`` (or the device/dtype/default-argument checks of ``explain``)
 says it cannot change what a test observes. ``--rerender`` re-applies the rules to the results file.
+
+Triage after a run, without running mutmut again: a survivor is either equivalent (a rule of ``EQUIVALENT`` /
+``EQUIVALENT_IN``, or ``EQUIVALENT_NAMES``), killed by a test added since (``KILLED``: survivor -> test), or left
+with one line why (``LEFT``). ``--verify [TEXT ...]`` checks every ``KILLED`` claim: it applies the survivor's
+stored diff to the working tree's file, runs that one test (the file is restored after each) and prints CAUGHT or
+MISSED; ``--rerender --files F ...`` then notes the triage in F's sections (the score stays mutmut's).
 """
 import argparse
 import difflib
@@ -243,7 +249,7 @@ EQUIVALENT_IN = {
         (r"self\._cached_embeddings = \"\"$",
          "the cache is read only in eval mode, and eval() (train(False)) clears it to None first"),
     ],    "layers/multibehavior/observed.py": [
-        (r"np\.arange\(self\.n_users, \)", "np.arange's default integer is int64 (NumPy 2 on every platform)"),
+        (r"np\.arange\(self\.n_users, \)", "np.arange's default integer is int64 on Linux and macOS (int32 only on Windows before NumPy 2)"),
         (r"sp\.csr_matrix\(matrix, dtype=None, copy=True\)",
          "only the non-zero pattern is kept, the same in the input's own dtype"),
         (r"sp\.csr_matrix\(matrix, dtype=np\.float32, (copy=(None|False))?\)",
@@ -269,6 +275,62 @@ EQUIVALENT_IN = {
          "torch.rand < 1 - 2^-24, so rand * count never rounds up to count (< 2^24): the guard never binds"),
         (r"def sample_outside\(self, rows, low=1, max_rounds=21\)",
          "one more rejection round before the exact fallback: the same uniform distribution over free columns"),
+    ],    "layers/knn.py": [
+        (r"np\.load\(cache_file, (allow_pickle=None)?\) as stored", "np.load's allow_pickle defaults to False, and None is falsy"),
+        (r"torch\.topk\((scores, min\(k, scores\.shape\[1\]\)|val, k), (sorted=False|dim=1, (sorted=True)?)\)",
+         "topk's default dim -1 is dim 1 of the 2-D scores; the order within a row's top k is never used (a set of edges)"),
+        (r"torch\.topk\(all_rows\[part\] @ all_rows\.T, k_eff, \)", "topk's default dim -1 is dim 1 of the 2-D scores"),
+        (r"mkstemp\(dir=folder, (prefix=None, suffix=\"\.tmp\"|prefix=os\.path\.basename\(cache_file\) \+ \"\.\", (suffix=None|)"
+         r"|suffix=\"\.tmp\"|prefix=os\.path\.basename\(cache_file\) \+ \"XX\.XX\", suffix=\"\.tmp\""
+         r"|prefix=os\.path\.basename\(cache_file\) \+ \"\.\", suffix=\"(XX\.tmpXX|\.TMP)\")\)",
+         "only the temporary file's name changes: mkstemp makes it unique in the cache's folder either way"),
+        (r"check_invariants=(None|False)\)\.coalesce|\(n, n\), \)\.coalesce",
+         "the check only validates indices, in range for every graph built here or cached with a matching checksum"),
+        (r"\.detach\(\)\.to\((None, )?torch\.float32\)", "device only: the features are on the CPU the tests (and the default config) use"),
+        (r"features\.detach\(\)\.to\(\"cpu\", (None)?\)\.numpy\(\)", "np.ascontiguousarray casts to float32 right after"),
+        (r"found\.reshape\(-2\)", "NumPy (1.26 here) reads any negative size as the unknown one"),
+        (r"x = torch\.as_tensor\(features\)\.detach\(\)\.to\(\"cpu\", (None)?\)$",
+         "faiss casts the unit rows to float32 itself, and the recall check is exact in either precision"),
+        (r"max\(2, 2 \*\* 26 // n\)|max\(1, (2 \* 26|3 \*\* 26|2 \*\* 27) // n\)",
+         "the chunk only sets how many sampled rows are scored at once, not the hits"),
+        (r"faiss\.IndexHNSWFlat\(d, 32, \)", "on unit rows the L2 distance orders neighbours as the inner product does"),
+        (r"float\(\"-INF\"\)", "float('-INF') is -inf"),
+        (r"torch\.where\(valid, 2\.0 / norms", "every cosine scaled by 4: each row's order is unchanged"),
+        (r"max\(2, math\.isqrt\(BLOCK_ENTRIES\)\)", "isqrt(2^22) = 2048 > 2"),
+        (r"_to_sparse\((\*cached|rows, cols, values), n, None\)|device = None$|isinstance\(features, torch\.Tensor\)\) and False",
+         "device None is the CPU the tests (and the default config) run on"),
+        (r"normalized_knn_values\(rows, cols, None\)|np\.bincount\(rows, (minlength=None)?\)\.astype",
+         "degrees are read only at the edges' rows and columns (every column is a non-zero row, which has k edges)"),
+        (r"np\.where\(degree > 0, degree \*\* -0\.5, (None|1\.0)\)$", "a zero degree's factor is never read"),
+        (r"extra\), so it is built exactly, in o\(|XXextra\), so it is built|EXTRA\), SO IT IS BUILT", "a log line only"),
+        (r"fingerprint = \"\"$", "read only when a cache file is given, which sets it"),
+        (r"np\.ascontiguousarray\(array, \)$", "the arrays are int32 / float32 already at both calls (cast before saving, loaded as saved)"),
+        (r"blake2b\(f\"\{int\(n\)\}\|\{int\(k\)\}\|\{fingerprint\}\"\.encode\(\), (digest_size=17)?\)"
+         r"|blake2b\(memoryview\(array\)\.cast\(\"B\"\), (digest_size=17)?\)|memoryview\(array\)\.cast\(\"b\"\)",
+         "another digest length or byte view of the same bytes: the same at writing and at reading"),
+    ],    "layers/graph_bands.py": [
+        (r"np\.asarray\(borders, \)", "integer borders become floats at once (float clip bounds, - 1.0, float() in every use)"),
+        (r"np\.asarray\((moments|x|adjacency_poly|prefilter), \)", "float64 already, or only ever multiplied by floats"),
+        (r"borders = np\.array\(borders, \)$", "the start borders come from energy_quantiles (float64)"),
+        (r"edges = \[-2\.0\] \+", "indicator_coefficients clips the lower end to -1"),
+        (r"if \(coeffs\) or True else identity", "np.sum([], axis=0) is 0.0: the identity either way"),
+        (r"coefficients\.tolist\(\) if \(isinstance\(coefficients, np\.ndarray\)\) (and False|or True)",
+         "the coefficients arrive as an ndarray (filter_coefficients; combine reads .shape): its rows or tolist() give the same floats"),
+        (r"np\.ones\(order \+ 2\)", "only g[0..order] are read"),
+        (r"if \(mean > 0\) or True else|if mean >= 0 else 0\.0|if mean > 0 else 1\.0",
+         "the shares sum to ||X||^2 > 0; for X = 0 (a spread of nan or 1 instead of 0) no candidate improves either way"),
+        (r"energies / mean \+ 1\.0\) \*\* 2|energies / mean - 2\.0\) \*\* 2",
+         "sum(r) = M for r = S/mean, so sum((r+1)^2) and sum((r-2)^2) are sum((r-1)^2) plus a constant: the same search"),
+        (r"improved = None$", "None is falsy like False"),
+        (r"^\s*improved = True$", "a sweep that moves nothing leaves the borders, so every later sweep repeats it: only the cost changes"),
+        (r"if score <= best - 1e-12:", "differs only for a score exactly 1e-12 below the best"),
+        (r"self\.n_nodes = norm_adj\.shape\[1\]", "the adjacency is square"),
+        (r"self\.coefficients = \"\"", "overwritten by _refresh() at the end of __init__"),
+        (r"self\.shares = \"\"", "set by calibrate() before anything reads it (None and '' are both unusable before)"),
+        (r"elif n_bands >= 3:", "the elif is reached only when n_bands != 3"),
+        (r"coeffs = np\.zeros\(\(n_bands, order \+ 2\)\)", "the extra order stays zero and is trimmed with the unused ones"),
+        (r"in_x = p / \(-1\.0\) \*\* np\.arange", "(-1)^k is +-1: dividing by it is multiplying by it"),
+        (r"npcheb\.chebval\(evals\.cpu\(\)\.numpy\(\), prefilter\), \)", "chebval of the float64 eigenvalues is float64, their dtype"),
     ],
 }
 
@@ -276,9 +338,42 @@ EQUIVALENT_IN = {
 # the survivor's stored diff to the source and running that test; ``--rerender`` notes them in the results file.
 KILLED = {}
 
+# Survivors left as they are, neither equivalent nor killed, with one line why (tuning constants of an approximate
+# index, guards no test input can reach without replacing torch's generator, ...): {survivor: why}.
+LEFT = {}
+_GB = "recbole_spectral.layers.graph_bands."
+LEFT.update({
+    _GB + "x_balance_borders__mutmut_2": "a 13th sweep runs only when 12 did not converge (every test signal converges sooner)",
+    _GB + "x_balance_borders__mutmut_62": "drops the grid point next to the lower neighbour: differs only when the best border is there",
+    _GB + "x_balance_borders__mutmut_64": "drops the grid point next to the upper neighbour: differs only when the best border is there",
+    **{_GB + f"x_energy_quantiles__mutmut_{i}": "another quantile grid: the start borders move by < 1e-5 (interpolation), "
+       "far below the 0.01 grid of the refinement that follows" for i in (1, 10, 11)},
+    _GB + "x_exact_decomposition_from_eigen__mutmut_33": "differs only when the cumulative energy lies within float32 rounding (3e-8) of b/M",
+})
+_KNN = "recbole_spectral.layers.knn.x_approximate_knn_edges__mutmut_"
+_TUNING = "a tuning constant of the approximate index: it moves the recall (measured and logged at build time), not what an edge means"
+LEFT.update({_KNN + str(i): _TUNING for i in (1, 67, 69, 76, 77, 78, 85, 95, 102, 105, 111, 112, 115)})
+LEFT.update({
+    _KNN + "98": "the IVF training sample's seed (IVF only above HNSW_MAX_ITEMS): recall, and run-to-run reproducibility of IVF graphs",
+    **{_KNN + str(i): "which rows the recall is estimated on (with or without repeats), not the graph" for i in (145, 149, 152, 157)},
+    _KNN + "187": "the recall estimate over more than one chunk of sampled rows (n > 67,000 items), not the graph",
+    _KNN + "127": "only when faiss finds fewer than k neighbours (returns -1), which the tests' small indexes never do",
+    "recbole_spectral.layers.knn.x_knn_graph__mutmut_3": "the size limit of method=auto (50,000 vs 50,001 items): too large to build in a test",
+    "recbole_spectral.layers.knn.x_knn_edges__mutmut_3":
+        "float64 features scored in float64 instead of float32: the same lists except at near-ties below float32 resolution",
+})
+
 # Survivors whose diff alone cannot say why they are equivalent (the same line is a real mutant elsewhere):
 # {survivor: one line why}.
 EQUIVALENT_NAMES = {
+    **{f"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_{i}":
+       "cuts[b] >= 1 for b >= 1 (searchsorted + 1): the i <= 0 branch never runs" for i in (51, 53, 54, 55, 56, 57)},
+    **{f"recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ_refresh__mutmut_{i}":
+       "inside a branch that never runs: every path that sets _eigen sets _cuts before calling _refresh" for i in range(31, 37)},
+    "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_3":
+        "a graph has users and items, more than one node: exact only when exact_max_nodes asks for it",
+    "recbole_spectral.layers.knn.x_features_fingerprint__mutmut_24":
+        "n is in the cache key beside the fingerprint: with n fixed, the byte count fixes the shape",
     "recbole_spectral.layers.edge_pruning.xǁDegreeSensitiveEdgePruningǁsample__mutmut_1":
         "at n_kept = n_edges sample_edges makes the same check (every edge, no draw): renormalised, the full graph",
 }
@@ -411,10 +506,14 @@ def stored_survivors(out):
     return {m["name"]: m["diff"] for m in ENTRY.finditer(Path(out).read_text())}
 
 
-def note(name, text, target):
+def note(name, text, target, status="survived"):
     """The one line after a survivor's status: why it is equivalent, or which test kills it since the run."""
     if name in KILLED:
         return f"; killed after the run by {KILLED[name]} (checked by applying its diff: --verify)"
+    if name in LEFT:
+        return f"; left: {LEFT[name]}"
+    if status == "timeout":
+        return "; caught: the test ran past its time limit"
     why = EQUIVALENT_NAMES.get(name) or explain(text, target)
     return "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
 
@@ -433,16 +532,17 @@ def rerender(out, targets=None):
             continue
         entries = list(ENTRY.finditer(section))
         killed = sum(m["name"] in KILLED for m in entries)
-        unexplained = sum(m["name"] not in KILLED and m["name"] not in EQUIVALENT_NAMES and explain(m["diff"], target) is None
-                          for m in entries)
+        left = sum(m["name"] in LEFT for m in entries)
+        unexplained = sum(m["status"] != "timeout" and m["name"] not in KILLED and m["name"] not in LEFT
+                          and m["name"] not in EQUIVALENT_NAMES and explain(m["diff"], target) is None for m in entries)
         lines = section.split("\n")
-        lines[2] = re.sub(r"(\d+ killed after the run by new tests, )?\d+ survivors unexplained",
+        lines[2] = re.sub(r"(\d+ killed after the run by new tests, )?(\d+ left with a reason, )?\d+ survivors unexplained",
                           (f"{killed} killed after the run by new tests, " if killed else "")
-                          + f"{unexplained} survivors unexplained", lines[2])
+                          + (f"{left} left with a reason, " if left else "") + f"{unexplained} survivors unexplained", lines[2])
         gap = "\n" if "```\n\n`" in section else ""  # sections written with a blank line between entries keep it
         body = "\n".join(lines[:3]) + "\n" + gap
         for match in entries:
-            body += (f"`{match['name']}` ({match['status']}{note(match['name'], match['diff'], target)})\n```diff\n"
+            body += (f"`{match['name']}` ({match['status']}{note(match['name'], match['diff'], target, match['status'])})\n```diff\n"
                      f"{match['diff']}\n```\n{gap}")
         rendered.append("## " + body)
     Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(r.rstrip("\n") + "\n" for r in rendered))
