@@ -153,6 +153,8 @@ def apply_mutant(source, name, text):
         raise ValueError(f"{name}: no line-for-line diff to apply")
     for old, new in zip(removed, added):
         hits = [i for i in range(node.lineno - 1, node.end_lineno) if lines[i].strip() == old.strip()]
+        if len(hits) > 1 and name in OCCURRENCE:  # the same line twice in the function: which one mutmut changed
+            hits = [hits[OCCURRENCE[name]]]
         if len(hits) != 1:
             raise ValueError(f"{name}: {old.strip()!r} occurs {len(hits)} times in {plain_name(function)} (source changed?)")
         line = lines[hits[0]]
@@ -317,6 +319,10 @@ EQUIVALENT_IN = {
         (r"coefficients\.tolist\(\) if \(isinstance\(coefficients, np\.ndarray\)\) (and False|or True)",
          "the coefficients arrive as an ndarray (filter_coefficients; combine reads .shape): its rows or tolist() give the same floats"),
         (r"np\.ones\(order \+ 2\)", "only g[0..order] are read"),
+        (r"total = cdf\[-1\] if (\(cdf\[-1\] > 0\) or True|cdf\[-1\] >= 0) else 1\.0|total = cdf\[-1\] if cdf\[-1\] > 0 else 2\.0",
+         "differs only for a zero signal (F = 0 everywhere), where np.interp puts every border at the top of the grid either way"),
+        (r"total = cdf\[-1\] if cdf\[(\+1|-2)\] > 0 else 1\.0",
+         "the Jackson-damped density is a non-negative polynomial density: F(-0.999) > 0 exactly when F(1) > 0"),
         (r"if \(mean > 0\) or True else|if mean >= 0 else 0\.0|if mean > 0 else 1\.0",
          "the shares sum to ||X||^2 > 0; for X = 0 (a spread of nan or 1 instead of 0) no candidate improves either way"),
         (r"energies / mean \+ 1\.0\) \*\* 2|energies / mean - 2\.0\) \*\* 2",
@@ -338,6 +344,10 @@ EQUIVALENT_IN = {
 # the survivor's stored diff to the source and running that test; ``--rerender`` notes them in the results file.
 KILLED = {}
 
+# A removed line that occurs more than once in its function: {survivor: which occurrence (0-based) mutmut changed},
+# read from the order of mutmut's numbering (mutants of the first occurrence come first).
+OCCURRENCE = {"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_48": 1}
+
 # Survivors left as they are, neither equivalent nor killed, with one line why (tuning constants of an approximate
 # index, guards no test input can reach without replacing torch's generator, ...): {survivor: why}.
 LEFT = {}
@@ -349,6 +359,9 @@ LEFT.update({
     **{_GB + f"x_energy_quantiles__mutmut_{i}": "another quantile grid: the start borders move by < 1e-5 (interpolation), "
        "far below the 0.01 grid of the refinement that follows" for i in (1, 10, 11)},
     _GB + "x_exact_decomposition_from_eigen__mutmut_33": "differs only when the cumulative energy lies within float32 rounding (3e-8) of b/M",
+    **{_GB + f"xǁSpectralBandsǁ_refresh__mutmut_{i}": "the exact cuts recomputed from the borders: the same cuts unless an "
+       "energy cut splits a repeated eigenvalue (the midpoint border then equals it), which no test graph and signal do"
+       for i in (24, 25, 29, 30, 37)},
 })
 _KNN = "recbole_spectral.layers.knn.x_approximate_knn_edges__mutmut_"
 _TUNING = "a tuning constant of the approximate index: it moves the recall (measured and logged at build time), not what an edge means"
@@ -366,10 +379,13 @@ LEFT.update({
 # Survivors whose diff alone cannot say why they are equivalent (the same line is a real mutant elsewhere):
 # {survivor: one line why}.
 EQUIVALENT_NAMES = {
+    "recbole_spectral.layers.knn.x_cache_checksum__mutmut_15":
+        "the fixed separator hashed between the arrays already marks where each ends (a re-cut of rows and cols is caught)",
     **{f"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_{i}":
        "cuts[b] >= 1 for b >= 1 (searchsorted + 1): the i <= 0 branch never runs" for i in (51, 53, 54, 55, 56, 57)},
     **{f"recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ_refresh__mutmut_{i}":
        "inside a branch that never runs: every path that sets _eigen sets _cuts before calling _refresh" for i in range(31, 37)},
+    "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_58": "overwritten by _refresh() at the end of __init__",
     "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_3":
         "a graph has users and items, more than one node: exact only when exact_max_nodes asks for it",
     "recbole_spectral.layers.knn.x_features_fingerprint__mutmut_24":
@@ -440,6 +456,103 @@ _kills("tests/test_mb_baselines.py::test_csr_rows_of_empty_one_entry_and_empty_l
        *(f"xǁCSRRowsǁcontains__mutmut_{i}" for i in (2, 3, 4, 6, 7, 19)), *(f"xǁCSRRowsǁsample__mutmut_{i}" for i in (5, 7, 8, 27)))
 _kills("tests/test_mb_baselines.py::test_sample_outside_falls_back_to_the_exact_complement_of_count_rows_and_keeps_full_rows",
        "layers.csr", "xǁCSRRowsǁsample_outside__mutmut_43", "xǁCSRRowsǁsample_outside__mutmut_49")
+_kills("tests/test_graph_bands.py::test_strictly_increasing_borders_inside_the_open_spectrum", "layers.graph_bands",
+       "x__strictly_increasing__mutmut_13", "x__strictly_increasing__mutmut_15", "x__strictly_increasing__mutmut_16",
+       "x__strictly_increasing__mutmut_17", "x__strictly_increasing__mutmut_22", "x__strictly_increasing__mutmut_28",
+       "x__strictly_increasing__mutmut_4", "x__strictly_increasing__mutmut_5")
+_kills("tests/test_graph_bands.py::test_balance_borders_is_the_coordinate_search_at_any_signal_scale[3-True]", "layers.graph_bands",
+       "x_balance_borders__mutmut_1", "x_balance_borders__mutmut_70")
+_kills("tests/test_graph_bands.py::test_balance_borders_is_the_coordinate_search_at_any_signal_scale[4-False]", "layers.graph_bands",
+       "x_balance_borders__mutmut_19", "x_balance_borders__mutmut_21", "x_balance_borders__mutmut_24",
+       "x_balance_borders__mutmut_26", "x_balance_borders__mutmut_28", "x_balance_borders__mutmut_3",
+       "x_balance_borders__mutmut_30", "x_balance_borders__mutmut_39", "x_balance_borders__mutmut_40",
+       "x_balance_borders__mutmut_42", "x_balance_borders__mutmut_43", "x_balance_borders__mutmut_44",
+       "x_balance_borders__mutmut_45", "x_balance_borders__mutmut_48", "x_balance_borders__mutmut_50",
+       "x_balance_borders__mutmut_53", "x_balance_borders__mutmut_55", "x_balance_borders__mutmut_61",
+       "x_balance_borders__mutmut_63", "x_balance_borders__mutmut_66", "x_balance_borders__mutmut_71",
+       "x_balance_borders__mutmut_72", "x_balance_borders__mutmut_73", "x_balance_borders__mutmut_74")
+_kills("tests/test_graph_bands.py::test_undamped_band_coefficients_are_the_plain_indicators_and_the_residual", "layers.graph_bands",
+       "x_band_coefficients__mutmut_15")
+_kills("tests/test_graph_bands.py::test_chebyshev_basis_is_T_k_of_the_laplacian_up_to_its_order", "layers.graph_bands",
+       "x_chebyshev_basis__mutmut_11", "x_chebyshev_basis__mutmut_15", "x_chebyshev_basis__mutmut_2",
+       "x_chebyshev_basis__mutmut_3")
+_kills("tests/test_graph_bands.py::test_scalable_bands_of_rows_a_given_basis_and_list_coefficients", "layers.graph_bands",
+       "x_combine__mutmut_2", "x_combine__mutmut_3", "x_combine__mutmut_4",
+       "x_compose__mutmut_12", "xǁSpectralBandsǁbands__mutmut_16", "xǁSpectralBandsǁbands__mutmut_19",
+       "xǁSpectralBandsǁbands__mutmut_3")
+_kills("tests/test_graph_bands.py::test_cumulative_energy_is_the_kpm_series_and_flat_outside_the_spectrum", "layers.graph_bands",
+       "x_cumulative_energy__mutmut_12", "x_cumulative_energy__mutmut_14", "x_cumulative_energy__mutmut_15",
+       "x_cumulative_energy__mutmut_20", "x_cumulative_energy__mutmut_21", "x_cumulative_energy__mutmut_30",
+       "x_cumulative_energy__mutmut_31", "x_cumulative_energy__mutmut_36", "x_cumulative_energy__mutmut_43",
+       "x_cumulative_energy__mutmut_44", "x_cumulative_energy__mutmut_52", "x_cumulative_energy__mutmut_9")
+_kills("tests/test_graph_bands.py::test_energy_quantiles_sit_where_the_estimated_cdf_crosses_equal_shares_at_any_scale", "layers.graph_bands",
+       "x_energy_quantiles__mutmut_23", "x_energy_quantiles__mutmut_28", "x_energy_quantiles__mutmut_32",
+       "x_energy_quantiles__mutmut_8")
+_kills("tests/test_graph_bands.py::test_exact_bands_cut_where_the_cumulative_energy_crosses_each_share", "layers.graph_bands",
+       "x_exact_decomposition_from_eigen__mutmut_15", "x_exact_decomposition_from_eigen__mutmut_24", "x_exact_decomposition_from_eigen__mutmut_35",
+       "x_exact_decomposition_from_eigen__mutmut_52", "x_exact_decomposition_from_eigen__mutmut_58", "x_exact_decomposition_from_eigen__mutmut_59",
+       "x_exact_decomposition_from_eigen__mutmut_60", "x_exact_decomposition_from_eigen__mutmut_61", "x_exact_decomposition_from_eigen__mutmut_62",
+       "x_exact_decomposition_from_eigen__mutmut_63", "x_exact_decomposition_from_eigen__mutmut_64", "x_exact_decomposition_from_eigen__mutmut_69",
+       "x_exact_decomposition_from_eigen__mutmut_70", "x_exact_decomposition_from_eigen__mutmut_71")
+_kills("tests/test_graph_bands.py::test_exact_prefiltered_bands_are_the_filtered_projections", "layers.graph_bands",
+       "x_exact_projectors__mutmut_10", "x_exact_projectors__mutmut_11", "x_exact_projectors__mutmut_12",
+       "x_exact_projectors__mutmut_29", "x_exact_projectors__mutmut_4", "x_exact_projectors__mutmut_5",
+       "x_exact_projectors__mutmut_7", "x_exact_projectors__mutmut_9", "xǁSpectralBandsǁ_refresh__mutmut_21",
+       "xǁSpectralBandsǁ_refresh__mutmut_39", "xǁSpectralBandsǁ_refresh__mutmut_42")
+_kills("tests/test_graph_bands.py::test_exact_path_projects_on_eigenvectors_before_and_after_calibration_and_after_set_borders", "layers.graph_bands",
+       "x_exact_projectors__mutmut_24", "xǁSpectralBandsǁ__init____mutmut_15", "xǁSpectralBandsǁ__init____mutmut_17",
+       "xǁSpectralBandsǁ__init____mutmut_48", "xǁSpectralBandsǁ__init____mutmut_49", "xǁSpectralBandsǁ__init____mutmut_50",
+       "xǁSpectralBandsǁ__init____mutmut_51", "xǁSpectralBandsǁ__init____mutmut_52", "xǁSpectralBandsǁ__init____mutmut_53",
+       "xǁSpectralBandsǁ__init____mutmut_54", "xǁSpectralBandsǁ__init____mutmut_55", "xǁSpectralBandsǁ__init____mutmut_56",
+       "xǁSpectralBandsǁbands__mutmut_10", "xǁSpectralBandsǁbands__mutmut_11", "xǁSpectralBandsǁbands__mutmut_12",
+       "xǁSpectralBandsǁbasis__mutmut_1", "xǁSpectralBandsǁset_borders__mutmut_10", "xǁSpectralBandsǁset_borders__mutmut_11",
+       "xǁSpectralBandsǁset_borders__mutmut_12", "xǁSpectralBandsǁset_borders__mutmut_13", "xǁSpectralBandsǁset_borders__mutmut_6",
+       "xǁSpectralBandsǁset_borders__mutmut_7", "xǁSpectralBandsǁset_borders__mutmut_8", "xǁSpectralBandsǁset_borders__mutmut_9")
+_kills("tests/test_graph_bands.py::test_indicator_coefficients_clip_to_the_spectrum_and_damp_by_default", "layers.graph_bands",
+       "x_indicator_coefficients__mutmut_1", "x_indicator_coefficients__mutmut_14", "x_indicator_coefficients__mutmut_8")
+_kills("tests/test_graph_bands.py::test_jackson_damping_values", "layers.graph_bands",
+       "x_jackson_damping__mutmut_16", "x_jackson_damping__mutmut_21", "x_jackson_damping__mutmut_22",
+       "x_jackson_damping__mutmut_25", "x_jackson_damping__mutmut_26")
+_kills("tests/test_graph_bands.py::test_released_filters_for_one_two_and_three_bands_at_low_orders", "layers.graph_bands",
+       "x_released_band_coefficients__mutmut_10", "x_released_band_coefficients__mutmut_11", "x_released_band_coefficients__mutmut_12",
+       "x_released_band_coefficients__mutmut_13", "x_released_band_coefficients__mutmut_27", "x_released_band_coefficients__mutmut_28")
+_kills("tests/test_graph_bands.py::test_one_band_is_the_signal_and_zero_bands_are_refused", "layers.graph_bands",
+       "xǁSpectralBandsǁ__init____mutmut_7", "xǁSpectralBandsǁ__init____mutmut_8", "xǁSpectralBandsǁ__init____mutmut_9")
+_kills("tests/test_graph_bands.py::test_undamped_bands_use_undamped_coefficients", "layers.graph_bands",
+       "xǁSpectralBandsǁ_refresh__mutmut_15")
+_kills("tests/test_graph_bands.py::test_exact_bands_cut_where_the_cumulative_energy_crosses_each_share", "layers.graph_bands",
+       "x_exact_decomposition_from_eigen__mutmut_48")
+_kills("tests/test_knn.py::test_a_cache_that_cannot_be_trusted_is_rebuilt_with_the_reason", "layers.knn",
+       "x__load_cache__mutmut_10", "x__load_cache__mutmut_11", "x__load_cache__mutmut_13",
+       "x__load_cache__mutmut_14", "x__load_cache__mutmut_38", "x__load_cache__mutmut_52",
+       "x__load_cache__mutmut_6", "x__load_cache__mutmut_7", "x__load_cache__mutmut_9",
+       "x_cache_checksum__mutmut_4")
+_kills("tests/test_knn.py::test_a_cache_is_written_beside_its_name_and_a_failed_write_leaves_nothing", "layers.knn",
+       "x__save_cache__mutmut_27", "x__save_cache__mutmut_30", "x__save_cache__mutmut_70")
+_kills("tests/test_knn.py::test_one_neighbour_is_the_row_itself_and_a_trailing_zero_row_keeps_the_shape", "layers.knn",
+       "x__to_sparse__mutmut_18", "x_knn_edges__mutmut_10", "x_knn_edges__mutmut_28",
+       "x_knn_edges__mutmut_4", "x_knn_edges__mutmut_9", "x_normalized_knn_values__mutmut_18")
+_kills("tests/test_knn.py::test_approximate_edge_cases", "layers.knn",
+       "x_approximate_knn_edges__mutmut_137", "x_approximate_knn_edges__mutmut_138", "x_approximate_knn_edges__mutmut_141",
+       "x_approximate_knn_edges__mutmut_142", "x_approximate_knn_edges__mutmut_29", "x_approximate_knn_edges__mutmut_38",
+       "x_approximate_knn_edges__mutmut_39", "x_approximate_knn_edges__mutmut_40", "x_approximate_knn_edges__mutmut_42",
+       "x_approximate_knn_edges__mutmut_43", "x_approximate_knn_edges__mutmut_44", "x_approximate_knn_edges__mutmut_45",
+       "x_approximate_knn_edges__mutmut_46", "x_approximate_knn_edges__mutmut_47", "x_approximate_knn_edges__mutmut_48",
+       "x_approximate_knn_edges__mutmut_49", "x_approximate_knn_edges__mutmut_50", "x_approximate_knn_edges__mutmut_51",
+       "x_approximate_knn_edges__mutmut_52", "x_approximate_knn_edges__mutmut_53", "x_approximate_knn_edges__mutmut_54",
+       "x_approximate_knn_edges__mutmut_59")
+_kills("tests/test_knn.py::test_the_approximate_graph_without_faiss_is_refused_by_name", "layers.knn",
+       "x_approximate_knn_edges__mutmut_4", "x_approximate_knn_edges__mutmut_5", "x_approximate_knn_edges__mutmut_6",
+       "x_approximate_knn_edges__mutmut_7")
+_kills("tests/test_knn.py::test_a_tensor_has_the_fingerprint_of_its_float32_array", "layers.knn",
+       "x_features_fingerprint__mutmut_1", "x_features_fingerprint__mutmut_6", "x_features_fingerprint__mutmut_7")
+_kills("tests/test_knn.py::test_all_zero_features_have_no_edges_and_bad_shapes_or_k_are_refused", "layers.knn",
+       "x_knn_edges__mutmut_11", "x_knn_edges__mutmut_29", "x_knn_edges__mutmut_30",
+       "x_knn_edges__mutmut_32", "x_knn_edges__mutmut_33", "x_knn_edges__mutmut_34",
+       "x_knn_edges__mutmut_7", "x_knn_edges__mutmut_8")
+_kills("tests/test_knn.py::test_the_exact_graph_keeps_its_cache_key", "layers.knn",
+       "x_knn_graph__mutmut_36", "x_knn_graph__mutmut_38", "x_knn_graph__mutmut_40",
+       "x_knn_graph__mutmut_41")
 
 
 def only_drops(removed, added, argument):
