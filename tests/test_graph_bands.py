@@ -183,3 +183,212 @@ def test_bands_on_another_laplacian(graph_and_signal):
     expected = B.combine(basis, coefficients)
     for a, b in zip(decomposition.bands(x, laplacian=other), expected):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+# -- exact values on a tiny graph (4 users x 3 items, 7 nodes), checked against its eigendecomposition ---------------
+@pytest.fixture(scope="module")
+def tiny():
+    r = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=np.float32))
+    graph = normalized_bipartite_graph(r)
+    lap = B.shifted_laplacian(graph).to_dense().double()
+    evals, evecs = torch.linalg.eigh(lap)
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64).float()
+    return graph, evals, evecs, x
+
+
+def spectral(evecs, values, x):
+    """U diag(values) Uᵀ x (float64)."""
+    return (evecs * values) @ evecs.T @ x.double()
+
+
+def projections(evals, evecs, borders, x, prefilter=None):
+    """The exact bands: x projected on the eigenvectors between consecutive borders (times g(λ) if prefiltered)."""
+    edges = [-np.inf, *borders, np.inf]
+    g = torch.ones_like(evals) if prefilter is None else torch.as_tensor(np.polynomial.chebyshev.chebval(evals.numpy(), prefilter))
+    return [spectral(evecs, g * ((evals >= lo) & (evals < hi)), x) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def test_chebyshev_basis_is_T_k_of_the_laplacian_up_to_its_order(tiny):
+    graph, evals, evecs, x = tiny
+    lap = B.shifted_laplacian(graph)
+    for order in (0, 1, 2, 4):
+        basis = B.chebyshev_basis(lap, x, order)
+        assert len(basis) == order + 1
+        for k, term in enumerate(basis):
+            torch.testing.assert_close(term.double(), spectral(evecs, torch.cos(k * torch.arccos(evals.clamp(-1, 1))), x),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_jackson_damping_values():
+    # K = 2 (N = 3 moments): g_k = ((N − k + 1) cos(πk/(N+1)) + sin(πk/(N+1)) cot(π/(N+1))) / (N+1) = 1, 1/√2, 1/4
+    np.testing.assert_allclose(B.jackson_damping(2), [1.0, 2 ** -0.5, 0.25], atol=1e-12)
+
+
+def test_indicator_coefficients_clip_to_the_spectrum_and_damp_by_default():
+    np.testing.assert_allclose(B.indicator_coefficients(-1.5, 1.5, 4, damping=False), [1, 0, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(B.indicator_coefficients(0, 1, 2), [0.5, 2 ** -0.5 * 2 / np.pi, 0.0], atol=1e-12)
+
+
+def test_undamped_band_coefficients_are_the_plain_indicators_and_the_residual():
+    got = B.band_coefficients([-0.3, 0.4], 5, damping=False)
+    low, mid = B.indicator_coefficients(-1, -0.3, 5, damping=False), B.indicator_coefficients(-0.3, 0.4, 5, damping=False)
+    np.testing.assert_allclose(got, [low, mid, np.eye(6)[0] - low - mid], atol=1e-12)
+
+
+def test_cumulative_energy_is_the_kpm_series_and_flat_outside_the_spectrum():
+    moments = np.array([2.0, 0.3, -0.4, 0.1, 0.25])
+    x = np.array([-1.5, -1.0, -0.3, 0.2, 1.0, 1.5])
+    theta = np.arccos(np.clip(x, -1, 1))
+    for damping, g in ((True, B.jackson_damping(4)), (False, np.ones(5))):
+        want = g[0] * moments[0] * (np.pi - theta) / np.pi - sum(
+            2 * g[k] * moments[k] * np.sin(k * theta) / (k * np.pi) for k in range(1, 5))
+        np.testing.assert_allclose(B.cumulative_energy(moments, x, damping), want, atol=1e-12)
+    np.testing.assert_allclose(B.cumulative_energy(moments, [-1.0, 1.0]), [0.0, 2.0], atol=1e-12)  # F(−1) = 0, F(1) = μ_0
+
+
+def test_energy_quantiles_sit_where_the_estimated_cdf_crosses_equal_shares_at_any_scale(graph_and_signal):
+    graph, x = graph_and_signal
+    moments = B.gram_matrix(B.chebyshev_basis(B.shifted_laplacian(graph), x, 5))[0]
+    borders = B.energy_quantiles(moments, 4)
+    grid = np.linspace(-1, 1, 400_001)
+    cdf = np.maximum.accumulate(np.maximum(B.cumulative_energy(moments, grid), 0.0))
+    np.testing.assert_allclose(borders, np.interp(cdf[-1] * np.arange(1, 4) / 4, cdf, grid), atol=1e-5)
+    for scale in (2.0 ** -40, 2.0 ** 40):
+        np.testing.assert_allclose(B.energy_quantiles(moments * scale, 4), borders, atol=1e-12)
+
+
+def coordinate_search(gram, start, order, damping=True, sweeps=12, grid_size=201):
+    """Reference of balance_borders' docstring: each border in turn tries every point of a grid of grid_size
+    between its neighbours and keeps one that lowers the spread Σ_b (S_b/S̄ − 1)² of the shares."""
+    def spread(borders):
+        shares = B.band_shares(gram, B.band_coefficients(borders, order, damping))
+        return float(((shares / shares.mean() - 1) ** 2).sum())
+
+    borders, best = np.array(start, dtype=float), spread(start)
+    for _ in range(sweeps):
+        moved = False
+        for i in range(len(borders)):
+            lo, hi = ([-1.0, *borders, 1.0][i], [-1.0, *borders, 1.0][i + 2])
+            for value in np.linspace(lo, hi, grid_size)[1:-1]:
+                candidate = borders.copy()
+                candidate[i] = value
+                if spread(candidate) < best - 1e-12:
+                    borders, best, moved = candidate, spread(candidate), True
+        if not moved:
+            break
+    return borders
+
+
+@pytest.mark.parametrize("n_bands, damping", [(3, True), (4, False)])
+def test_balance_borders_is_the_coordinate_search_at_any_signal_scale(graph_and_signal, n_bands, damping):
+    """Damped bands: the density quantiles already balance the shares (nothing moves); undamped: the search moves."""
+    graph, x = graph_and_signal
+    gram = B.gram_matrix(B.chebyshev_basis(B.shifted_laplacian(graph), x, 3))
+    start = B.energy_quantiles(gram[0], n_bands)
+    want = coordinate_search(gram, start, 3, damping)
+    assert np.allclose(want, start) == damping
+    kwargs = {} if damping else {"damping": False}
+    np.testing.assert_array_equal(B.balance_borders(gram, start, 3, **kwargs), want)
+    np.testing.assert_array_equal(B.balance_borders(gram * 2.0 ** -30, start, 3, **kwargs), want)  # scale-free
+    np.testing.assert_array_equal(B.balance_borders(gram * 0.0, start, 3, **kwargs), start)        # no signal: no move
+
+
+def test_strictly_increasing_borders_inside_the_open_spectrum():
+    np.testing.assert_allclose(B._strictly_increasing([-1.5, -1.2, 0.2, 0.2, 0.9995, 1.5]),
+                               [-0.999, -0.998, 0.2, 0.201, 0.999, 1.0], atol=1e-12)
+
+
+def test_exact_bands_cut_where_the_cumulative_energy_crosses_each_share():
+    """Eigenvalues −1, −0.75, ..., 1 with the unit vectors as eigenvectors; energies 5, 1, 1, ... (13 in all): the
+    cumulative energy crosses 1/3 at the first eigenvalue and 2/3 at the fifth; borders at the midpoints."""
+    evals, evecs = torch.linspace(-1, 1, 9, dtype=torch.float64), torch.eye(9, dtype=torch.float64)
+    signal = torch.tensor([5 ** 0.5] + [1.0] * 8, dtype=torch.float64)[:, None]
+    for scale in (1.0, 1e-9):
+        bands, borders, (_, _, cuts) = B.exact_decomposition_from_eigen(evals, evecs, signal * scale, 3)
+        assert cuts.tolist() == [0, 1, 5, 9]
+        np.testing.assert_allclose(borders, [-0.875, 0.125], atol=1e-12)
+        middle = ((torch.arange(9) >= 1) & (torch.arange(9) < 5)).double()  # the second band: eigenvalues 2 to 5
+        torch.testing.assert_close(bands[1][:, 0], signal[:, 0] * scale * middle)
+    top = torch.zeros(9, 1, dtype=torch.float64)
+    top[8] = 1.0  # all energy at the top eigenvalue: both borders just above it
+    _, borders, (_, _, cuts) = B.exact_decomposition_from_eigen(evals, evecs, top, 3)
+    assert cuts.tolist() == [0, 9, 9, 9]
+    np.testing.assert_allclose(borders, [1 + 1e-6, 1 + 1e-6], atol=1e-12)
+
+
+def test_exact_path_projects_on_eigenvectors_before_and_after_calibration_and_after_set_borders(tiny):
+    graph, evals, evecs, x = tiny
+    bands = B.SpectralBands(graph, 3, 5, exact_max_nodes=7)  # 7 nodes: exact
+    assert bands.exact and not B.SpectralBands(graph, 3, 5, exact_max_nodes=6).exact
+    np.testing.assert_allclose(bands.borders, [-1 / 3, 1 / 3])  # equal widths in x before calibration
+    rows = torch.tensor([6, 0, 3])
+    for got, want in zip(bands.bands(x), projections(evals, evecs, [-1 / 3, 1 / 3], x)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+    for got, want in zip(bands.bands(x, rows), projections(evals, evecs, [-1 / 3, 1 / 3], x)):
+        torch.testing.assert_close(got.double(), want[rows], atol=1e-5, rtol=1e-5)
+    restored = B.SpectralBands(graph, 3, 5, exact_max_nodes=7)
+    restored.set_borders([-0.6, 0.2])  # from a checkpoint, before any calibration
+    for got, want in zip(restored.bands(x), projections(evals, evecs, [-0.6, 0.2], x)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+    shares = bands.calibrate(x)
+    exact, borders, _ = B.exact_decomposition_from_eigen(evals, evecs, x, 3)
+    np.testing.assert_allclose(bands.borders, borders)
+    for got, want in zip(bands.bands(x), exact):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(shares, [float((b.double() ** 2).sum() / (x.double() ** 2).sum()) for b in exact], atol=1e-6)
+    bands.set_borders([-0.6, 0.2])  # after calibration: the eigendecomposition is reused, the cuts follow
+    for got, want in zip(bands.bands(x), projections(evals, evecs, [-0.6, 0.2], x)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_exact_prefiltered_bands_are_the_filtered_projections(tiny):
+    graph, evals, evecs, x = tiny
+    prefilter = B.power_to_chebyshev_in_laplacian([0.5, 0.3, 0.2])
+    bands = B.SpectralBands(graph, 3, 5, exact_max_nodes=7, prefilter=prefilter)
+    bands.set_borders([-0.6, 0.2])
+    assert len(bands.bands(x)) == 3
+    for got, want in zip(bands.bands(x), projections(evals, evecs, [-0.6, 0.2], x, prefilter)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+    bands.calibrate(x)  # after calibration too (the operators are rebuilt with the prefilter)
+    for got, want in zip(bands.bands(x), projections(evals, evecs, bands.borders, x, prefilter)):
+        torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_scalable_bands_of_rows_a_given_basis_and_list_coefficients(graph_and_signal):
+    graph, x = graph_and_signal
+    decomposition = B.SpectralBands(graph, 3, 3, prefilter=B.power_to_chebyshev_in_laplacian([0.5, 0.5]))
+    full = decomposition.bands(x)
+    assert len(full) == 3 and all(b.shape == x.shape for b in full)
+    rows = torch.tensor([5, 0, 499])
+    for got, want in zip(decomposition.bands(x, rows), full):
+        assert got.shape == (3, 16)
+        torch.testing.assert_close(got, want[rows])
+    other = B.shifted_laplacian(graph) * 0.5
+    basis = B.chebyshev_basis(other, x, decomposition.degree)
+    for got, want in zip(decomposition.bands(x, basis=basis), B.combine(basis, decomposition.filter_coefficients)):
+        torch.testing.assert_close(got, want)
+
+
+def test_one_band_is_the_signal_and_zero_bands_are_refused(graph_and_signal):
+    graph, x = graph_and_signal
+    one = B.SpectralBands(graph, 1, 3)
+    assert len(one.bands(x)) == 1
+    torch.testing.assert_close(one.bands(x)[0], x)
+    with pytest.raises(ValueError, match="n_bands must be >= 1, got 0"):
+        B.SpectralBands(graph, 0, 3)
+
+
+def test_undamped_bands_use_undamped_coefficients(graph_and_signal):
+    graph, x = graph_and_signal
+    decomposition = B.SpectralBands(graph, 3, 5, damping=False)
+    decomposition.calibrate(x)
+    np.testing.assert_allclose(decomposition.coefficients, B.band_coefficients(decomposition.borders, 5, damping=False))
+    np.testing.assert_allclose(B.SpectralBands(graph, 4, 5).borders, [-0.5, 0.0, 0.5])
+
+
+def test_released_filters_for_one_two_and_three_bands_at_low_orders():
+    np.testing.assert_allclose(B.released_band_coefficients(1, 3), [[1.0]])
+    np.testing.assert_allclose(B.released_band_coefficients(2, 3), [[1, -0.5], [0, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(B.released_band_coefficients(3, 1), [[1, -0.5], [0, 0], [0, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(B.released_band_coefficients(3, 3),
+                               [[1, -0.5, 0, 0], [0, 0, 0.8, 0.3], [0, 0.5, -0.8, -0.3]], atol=1e-12)

@@ -166,3 +166,112 @@ def test_exact_and_approximate_graphs_never_share_a_cache(tmp_path, monkeypatch)
     assert built == ["approximate"]  # the exact cache was not taken for an approximate graph; the second was reused
     with np.load(cache, allow_pickle=False) as stored:
         assert str(stored["fingerprint"]).endswith(":approximate")
+
+
+# -- edge cases, refusals, and a cache that cannot be trusted ----------------------------------------------------------
+def test_one_neighbour_is_the_row_itself_and_a_trailing_zero_row_keeps_the_shape():
+    features = np.array([[1, 0], [0.9, 0.1], [0, 1], [0, 0]], dtype=np.float64)  # float64 in, last row zero
+    rows, cols = knn.knn_edges(features, 1)
+    assert rows.dtype == cols.dtype == np.int64 and rows.tolist() == cols.tolist() == [0, 1, 2]
+    graph = knn_graph(features, k=1)
+    assert graph.shape == (4, 4)
+    np.testing.assert_array_equal(graph.to_dense().numpy(), np.diag([1.0, 1.0, 1.0, 0.0]))
+
+
+def test_all_zero_features_have_no_edges_and_bad_shapes_or_k_are_refused():
+    rows, cols = knn.knn_edges(np.zeros((3, 2), dtype=np.float32), 2)
+    assert rows.dtype == cols.dtype == np.int64 and rows.shape == cols.shape == (0,)
+    with pytest.raises(ValueError, match=r"features must be 2-d \(items x dim\), got shape \(3,\)"):
+        knn.knn_edges(np.ones(3, dtype=np.float32), 2)
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        knn.knn_edges(np.ones((3, 2), dtype=np.float32), 0)
+
+
+def test_a_tensor_has_the_fingerprint_of_its_float32_array():
+    features = np.random.default_rng(0).normal(size=(6, 3))
+    assert knn.features_fingerprint(torch.from_numpy(features)) == knn.features_fingerprint(features.astype(np.float32))
+
+
+def test_the_exact_graph_keeps_its_cache_key(tmp_path):
+    features = np.random.default_rng(3).normal(size=(10, 4)).astype(np.float32)
+    cache = tmp_path / "image.k3.npz"
+    knn_graph(features, k=3, cache_file=str(cache), method="exact")
+    with np.load(cache, allow_pickle=False) as stored:
+        assert str(stored["fingerprint"]) == knn.features_fingerprint(features)
+
+
+def rewrite(cache, **changes):
+    """The cache file with some of its arrays replaced (or removed, for a value None), nothing else touched."""
+    with np.load(cache, allow_pickle=True) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    arrays.update(changes)
+    np.savez(cache, **{key: value for key, value in arrays.items() if value is not None})
+
+
+def test_a_cache_that_cannot_be_trusted_is_rebuilt_with_the_reason(tmp_path, caplog):
+    features = np.random.default_rng(3).normal(size=(12, 4)).astype(np.float32)
+    cache = str(tmp_path / "image.k3.npz")
+    caplog.set_level("INFO")
+    expected = knn_graph(features, k=3, cache_file=cache).to_dense()
+    with np.load(cache) as stored:
+        rows, cols = stored["rows"], stored["cols"]
+    cases = [
+        ({"checksum": None, "values": None}, "has no values, checksum (an older or foreign file); rebuilding it"),
+        ({"fingerprint": np.str_("other")}, "was built from other features or k; rebuilding it"),
+        ({"k": np.int64(4)}, None),  # the key asked for below: k = 4 on a graph of k = 3
+        ({"rows": rows[:-1], "cols": np.concatenate([rows[-1:], cols])}, "does not match its checksum"),  # re-cut
+        ({"rows": rows.astype(object)}, "unreadable (Object arrays cannot be loaded when allow_pickle=False"),
+    ]
+    for changes, reason in cases:
+        knn_graph(features, k=3, cache_file=cache)  # a sound cache again
+        rewrite(cache, **changes)
+        caplog.clear()
+        k = int(changes["k"]) if "k" in changes else 3
+        graph = knn_graph(features, k=k, cache_file=cache)
+        assert (reason or "does not match its checksum (edited or damaged); rebuilding it") in caplog.text, changes
+        if k == 3:
+            torch.testing.assert_close(graph.to_dense(), expected)
+    with open(cache, "wb") as f:
+        f.write(b"not a zip file")
+    caplog.clear()
+    knn_graph(features, k=3, cache_file=cache)
+    assert "unreadable" in caplog.text and "rebuilding it" in caplog.text
+
+
+def test_a_cache_is_written_beside_its_name_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    features = np.random.default_rng(3).normal(size=(12, 4)).astype(np.float32)
+    cache = tmp_path / "sub" / "image.k3.npz"
+    moves = []
+    real_replace = knn.os.replace
+    monkeypatch.setattr(knn.os, "replace", lambda src, dst: moves.append((src, dst)) or real_replace(src, dst))
+    knn_graph(features, k=3, cache_file=str(cache))
+    assert len(moves) == 1 and moves[0][1] == str(cache) and knn.os.path.dirname(moves[0][0]) == str(cache.parent)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(knn.np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        knn_graph(features, k=4, cache_file=str(tmp_path / "sub" / "image.k4.npz"))
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["image.k3.npz"]  # no temporary file left
+
+
+@needs_faiss
+def test_approximate_edge_cases(monkeypatch):
+    # duplicates (k = 1: each row must still keep itself), rows of small norm, a float64 input
+    features = np.array([[0.1, 0.0], [0.1, 0.0], [0.0, 0.2], [0.0, 0.2], [0.0, 0.0]], dtype=np.float64)
+    rows, cols, info = knn.approximate_knn_edges(features, 1)
+    assert rows.tolist() == cols.tolist() == [0, 1, 2, 3]
+    assert info == {"index": "HNSW", "recall": pytest.approx(info["recall"]), "sampled": 4}
+    assert set(knn.approximate_knn_edges(features, 2)[1].tolist()) == {0, 1, 2, 3}
+    rows, cols, info = knn.approximate_knn_edges(np.zeros((3, 2), dtype=np.float32), 2)
+    assert rows.dtype == cols.dtype == np.int64 and rows.shape == cols.shape == (0,)
+    assert info == {"index": "none", "recall": 1.0, "sampled": 0}
+    monkeypatch.setattr(knn, "HNSW_MAX_ITEMS", 4)
+    assert knn.approximate_knn_edges(features, 1)[2]["index"] == "HNSW"  # up to HNSW_MAX_ITEMS items inclusive
+
+
+def test_the_approximate_graph_without_faiss_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(knn, "_faiss", lambda: None)
+    with pytest.raises(ImportError, match=r"^the approximate kNN graph needs faiss: pip install faiss-cpu \(the 'scale' extra\)$"):
+        knn.approximate_knn_edges(np.ones((3, 2), dtype=np.float32), 1)

@@ -84,21 +84,77 @@ def test_csr_rows_dense_sample_contains_and_sample_outside():
     assert not rows.contains(users, outside).any() and (outside >= 1).all()
 
 
+def test_csr_rows_of_empty_one_entry_and_empty_last_rows():
+    empty = CSRRows(sp.csr_matrix((3, 4), dtype=np.float32))
+    rows = torch.tensor([0, 2, 1])
+    found = empty.contains(rows, torch.tensor([1, 1, 3]))
+    assert found.dtype == torch.bool and found.tolist() == [False, False, False]
+    cols, has = empty.sample(rows)
+    assert cols.tolist() == [0, 0, 0] and has.tolist() == [False, False, False]
+    one = CSRRows(matrix([(1, 3)], shape=(3, 4)))  # one entry; row 2, the last, is empty
+    assert one.contains(rows, torch.tensor([1, 1, 3])).tolist() == [False, False, True]
+    assert one.contains(torch.tensor([2]), torch.tensor([3])).tolist() == [False]  # past the last stored key
+    cols, has = one.sample(rows)
+    assert cols.tolist() == [0, 0, 3] and has.tolist() == [False, False, True]
+
+
+def test_sample_outside_falls_back_to_the_exact_complement_of_count_rows_and_keeps_full_rows():
+    counts = CSRRows(sp.csr_matrix(np.array([[0, 2, 3, 0], [0, 1, 1, 1]], dtype=np.float32)))  # stored values > 1
+    torch.manual_seed(0)
+    cols = counts.sample_outside(torch.tensor([0, 0, 0, 1]), max_rounds=0)  # straight to the dense complement
+    assert cols[:3].tolist() == [3, 3, 3] and 1 <= int(cols[3]) <= 3  # row 1 has no free column: its draw stays
+
+
+def dense_attention(r, x, key):
+    """a_{s->v} = softmax over s's neighbours of <key_s, x_v>; x'_v = sum_s a_{s->v} x_s (dense, float64)."""
+    n_users = r.shape[0]
+    adjacency = torch.zeros(sum(r.shape), sum(r.shape), dtype=torch.double)
+    adjacency[:n_users, n_users:] = torch.tensor(r)
+    adjacency[n_users:, :n_users] = torch.tensor(r).T
+    x, key = x.double(), key.double()
+    weights = torch.softmax((key @ x.T).masked_fill(adjacency == 0, -torch.inf), dim=1).nan_to_num(0.0)
+    return weights.T @ x
+
+
 def test_target_guided_attention_matches_the_dense_formula_and_its_gradients():
     r = matrix(PAIRS["view"]).toarray()
     attention = TargetGuidedAttention(sp.csr_matrix(r))
-    adjacency = torch.zeros(8, 8, dtype=torch.double)
-    adjacency[:3, 3:] = torch.tensor(r)
-    adjacency[3:, :3] = torch.tensor(r).T
-
-    def dense(x, key):  # a_{s->v} = softmax over s's neighbours of <key_s, x_v>; x'_v = sum_s a_{s->v} x_s
-        weights = torch.softmax((key @ x.T).masked_fill(adjacency == 0, -torch.inf), dim=1).nan_to_num(0.0)
-        return weights.T @ x
-
     x = torch.randn(8, 3, dtype=torch.double, requires_grad=True)
     key = torch.randn(8, 3, dtype=torch.double, requires_grad=True)
-    torch.testing.assert_close(attention(x, key), dense(x, key))
+    torch.testing.assert_close(attention(x, key), dense_attention(r, x, key))
     assert torch.autograd.gradcheck(attention, (x, key))
+
+
+@pytest.mark.parametrize("pairs, shape", [([(0, 0), (0, 2), (1, 1), (1, 2)], (3, 4)),  # last user, last item: no edges
+                                          ([(1, 2)], (2, 3))])                          # one edge
+def test_target_guided_attention_with_isolated_last_nodes_or_a_single_edge(pairs, shape):
+    r = matrix(pairs, shape).toarray()
+    attention = TargetGuidedAttention(sp.csr_matrix(r))
+    # receiver-major row pointers cover every receiver, the isolated last ones too
+    assert len(attention.users_send.t_crow) == shape[1] + 1 and len(attention.items_send.t_crow) == shape[0] + 1
+    n = sum(shape)
+    x = torch.randn(n, 3, dtype=torch.double, requires_grad=True)
+    key = torch.randn(n, 3, dtype=torch.double, requires_grad=True)
+    torch.testing.assert_close(attention(x, key), dense_attention(r, x, key))
+    assert torch.autograd.gradcheck(attention, (x, key))
+
+
+def test_target_guided_attention_without_edges_passes_nothing():
+    attention = TargetGuidedAttention(sp.csr_matrix((3, 4), dtype=np.float32))
+    x = torch.randn(7, 2)
+    out = attention(x, torch.randn(7, 2))
+    assert out.shape == (7, 2) and torch.equal(out, torch.zeros(7, 2))
+
+
+def test_target_guided_attention_is_stable_for_large_scores():
+    # scores ⟨key_s, x_v⟩ of about ±400: exp overflows float32 unless the sender's largest score is subtracted
+    r = matrix(PAIRS["view"]).toarray()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 4, generator=generator) * 10
+    key = torch.randn(8, 4, generator=generator) * 10
+    out = TargetGuidedAttention(sp.csr_matrix(r))(x, key)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), dense_attention(r, x, key), rtol=1e-4, atol=1e-4)
 
 
 # -- HistoryPop ----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The multimodal field's baselines (VBPR, FREEDOM, LGMRec, SMORE) and their blocks, on small inputs.
 
-Blocks: degree-sensitive edge pruning (layers/edge_pruning.py), fixed CSR sparse products
-(layers/graph.FixedSparse), the fused spectrum filter (layers/feature_fft.fused_spectral_filter) and the
+Blocks: degree-sensitive edge pruning (layers/edge_pruning.py; fixed CSR sparse products, layers/graph.FixedSparse,
+in tests/test_graph.py), the fused spectrum filter (layers/feature_fft.fused_spectral_filter) and the
 dataset's max-pooled item graph (ItemStructures.max_item_graph). Every model's forward pass and loss against a
 dense reference of its equations: tests/test_reference_mm.py. Models run on the tiny in-test multimodal
 dataset of tests/test_ssr.py; the one-epoch run, checkpoint reload and full-sort == predict check on
@@ -103,14 +103,26 @@ def test_pruning_drops_edges_between_high_degree_nodes_more_often():
     assert counts[hub] < 0.75 * counts[low]
 
 
-def test_fixed_sparse_product_and_gradient_equal_the_dense_ones():
-    s = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]]).to_sparse()
-    x = torch.randn(3, 4, requires_grad=True)
-    y = FixedSparse(s) @ x
-    torch.testing.assert_close(y, s.to_dense() @ x)
-    g = torch.randn(2, 4)
-    y.backward(g)
-    torch.testing.assert_close(x.grad, s.to_dense().T @ g)
+def test_one_kept_edge_is_drawn_with_probability_proportional_to_its_weight():
+    """u0-i0 (d_u 2, d_i 1), u0-i1 (2, 2), u1-i1 (1, 2): weights 1/√2, 1/2, 1/√2; keeping one edge of three draws
+    each with probability weight / Σ weights (0.369, 0.261, 0.369), as torch.multinomial would."""
+    pruning = DegreeSensitiveEdgePruning(sp.csr_matrix(np.array([[1, 1], [0, 1]], dtype=np.float32)), keep_ratio=0.5)
+    assert pruning.n_kept == 1
+    g = torch.Generator().manual_seed(0)
+    counts = np.bincount([int(pruning.sample_edges(g)) for _ in range(40_000)], minlength=3) / 40_000
+    weights = pruning.weights.numpy()
+    np.testing.assert_allclose(counts, weights / weights.sum(), atol=0.008)
+
+
+def test_keeping_every_edge_draws_nothing_and_pruned_matrices_keep_their_shape():
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    full = DegreeSensitiveEdgePruning(R, keep_ratio=1.0)
+    torch.testing.assert_close(full.sample(g).to_dense(), normalized_bipartite_graph(R).to_dense())
+    np.testing.assert_array_equal(full.sample_matrix(g).toarray(), R.toarray())
+    assert torch.equal(g.get_state(), state)
+    pruning = DegreeSensitiveEdgePruning(R, keep_ratio=0.3)  # item 4 and user 3 have one edge each
+    assert {pruning.sample_matrix(g).shape for _ in range(20)} == {(4, 5)}
 
 
 def test_fused_spectrum_of_two_signals_is_their_circular_convolution():

@@ -319,6 +319,29 @@ def test_observed_pairs_membership_and_row_gather():
     assert sorted(zip(row.tolist(), item.tolist())) == [(0, 0), (0, 2), (2, 1), (2, 3), (3, 0), (3, 2)]
 
 
+def test_target_views_leave_their_inputs_unchanged_and_refuse_unknown_kinds():
+    from recbole_spectral.layers.multibehavior.target_views import also_bought, not_bought, target_view_matrices
+
+    view = sp.csr_matrix(np.array([[2, 1, 0], [0, 3, 1]], dtype=np.float32))  # counts, not 0/1
+    buy = sp.csr_matrix(np.array([[1, 0, 0], [0, 2, 0]], dtype=np.float32))
+    np.testing.assert_array_equal(also_bought(view, buy).toarray(), [[1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(not_bought(view, buy).toarray(), [[0, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(view.toarray(), [[2, 1, 0], [0, 3, 1]])
+    np.testing.assert_array_equal(buy.toarray(), [[1, 0, 0], [0, 2, 0]])
+    with pytest.raises(ValueError, match=r"target views must be among \('also_bought', 'not_bought'\), got \['bought'\]"):
+        target_view_matrices(TinyMultiBehaviorDataset(), ["also_bought", "bought"])
+
+
+def test_observed_pairs_of_an_empty_or_one_pair_matrix():
+    from recbole_spectral.layers.multibehavior.observed import ObservedPairs
+
+    users, items = torch.tensor([[0, 1], [2, 2]]), torch.tensor([[1, 1], [0, 3]])
+    empty = ObservedPairs(sp.csr_matrix((3, 4), dtype=np.float32)).contains(users, items)
+    assert empty.dtype == torch.bool and empty.shape == (2, 2) and not empty.any()
+    one = ObservedPairs(sp.csr_matrix(([1.0], ([1], [1])), shape=(3, 4))).contains(users, items)
+    assert one.tolist() == [[False, True], [False, False]]
+
+
 def test_output_weights_mix_the_terms_as_stated():
     model = make_model(fused_weight=0.25, global_weight=0.5, residual_weight=2.0)
     randomise_filters(model)

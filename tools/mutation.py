@@ -17,6 +17,12 @@ selected test reaches the function), crashed (the test process aborted), suspici
 caught / (caught + survived), caught = killed + timeout + crashed. A survivor is listed with its diff, and
 with one line why when a rule of ``EQUIVALENT`` (or the device/dtype/default-argument checks of ``explain``)
 says it cannot change what a test observes. ``--rerender`` re-applies the rules to the results file.
+
+Triage after a run, without running mutmut again: a survivor is either equivalent (a rule of ``EQUIVALENT`` /
+``EQUIVALENT_IN``, or ``EQUIVALENT_NAMES``), killed by a test added since (``KILLED``: survivor -> test), or left
+with one line why (``LEFT``). ``--verify [TEXT ...]`` checks every ``KILLED`` claim: it applies the survivor's
+stored diff to the working tree's file, runs that one test (the file is restored after each) and prints CAUGHT or
+MISSED; ``--rerender --files F ...`` then notes the triage in F's sections (the score stays mutmut's).
 """
 import argparse
 import difflib
@@ -49,7 +55,8 @@ TESTS = {
     f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
     f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
     f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_reference_blocks.py", "tests/test_ssr.py"],
-    f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py"],
+    f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py",
+                                     "tests/test_ssr.py"],  # test_ssr: the released operator without context scale
     f"{LAYERS}/contrastive.py": ["tests/test_reference_blocks.py", "tests/test_contrastive.py", "tests/test_reference_mm.py"],
     f"{LAYERS}/multibehavior/fusion.py": ["tests/test_reference_blocks.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/feature_fft.py": ["tests/test_feature_fft.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py"],
@@ -57,7 +64,7 @@ TESTS = {
     f"{LAYERS}/multibehavior/target_attention.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/observed.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/target_views.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
-    f"{MODEL}/base.py": ["tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
+    f"{MODEL}/base.py": ["tests/test_base.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
     f"{LAYERS}/edge_pruning.py": ["tests/test_mm_baselines.py", "tests/test_ssr.py"],
     f"{LAYERS}/csr.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/graph_bands.py": ["tests/test_graph_bands.py"],
@@ -109,17 +116,50 @@ def function_sources(work, target):
             for node in ast.walk(ast.parse(text)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
+def plain_name(function):
+    """The source name of a mutmut function name: ``x_f`` -> ``f``, ``xǁClassǁm`` -> ``m``."""
+    return function.split("ǁ")[-1] if "ǁ" in function else function[2:] if function.startswith("x_") else function
+
+
 def diff(sources, name):
     """The changed lines of mutant ``name`` against its original function (what ``mutmut show`` prints, read from
-    the mutated file directly: ``mutmut show`` takes seconds per mutant)."""
+    the mutated file directly: ``mutmut show`` takes seconds per mutant), the ``def`` line included (a mutated
+    default argument) with the function's own name."""
     function = name.rsplit(".", 1)[-1]  # e.g. xǁSSRǁfuse__mutmut_3
-    original = sources.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    base, number = function.rsplit("__mutmut_", 1)
+    original = sources.get(base + "__mutmut_orig", "")
     mutant = sources.get(function, "")
-    original_lines = [line.replace("__mutmut_orig", "") for line in original.splitlines()[1:]]
-    mutant_lines = mutant.splitlines()[1:]
+    original_lines = [line.replace(base + "__mutmut_orig", plain_name(base)).replace("__mutmut_orig", "")
+                      for line in original.splitlines()]
+    mutant_lines = [line.replace(function, plain_name(base)) for line in mutant.splitlines()]
     changed = [line for line in difflib.unified_diff(original_lines, mutant_lines, lineterm="", n=0)
                if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
     return "\n".join(changed)
+
+
+def apply_mutant(source, name, text):
+    """``source`` (the file's current text) with survivor ``name``'s diff applied inside its function: each removed
+    line, matched without its indentation, must occur exactly once there and becomes the added line."""
+    import ast
+    function = name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+    owner = function.split("ǁ")[1] if "ǁ" in function else None
+    tree = ast.parse(source)
+    scope = tree.body if owner is None else next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner).body
+    node = next(n for n in scope if isinstance(n, ast.FunctionDef) and n.name == plain_name(function))
+    lines = source.splitlines(keepends=True)
+    removed = [line[1:] for line in text.splitlines() if line.startswith("-")]
+    added = [line[1:] for line in text.splitlines() if line.startswith("+")]
+    if not removed or len(removed) != len(added):
+        raise ValueError(f"{name}: no line-for-line diff to apply")
+    for old, new in zip(removed, added):
+        hits = [i for i in range(node.lineno - 1, node.end_lineno) if lines[i].strip() == old.strip()]
+        if len(hits) > 1 and name in OCCURRENCE:  # the same line twice in the function: which one mutmut changed
+            hits = [hits[OCCURRENCE[name]]]
+        if len(hits) != 1:
+            raise ValueError(f"{name}: {old.strip()!r} occurs {len(hits)} times in {plain_name(function)} (source changed?)")
+        line = lines[hits[0]]
+        lines[hits[0]] = line[:len(line) - len(line.lstrip())] + new.strip() + "\n"
+    return "".join(lines)
 
 
 def collect(target, work, seconds=0.0):
@@ -184,13 +224,344 @@ EQUIVALENT = [
 ]
 
 
+# Rules that only hold in one file (the reason depends on how that file's code is called): {path suffix: rules}.
+EQUIVALENT_IN = {
+    "model/multibehavior/spectramb.py": [(r"aux_edge_term=None\)", "None is falsy like False")],
+    "layers/graph.py": [
+        (r"sp\.bmat\(\[\[None, r\], \[r\.T, None\]\], (format=None, )?dtype=np\.float32\)",
+         "COO instead of CSR: its consumer sym_normalize converts to CSR first (the same matrix)"),
+        (r"sym_normalize\(bipartite_adjacency\(interactions\)\), None\)", "device None is the CPU the tests (and the default config) run on"),
+        (r"symmetric_spmm\(graph, current\) if \(symmetric\) and False",
+         "torch.sparse.mm gives the same values and gradients on a symmetric graph (only slower)"),
+        (r"degree \*\* -0\.5, (None|1\.0)\)\.astype", "a zero degree's factor multiplies only an empty row or column"),
+    ],
+    "layers/multibehavior/target_attention.py": [
+        (r"_Direction\(r(\.T\.tocsr\(\))?, None\)", "device None is the CPU the tests (and the default config) run on"),
+        (r"r\.data\[:\] = (None|2\.0)$", "only the pattern of r is read (its indices, after eliminate_zeros), never its values"),
+        (r"sampled_addmm\(pattern, a\.contiguous\(\), b\.T, (beta=1\.0)?\)", "beta scales the pattern's values, which are zeros"),
+        (r"reduce=\"amax\", (include_self=False)?\)$",
+         "the initial -inf never exceeds a score: include_self (default True) or not, the same maxima"),
+        (r"self\.empty = None$", "without edges the general path returns zeros too (the shortcut only skips work)"),
+    ],    "layers/multimodal/hsno.py": [
+        (r"generator=generator, device=device\) > drop_prob\)", "differs only for a uniform draw equal to p exactly"),
+        (r"masked_fill\(keep <= 0, float\(\"-INF\"\)\)", "float('-INF') is -inf"),
+        (r"torch\.cat\(\[context, pre / m\], \+1\)", "+1 and -1 are the same axis of the 2-D halves"),
+        (r"nn\.init\.normal_\(self\.weight_mlp\[-1\]\.weight, std=1e-3\)", "mean 0 is normal_'s default"),
+    ],    "model/base.py": [
+        (r"self\._cached_embeddings = \"\"$",
+         "the cache is read only in eval mode, and eval() (train(False)) clears it to None first"),
+    ],    "layers/multibehavior/observed.py": [
+        (r"np\.arange\(self\.n_users, \)", "np.arange's default integer is int64 on Linux and macOS (int32 only on Windows before NumPy 2)"),
+        (r"sp\.csr_matrix\(matrix, dtype=None, copy=True\)",
+         "only the non-zero pattern is kept, the same in the input's own dtype"),
+        (r"sp\.csr_matrix\(matrix, dtype=np\.float32, (copy=(None|False))?\)",
+         "without a copy, sum_duplicates / eliminate_zeros / sort_indices rewrite the caller's matrix in place into the same matrix"),
+        (r"row = torch\.repeat_interleave\(counts\)$", "repeat_interleave(repeats) repeats arange(len(repeats)): the same"),
+    ],
+    "layers/multibehavior/target_views.py": [
+        (r"sp\.csr_matrix\(matrix, dtype=None, copy=True\)", "behavior matrices are float32 already (and every consumer casts)"),
+    ],    "layers/edge_pruning.py": [
+        (r"d_[ui] = torch\.bincount\((users|items), \)", "the degrees are read only at the edges' own users and items, which bincount covers"),
+        (r"self\.device = None$", "device None is the CPU the tests (and the default config) run on"),
+        (r"\.clamp_\(min=(1e-20|None), max=(1\.0 \+ 1e-7|2\.0 - 1e-7|None)\)|\.clamp_\(min=None, max=1\.0 - 1e-7\)"
+         r"|\.clamp_\(max=1\.0 - 1e-7\)|\.clamp_\(min=1e-20, \)",
+         "guards of log(-log U) at U = 0 and U near 1: they change a key only for draws torch.rand makes with probability < 2e-7"),
+        (r"torch\.topk\(keys, self\.n_kept, (sorted=True)?\)", "the order of the kept indices is never used (a CSR matrix, a coalesced graph)"),
+    ],
+    "layers/csr.py": [
+        (r"repeat_interleave\(counts\)$|repeat_interleave\(self\.degrees\(\)\)$",
+         "repeat_interleave(repeats) repeats arange(len(repeats)): the same"),
+        (r"torch\.zeros\(len\(rows\), self\.shape\[1\], (dtype=None, )?device=rows\.device\)",
+         "float32 is the default dtype, and every caller uses dense's default float32"),
+        (r"pick = torch\.minimum\(pick, \(counts (\+ 1\)\.clamp\(min=0\)|- 1\)\.clamp\(min=1\))\)",
+         "torch.rand < 1 - 2^-24, so rand * count never rounds up to count (< 2^24): the guard never binds"),
+        (r"def sample_outside\(self, rows, low=1, max_rounds=21\)",
+         "one more rejection round before the exact fallback: the same uniform distribution over free columns"),
+    ],    "layers/knn.py": [
+        (r"np\.load\(cache_file, (allow_pickle=None)?\) as stored", "np.load's allow_pickle defaults to False, and None is falsy"),
+        (r"torch\.topk\((scores, min\(k, scores\.shape\[1\]\)|val, k), (sorted=False|dim=1, (sorted=True)?)\)",
+         "topk's default dim -1 is dim 1 of the 2-D scores; the order within a row's top k is never used (a set of edges)"),
+        (r"torch\.topk\(all_rows\[part\] @ all_rows\.T, k_eff, \)", "topk's default dim -1 is dim 1 of the 2-D scores"),
+        (r"mkstemp\(dir=folder, (prefix=None, suffix=\"\.tmp\"|prefix=os\.path\.basename\(cache_file\) \+ \"\.\", (suffix=None|)"
+         r"|suffix=\"\.tmp\"|prefix=os\.path\.basename\(cache_file\) \+ \"XX\.XX\", suffix=\"\.tmp\""
+         r"|prefix=os\.path\.basename\(cache_file\) \+ \"\.\", suffix=\"(XX\.tmpXX|\.TMP)\")\)",
+         "only the temporary file's name changes: mkstemp makes it unique in the cache's folder either way"),
+        (r"check_invariants=(None|False)\)\.coalesce|\(n, n\), \)\.coalesce",
+         "the check only validates indices, in range for every graph built here or cached with a matching checksum"),
+        (r"\.detach\(\)\.to\((None, )?torch\.float32\)", "device only: the features are on the CPU the tests (and the default config) use"),
+        (r"features\.detach\(\)\.to\(\"cpu\", (None)?\)\.numpy\(\)", "np.ascontiguousarray casts to float32 right after"),
+        (r"found\.reshape\(-2\)", "NumPy (1.26 here) reads any negative size as the unknown one"),
+        (r"x = torch\.as_tensor\(features\)\.detach\(\)\.to\(\"cpu\", (None)?\)$",
+         "faiss casts the unit rows to float32 itself, and the recall check is exact in either precision"),
+        (r"max\(2, 2 \*\* 26 // n\)|max\(1, (2 \* 26|3 \*\* 26|2 \*\* 27) // n\)",
+         "the chunk only sets how many sampled rows are scored at once, not the hits"),
+        (r"faiss\.IndexHNSWFlat\(d, 32, \)", "on unit rows the L2 distance orders neighbours as the inner product does"),
+        (r"float\(\"-INF\"\)", "float('-INF') is -inf"),
+        (r"torch\.where\(valid, 2\.0 / norms", "every cosine scaled by 4: each row's order is unchanged"),
+        (r"max\(2, math\.isqrt\(BLOCK_ENTRIES\)\)", "isqrt(2^22) = 2048 > 2"),
+        (r"_to_sparse\((\*cached|rows, cols, values), n, None\)|device = None$|isinstance\(features, torch\.Tensor\)\) and False",
+         "device None is the CPU the tests (and the default config) run on"),
+        (r"normalized_knn_values\(rows, cols, None\)|np\.bincount\(rows, (minlength=None)?\)\.astype",
+         "degrees are read only at the edges' rows and columns (every column is a non-zero row, which has k edges)"),
+        (r"np\.where\(degree > 0, degree \*\* -0\.5, (None|1\.0)\)$", "a zero degree's factor is never read"),
+        (r"extra\), so it is built exactly, in o\(|XXextra\), so it is built|EXTRA\), SO IT IS BUILT", "a log line only"),
+        (r"fingerprint = \"\"$", "read only when a cache file is given, which sets it"),
+        (r"np\.ascontiguousarray\(array, \)$", "the arrays are int32 / float32 already at both calls (cast before saving, loaded as saved)"),
+        (r"blake2b\(f\"\{int\(n\)\}\|\{int\(k\)\}\|\{fingerprint\}\"\.encode\(\), (digest_size=17)?\)"
+         r"|blake2b\(memoryview\(array\)\.cast\(\"B\"\), (digest_size=17)?\)|memoryview\(array\)\.cast\(\"b\"\)",
+         "another digest length or byte view of the same bytes: the same at writing and at reading"),
+    ],    "layers/graph_bands.py": [
+        (r"np\.asarray\(borders, \)", "integer borders become floats at once (float clip bounds, - 1.0, float() in every use)"),
+        (r"np\.asarray\((moments|x|adjacency_poly|prefilter), \)", "float64 already, or only ever multiplied by floats"),
+        (r"borders = np\.array\(borders, \)$", "the start borders come from energy_quantiles (float64)"),
+        (r"edges = \[-2\.0\] \+", "indicator_coefficients clips the lower end to -1"),
+        (r"if \(coeffs\) or True else identity", "np.sum([], axis=0) is 0.0: the identity either way"),
+        (r"coefficients\.tolist\(\) if \(isinstance\(coefficients, np\.ndarray\)\) (and False|or True)",
+         "the coefficients arrive as an ndarray (filter_coefficients; combine reads .shape): its rows or tolist() give the same floats"),
+        (r"np\.ones\(order \+ 2\)", "only g[0..order] are read"),
+        (r"total = cdf\[-1\] if (\(cdf\[-1\] > 0\) or True|cdf\[-1\] >= 0) else 1\.0|total = cdf\[-1\] if cdf\[-1\] > 0 else 2\.0",
+         "differs only for a zero signal (F = 0 everywhere), where np.interp puts every border at the top of the grid either way"),
+        (r"total = cdf\[-1\] if cdf\[(\+1|-2)\] > 0 else 1\.0",
+         "the Jackson-damped density is a non-negative polynomial density: F(-0.999) > 0 exactly when F(1) > 0"),
+        (r"if \(mean > 0\) or True else|if mean >= 0 else 0\.0|if mean > 0 else 1\.0",
+         "the shares sum to ||X||^2 > 0; for X = 0 (a spread of nan or 1 instead of 0) no candidate improves either way"),
+        (r"energies / mean \+ 1\.0\) \*\* 2|energies / mean - 2\.0\) \*\* 2",
+         "sum(r) = M for r = S/mean, so sum((r+1)^2) and sum((r-2)^2) are sum((r-1)^2) plus a constant: the same search"),
+        (r"improved = None$", "None is falsy like False"),
+        (r"^\s*improved = True$", "a sweep that moves nothing leaves the borders, so every later sweep repeats it: only the cost changes"),
+        (r"if score <= best - 1e-12:", "differs only for a score exactly 1e-12 below the best"),
+        (r"self\.n_nodes = norm_adj\.shape\[1\]", "the adjacency is square"),
+        (r"self\.coefficients = \"\"", "overwritten by _refresh() at the end of __init__"),
+        (r"self\.shares = \"\"", "set by calibrate() before anything reads it (None and '' are both unusable before)"),
+        (r"elif n_bands >= 3:", "the elif is reached only when n_bands != 3"),
+        (r"coeffs = np\.zeros\(\(n_bands, order \+ 2\)\)", "the extra order stays zero and is trimmed with the unused ones"),
+        (r"in_x = p / \(-1\.0\) \*\* np\.arange", "(-1)^k is +-1: dividing by it is multiplying by it"),
+        (r"npcheb\.chebval\(evals\.cpu\(\)\.numpy\(\), prefilter\), \)", "chebval of the float64 eigenvalues is float64, their dtype"),
+    ],
+}
+
+# Survivors killed by a test added after the run: {survivor: the test}. ``--verify`` re-checks each by applying
+# the survivor's stored diff to the source and running that test; ``--rerender`` notes them in the results file.
+KILLED = {}
+
+# A removed line that occurs more than once in its function: {survivor: which occurrence (0-based) mutmut changed},
+# read from the order of mutmut's numbering (mutants of the first occurrence come first).
+OCCURRENCE = {"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_48": 1}
+
+# Survivors left as they are, neither equivalent nor killed, with one line why (tuning constants of an approximate
+# index, guards no test input can reach without replacing torch's generator, ...): {survivor: why}.
+LEFT = {}
+_GB = "recbole_spectral.layers.graph_bands."
+LEFT.update({
+    _GB + "x_balance_borders__mutmut_2": "a 13th sweep runs only when 12 did not converge (every test signal converges sooner)",
+    _GB + "x_balance_borders__mutmut_62": "drops the grid point next to the lower neighbour: differs only when the best border is there",
+    _GB + "x_balance_borders__mutmut_64": "drops the grid point next to the upper neighbour: differs only when the best border is there",
+    **{_GB + f"x_energy_quantiles__mutmut_{i}": "another quantile grid: the start borders move by < 1e-5 (interpolation), "
+       "far below the 0.01 grid of the refinement that follows" for i in (1, 10, 11)},
+    _GB + "x_exact_decomposition_from_eigen__mutmut_33": "differs only when the cumulative energy lies within float32 rounding (3e-8) of b/M",
+    **{_GB + f"xǁSpectralBandsǁ_refresh__mutmut_{i}": "the exact cuts recomputed from the borders: the same cuts unless an "
+       "energy cut splits a repeated eigenvalue (the midpoint border then equals it), which no test graph and signal do"
+       for i in (24, 25, 29, 30, 37)},
+})
+_KNN = "recbole_spectral.layers.knn.x_approximate_knn_edges__mutmut_"
+_TUNING = "a tuning constant of the approximate index: it moves the recall (measured and logged at build time), not what an edge means"
+LEFT.update({_KNN + str(i): _TUNING for i in (1, 67, 69, 76, 77, 78, 85, 95, 102, 105, 111, 112, 115)})
+LEFT.update({
+    _KNN + "98": "the IVF training sample's seed (IVF only above HNSW_MAX_ITEMS): recall, and run-to-run reproducibility of IVF graphs",
+    **{_KNN + str(i): "which rows the recall is estimated on (with or without repeats), not the graph" for i in (145, 149, 152, 157)},
+    _KNN + "187": "the recall estimate over more than one chunk of sampled rows (n > 67,000 items), not the graph",
+    _KNN + "127": "only when faiss finds fewer than k neighbours (returns -1), which the tests' small indexes never do",
+    "recbole_spectral.layers.knn.x_knn_graph__mutmut_3": "the size limit of method=auto (50,000 vs 50,001 items): too large to build in a test",
+    "recbole_spectral.layers.knn.x_knn_edges__mutmut_3":
+        "float64 features scored in float64 instead of float32: the same lists except at near-ties below float32 resolution",
+})
+
+# Survivors whose diff alone cannot say why they are equivalent (the same line is a real mutant elsewhere):
+# {survivor: one line why}.
+EQUIVALENT_NAMES = {
+    "recbole_spectral.layers.knn.x_cache_checksum__mutmut_15":
+        "the fixed separator hashed between the arrays already marks where each ends (a re-cut of rows and cols is caught)",
+    **{f"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_{i}":
+       "cuts[b] >= 1 for b >= 1 (searchsorted + 1): the i <= 0 branch never runs" for i in (51, 53, 54, 55, 56, 57)},
+    **{f"recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ_refresh__mutmut_{i}":
+       "inside a branch that never runs: every path that sets _eigen sets _cuts before calling _refresh" for i in range(31, 37)},
+    "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_58": "overwritten by _refresh() at the end of __init__",
+    "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_3":
+        "a graph has users and items, more than one node: exact only when exact_max_nodes asks for it",
+    "recbole_spectral.layers.knn.x_features_fingerprint__mutmut_24":
+        "n is in the cache key beside the fingerprint: with n fixed, the byte count fixes the shape",
+    "recbole_spectral.layers.edge_pruning.xǁDegreeSensitiveEdgePruningǁsample__mutmut_1":
+        "at n_kept = n_edges sample_edges makes the same check (every edge, no draw): renormalised, the full graph",
+}
+
+
+def _kills(test, module, *mutants):
+    KILLED.update({f"recbole_spectral.{module}.{mutant}": test for mutant in mutants})
+
+
+_kills("tests/test_graph.py::test_propagation_without_the_input_layer_and_a_clear_error_for_an_unknown_aggregation",
+       "layers.graph", "x_propagate__mutmut_10", "x_propagate__mutmut_7")
+_kills("tests/test_graph.py::test_propagation_gradient_is_the_transpose_product_unless_the_graph_is_declared_symmetric",
+       "layers.graph", "x_propagate__mutmut_15", "x_propagate__mutmut_5")
+_kills("tests/test_graph.py::test_fixed_sparse_product_and_its_gradient_use_the_stored_transpose", "layers.graph",
+       "xǁFixedSparseǁ__init____mutmut_2", "xǁFixedSparseǁ__init____mutmut_5", "xǁFixedSparseǁ__matmul____mutmut_2",
+       "xǁ_FixedSpMMǁforward__mutmut_1")
+T = "tests/test_mb_baselines.py::test_target_guided_attention_"
+_kills(T + "with_isolated_last_nodes_or_a_single_edge", "layers.multibehavior.target_attention",
+       "xǁTargetGuidedAttentionǁ__init____mutmut_11", "xǁ_Directionǁ__init____mutmut_34", "xǁ_Directionǁ__init____mutmut_36",
+       "xǁ_Directionǁdots__mutmut_9", "xǁ_Directionǁreceiver_major__mutmut_8", "xǁ_Directionǁsender_major__mutmut_8")
+_kills(T + "without_edges_passes_nothing", "layers.multibehavior.target_attention",
+       "xǁTargetGuidedAttentionǁ__call____mutmut_1")
+_kills(T + "is_stable_for_large_scores", "layers.multibehavior.target_attention", "xǁ_Directionǁsoftmax__mutmut_30")
+H = "tests/test_hsno.py::test_"
+_kills(H + "masking_one_band_or_p_zero_keeps_everything_and_draws_nothing", "layers.multimodal.hsno",
+       "x_band_keep_mask__mutmut_1", "x_band_keep_mask__mutmut_2", "x_band_keep_mask__mutmut_5")
+_kills(H + "masking_draws_from_the_given_generator_only", "layers.multimodal.hsno", "x_band_keep_mask__mutmut_15",
+       "x_band_keep_mask__mutmut_19", "x_band_keep_mask__mutmut_31", "x_band_keep_mask__mutmut_36")
+_kills(H + "a_row_that_lost_every_band_keeps_one_chosen_uniformly", "layers.multimodal.hsno", "x_band_keep_mask__mutmut_38")
+_kills(H + "ghsno_rank_one_works_and_rank_zero_is_refused", "layers.multimodal.hsno",
+       "xǁGHSNOǁ__init____mutmut_2", "xǁGHSNOǁ__init____mutmut_3", "xǁGHSNOǁ__init____mutmut_4")
+_kills(H + "ghsno_starts_near_uniform_mixing_unit_gains_and_a_unit_scale_gate", "layers.multimodal.hsno",
+       *(f"xǁGHSNOǁ__init____mutmut_{i}" for i in (8, 13, 16, 21, 30, 32, 33)))
+_kills(H + "released_operator_defaults_are_the_released_codes", "layers.multimodal.hsno",
+       *(f"xǁReleasedHSNOǁ__init____mutmut_{i}" for i in (1, 3, 26, 36, 37)))
+_kills(H + "released_band_weights_start_within_a_thousandth_of_one", "layers.multimodal.hsno",
+       *(f"xǁReleasedHSNOǁ__init____mutmut_{i}" for i in (79, 82, 83)))
+_kills(H + "released_operator_keeps_the_eps_of_its_norm_ratio_on_tiny_signals", "layers.multimodal.hsno",
+       "xǁReleasedHSNOǁforward_many__mutmut_56", "xǁReleasedHSNOǁforward_many__mutmut_63")
+_kills("tests/test_ssr.py::test_released_operator_without_context_scale_stays_within_the_bounded_factors",
+       "layers.multimodal.hsno", "xǁReleasedHSNOǁ__init____mutmut_40", "xǁReleasedHSNOǁforward_many__mutmut_7")
+B = "tests/test_base.py::test_"
+_kills(B + "the_kind_of_a_dataset", "model.base", *(f"x_dataset_kind_of__mutmut_{i}" for i in (15, 20, 21)))
+_kills(B + "a_model_runs_on_the_kinds_it_declares_and_is_refused_on_others_in_one_line", "model.base",
+       *(f"x_check_dataset_kind__mutmut_{i}" for i in (2, 4, 7, 8, 9, 10, 11, 16, 17, 18, 20)))
+_kills(B + "an_unknown_declared_kind_is_named", "model.base", "x_check_dataset_kind__mutmut_13", "x_check_dataset_kind__mutmut_14")
+_kills(B + "building_a_model_on_the_wrong_kind_of_dataset_is_refused", "model.base",
+       *(f"xǁSpectralRecommenderǁ__init____mutmut_{i}" for i in (3, 5, 9)))
+_kills(B + "a_training_free_model_holds_one_zero_and_its_loss_is_zero_with_zero_gradient", "model.base",
+       "xǁTrainingFreeRecommenderǁ__init____mutmut_6", "xǁTrainingFreeRecommenderǁ__init____mutmut_8",
+       "xǁTrainingFreeRecommenderǁcalculate_loss__mutmut_2")
+S = "tests/test_spectramb.py::test_"
+_kills(S + "observed_pairs_of_an_empty_or_one_pair_matrix", "layers.multibehavior.observed",
+       *(f"xǁObservedPairsǁcontains__mutmut_{i}" for i in (2, 3, 4, 6, 7)))
+_kills(S + "target_views_leave_their_inputs_unchanged_and_refuse_unknown_kinds", "layers.multibehavior.target_views",
+       "x__binary__mutmut_4", "x__binary__mutmut_7", "x__binary__mutmut_8", "x_target_view_matrices__mutmut_1",
+       "x_target_view_matrices__mutmut_3")
+_kills("tests/test_mm_baselines.py::test_one_kept_edge_is_drawn_with_probability_proportional_to_its_weight",
+       "layers.edge_pruning", "xǁDegreeSensitiveEdgePruningǁsample_edges__mutmut_17")
+_kills("tests/test_mm_baselines.py::test_keeping_every_edge_draws_nothing_and_pruned_matrices_keep_their_shape",
+       "layers.edge_pruning", "xǁDegreeSensitiveEdgePruningǁsample_edges__mutmut_1",
+       "xǁDegreeSensitiveEdgePruningǁsample_matrix__mutmut_9", "xǁDegreeSensitiveEdgePruningǁsample_matrix__mutmut_11")
+_kills("tests/test_mb_baselines.py::test_csr_rows_of_empty_one_entry_and_empty_last_rows", "layers.csr",
+       *(f"xǁCSRRowsǁcontains__mutmut_{i}" for i in (2, 3, 4, 6, 7, 19)), *(f"xǁCSRRowsǁsample__mutmut_{i}" for i in (5, 7, 8, 27)))
+_kills("tests/test_mb_baselines.py::test_sample_outside_falls_back_to_the_exact_complement_of_count_rows_and_keeps_full_rows",
+       "layers.csr", "xǁCSRRowsǁsample_outside__mutmut_43", "xǁCSRRowsǁsample_outside__mutmut_49")
+_kills("tests/test_graph_bands.py::test_strictly_increasing_borders_inside_the_open_spectrum", "layers.graph_bands",
+       "x__strictly_increasing__mutmut_13", "x__strictly_increasing__mutmut_15", "x__strictly_increasing__mutmut_16",
+       "x__strictly_increasing__mutmut_17", "x__strictly_increasing__mutmut_22", "x__strictly_increasing__mutmut_28",
+       "x__strictly_increasing__mutmut_4", "x__strictly_increasing__mutmut_5")
+_kills("tests/test_graph_bands.py::test_balance_borders_is_the_coordinate_search_at_any_signal_scale[3-True]", "layers.graph_bands",
+       "x_balance_borders__mutmut_1", "x_balance_borders__mutmut_70")
+_kills("tests/test_graph_bands.py::test_balance_borders_is_the_coordinate_search_at_any_signal_scale[4-False]", "layers.graph_bands",
+       "x_balance_borders__mutmut_19", "x_balance_borders__mutmut_21", "x_balance_borders__mutmut_24",
+       "x_balance_borders__mutmut_26", "x_balance_borders__mutmut_28", "x_balance_borders__mutmut_3",
+       "x_balance_borders__mutmut_30", "x_balance_borders__mutmut_39", "x_balance_borders__mutmut_40",
+       "x_balance_borders__mutmut_42", "x_balance_borders__mutmut_43", "x_balance_borders__mutmut_44",
+       "x_balance_borders__mutmut_45", "x_balance_borders__mutmut_48", "x_balance_borders__mutmut_50",
+       "x_balance_borders__mutmut_53", "x_balance_borders__mutmut_55", "x_balance_borders__mutmut_61",
+       "x_balance_borders__mutmut_63", "x_balance_borders__mutmut_66", "x_balance_borders__mutmut_71",
+       "x_balance_borders__mutmut_72", "x_balance_borders__mutmut_73", "x_balance_borders__mutmut_74")
+_kills("tests/test_graph_bands.py::test_undamped_band_coefficients_are_the_plain_indicators_and_the_residual", "layers.graph_bands",
+       "x_band_coefficients__mutmut_15")
+_kills("tests/test_graph_bands.py::test_chebyshev_basis_is_T_k_of_the_laplacian_up_to_its_order", "layers.graph_bands",
+       "x_chebyshev_basis__mutmut_11", "x_chebyshev_basis__mutmut_15", "x_chebyshev_basis__mutmut_2",
+       "x_chebyshev_basis__mutmut_3")
+_kills("tests/test_graph_bands.py::test_scalable_bands_of_rows_a_given_basis_and_list_coefficients", "layers.graph_bands",
+       "x_combine__mutmut_2", "x_combine__mutmut_3", "x_combine__mutmut_4",
+       "x_compose__mutmut_12", "xǁSpectralBandsǁbands__mutmut_16", "xǁSpectralBandsǁbands__mutmut_19",
+       "xǁSpectralBandsǁbands__mutmut_3")
+_kills("tests/test_graph_bands.py::test_cumulative_energy_is_the_kpm_series_and_flat_outside_the_spectrum", "layers.graph_bands",
+       "x_cumulative_energy__mutmut_12", "x_cumulative_energy__mutmut_14", "x_cumulative_energy__mutmut_15",
+       "x_cumulative_energy__mutmut_20", "x_cumulative_energy__mutmut_21", "x_cumulative_energy__mutmut_30",
+       "x_cumulative_energy__mutmut_31", "x_cumulative_energy__mutmut_36", "x_cumulative_energy__mutmut_43",
+       "x_cumulative_energy__mutmut_44", "x_cumulative_energy__mutmut_52", "x_cumulative_energy__mutmut_9")
+_kills("tests/test_graph_bands.py::test_energy_quantiles_sit_where_the_estimated_cdf_crosses_equal_shares_at_any_scale", "layers.graph_bands",
+       "x_energy_quantiles__mutmut_23", "x_energy_quantiles__mutmut_28", "x_energy_quantiles__mutmut_32",
+       "x_energy_quantiles__mutmut_8")
+_kills("tests/test_graph_bands.py::test_exact_bands_cut_where_the_cumulative_energy_crosses_each_share", "layers.graph_bands",
+       "x_exact_decomposition_from_eigen__mutmut_15", "x_exact_decomposition_from_eigen__mutmut_24", "x_exact_decomposition_from_eigen__mutmut_35",
+       "x_exact_decomposition_from_eigen__mutmut_52", "x_exact_decomposition_from_eigen__mutmut_58", "x_exact_decomposition_from_eigen__mutmut_59",
+       "x_exact_decomposition_from_eigen__mutmut_60", "x_exact_decomposition_from_eigen__mutmut_61", "x_exact_decomposition_from_eigen__mutmut_62",
+       "x_exact_decomposition_from_eigen__mutmut_63", "x_exact_decomposition_from_eigen__mutmut_64", "x_exact_decomposition_from_eigen__mutmut_69",
+       "x_exact_decomposition_from_eigen__mutmut_70", "x_exact_decomposition_from_eigen__mutmut_71")
+_kills("tests/test_graph_bands.py::test_exact_prefiltered_bands_are_the_filtered_projections", "layers.graph_bands",
+       "x_exact_projectors__mutmut_10", "x_exact_projectors__mutmut_11", "x_exact_projectors__mutmut_12",
+       "x_exact_projectors__mutmut_29", "x_exact_projectors__mutmut_4", "x_exact_projectors__mutmut_5",
+       "x_exact_projectors__mutmut_7", "x_exact_projectors__mutmut_9", "xǁSpectralBandsǁ_refresh__mutmut_21",
+       "xǁSpectralBandsǁ_refresh__mutmut_39", "xǁSpectralBandsǁ_refresh__mutmut_42")
+_kills("tests/test_graph_bands.py::test_exact_path_projects_on_eigenvectors_before_and_after_calibration_and_after_set_borders", "layers.graph_bands",
+       "x_exact_projectors__mutmut_24", "xǁSpectralBandsǁ__init____mutmut_15", "xǁSpectralBandsǁ__init____mutmut_17",
+       "xǁSpectralBandsǁ__init____mutmut_48", "xǁSpectralBandsǁ__init____mutmut_49", "xǁSpectralBandsǁ__init____mutmut_50",
+       "xǁSpectralBandsǁ__init____mutmut_51", "xǁSpectralBandsǁ__init____mutmut_52", "xǁSpectralBandsǁ__init____mutmut_53",
+       "xǁSpectralBandsǁ__init____mutmut_54", "xǁSpectralBandsǁ__init____mutmut_55", "xǁSpectralBandsǁ__init____mutmut_56",
+       "xǁSpectralBandsǁbands__mutmut_10", "xǁSpectralBandsǁbands__mutmut_11", "xǁSpectralBandsǁbands__mutmut_12",
+       "xǁSpectralBandsǁbasis__mutmut_1", "xǁSpectralBandsǁset_borders__mutmut_10", "xǁSpectralBandsǁset_borders__mutmut_11",
+       "xǁSpectralBandsǁset_borders__mutmut_12", "xǁSpectralBandsǁset_borders__mutmut_13", "xǁSpectralBandsǁset_borders__mutmut_6",
+       "xǁSpectralBandsǁset_borders__mutmut_7", "xǁSpectralBandsǁset_borders__mutmut_8", "xǁSpectralBandsǁset_borders__mutmut_9")
+_kills("tests/test_graph_bands.py::test_indicator_coefficients_clip_to_the_spectrum_and_damp_by_default", "layers.graph_bands",
+       "x_indicator_coefficients__mutmut_1", "x_indicator_coefficients__mutmut_14", "x_indicator_coefficients__mutmut_8")
+_kills("tests/test_graph_bands.py::test_jackson_damping_values", "layers.graph_bands",
+       "x_jackson_damping__mutmut_16", "x_jackson_damping__mutmut_21", "x_jackson_damping__mutmut_22",
+       "x_jackson_damping__mutmut_25", "x_jackson_damping__mutmut_26")
+_kills("tests/test_graph_bands.py::test_released_filters_for_one_two_and_three_bands_at_low_orders", "layers.graph_bands",
+       "x_released_band_coefficients__mutmut_10", "x_released_band_coefficients__mutmut_11", "x_released_band_coefficients__mutmut_12",
+       "x_released_band_coefficients__mutmut_13", "x_released_band_coefficients__mutmut_27", "x_released_band_coefficients__mutmut_28")
+_kills("tests/test_graph_bands.py::test_one_band_is_the_signal_and_zero_bands_are_refused", "layers.graph_bands",
+       "xǁSpectralBandsǁ__init____mutmut_7", "xǁSpectralBandsǁ__init____mutmut_8", "xǁSpectralBandsǁ__init____mutmut_9")
+_kills("tests/test_graph_bands.py::test_undamped_bands_use_undamped_coefficients", "layers.graph_bands",
+       "xǁSpectralBandsǁ_refresh__mutmut_15")
+_kills("tests/test_graph_bands.py::test_exact_bands_cut_where_the_cumulative_energy_crosses_each_share", "layers.graph_bands",
+       "x_exact_decomposition_from_eigen__mutmut_48")
+_kills("tests/test_knn.py::test_a_cache_that_cannot_be_trusted_is_rebuilt_with_the_reason", "layers.knn",
+       "x__load_cache__mutmut_10", "x__load_cache__mutmut_11", "x__load_cache__mutmut_13",
+       "x__load_cache__mutmut_14", "x__load_cache__mutmut_38", "x__load_cache__mutmut_52",
+       "x__load_cache__mutmut_6", "x__load_cache__mutmut_7", "x__load_cache__mutmut_9",
+       "x_cache_checksum__mutmut_4")
+_kills("tests/test_knn.py::test_a_cache_is_written_beside_its_name_and_a_failed_write_leaves_nothing", "layers.knn",
+       "x__save_cache__mutmut_27", "x__save_cache__mutmut_30", "x__save_cache__mutmut_70")
+_kills("tests/test_knn.py::test_one_neighbour_is_the_row_itself_and_a_trailing_zero_row_keeps_the_shape", "layers.knn",
+       "x__to_sparse__mutmut_18", "x_knn_edges__mutmut_10", "x_knn_edges__mutmut_28",
+       "x_knn_edges__mutmut_4", "x_knn_edges__mutmut_9", "x_normalized_knn_values__mutmut_18")
+_kills("tests/test_knn.py::test_approximate_edge_cases", "layers.knn",
+       "x_approximate_knn_edges__mutmut_137", "x_approximate_knn_edges__mutmut_138", "x_approximate_knn_edges__mutmut_141",
+       "x_approximate_knn_edges__mutmut_142", "x_approximate_knn_edges__mutmut_29", "x_approximate_knn_edges__mutmut_38",
+       "x_approximate_knn_edges__mutmut_39", "x_approximate_knn_edges__mutmut_40", "x_approximate_knn_edges__mutmut_42",
+       "x_approximate_knn_edges__mutmut_43", "x_approximate_knn_edges__mutmut_44", "x_approximate_knn_edges__mutmut_45",
+       "x_approximate_knn_edges__mutmut_46", "x_approximate_knn_edges__mutmut_47", "x_approximate_knn_edges__mutmut_48",
+       "x_approximate_knn_edges__mutmut_49", "x_approximate_knn_edges__mutmut_50", "x_approximate_knn_edges__mutmut_51",
+       "x_approximate_knn_edges__mutmut_52", "x_approximate_knn_edges__mutmut_53", "x_approximate_knn_edges__mutmut_54",
+       "x_approximate_knn_edges__mutmut_59")
+_kills("tests/test_knn.py::test_the_approximate_graph_without_faiss_is_refused_by_name", "layers.knn",
+       "x_approximate_knn_edges__mutmut_4", "x_approximate_knn_edges__mutmut_5", "x_approximate_knn_edges__mutmut_6",
+       "x_approximate_knn_edges__mutmut_7")
+_kills("tests/test_knn.py::test_a_tensor_has_the_fingerprint_of_its_float32_array", "layers.knn",
+       "x_features_fingerprint__mutmut_1", "x_features_fingerprint__mutmut_6", "x_features_fingerprint__mutmut_7")
+_kills("tests/test_knn.py::test_all_zero_features_have_no_edges_and_bad_shapes_or_k_are_refused", "layers.knn",
+       "x_knn_edges__mutmut_11", "x_knn_edges__mutmut_29", "x_knn_edges__mutmut_30",
+       "x_knn_edges__mutmut_32", "x_knn_edges__mutmut_33", "x_knn_edges__mutmut_34",
+       "x_knn_edges__mutmut_7", "x_knn_edges__mutmut_8")
+_kills("tests/test_knn.py::test_the_exact_graph_keeps_its_cache_key", "layers.knn",
+       "x_knn_graph__mutmut_36", "x_knn_graph__mutmut_38", "x_knn_graph__mutmut_40",
+       "x_knn_graph__mutmut_41")
+
+
 def only_drops(removed, added, argument):
     """Whether the mutant only replaced ``argument`` by None or left it out."""
     return any(r.replace(argument, "None") == a or r.replace(", " + argument, ", ") == a or r.replace(", " + argument, "") == a
                or r.replace(argument, "") == a for r, a in zip(removed, added)) and len(removed) == len(added)
 
 
-def explain(text):
+def explain(text, target=None):
     removed = [line[1:] for line in text.splitlines() if line.startswith("-")]
     added = [line[1:] for line in text.splitlines() if line.startswith("+")]
     if only_drops(removed, added, "self.device"):
@@ -209,7 +580,8 @@ def explain(text):
         return "p=2 is the default"
     if only_drops(removed, added, "symmetric=True"):
         return "symmetric only picks the faster backward for a symmetric graph (same values and gradients)"
-    why = next((why for pattern, why in EQUIVALENT if any(re.search(pattern, line) for line in added)), None)
+    rules = EQUIVALENT + [rule for path, scoped in EQUIVALENT_IN.items() if target and target.endswith(path) for rule in scoped]
+    why = next((why for pattern, why in rules if any(re.search(pattern, line) for line in added)), None)
     if why is None and any("for diagnose" in line or "# diagnose" in line for line in removed):
         return "OUTSIDE: diagnose-only state (tests/test_diagnose.py, not in this file's selection)"
     return why
@@ -223,12 +595,12 @@ def write(out, target, status, survivors, seconds):
     caught = sum(counts.get(k, 0) for k in ("killed", "timeout", "crashed"))  # a hung or crashed test caught it too
     judged = caught + counts.get("survived", 0)
     score = caught / judged if judged else float("nan")
-    unexplained = [n for n, text in survivors.items() if explain(text) is None]
+    unexplained = [n for n, text in survivors.items() if explain(text, target) is None]
     lines = [f"## {target}\n", f"score {score:.1%} ({caught} caught of {judged}; "
              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {len(unexplained)} survivors unexplained; "
              f"{seconds / 60:.0f} min); tests: " + ", ".join(TESTS[target]) + "\n"]
     for name, text in survivors.items():
-        why = explain(text)
+        why = explain(text, target)
         note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
         lines.append(f"`{name}` ({status[name]}{note})\n```diff\n{text}\n```\n")
     text = Path(out).read_text()
@@ -239,28 +611,94 @@ def write(out, target, status, survivors, seconds):
     Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections[t].rstrip("\n") + "\n" for t in order))
 
 
-def rerender(out):
-    """Re-apply ``explain`` to the survivors already in the results file (after a rule was added), without
-    running mutmut again: each section's notes and its count of unexplained survivors."""
+ENTRY = re.compile(r"`(?P<name>[^`]+)` \((?P<status>[a-z ]+)(;[^\n]*)?\)\n```diff\n(?P<diff>.*?)\n```\n", re.S)
+
+
+def stored_survivors(out):
+    """{survivor: diff} of every section of the results file."""
+    return {m["name"]: m["diff"] for m in ENTRY.finditer(Path(out).read_text())}
+
+
+def note(name, text, target, status="survived"):
+    """The one line after a survivor's status: why it is equivalent, or which test kills it since the run."""
+    if name in KILLED:
+        return f"; killed after the run by {KILLED[name]} (checked by applying its diff: --verify)"
+    if name in LEFT:
+        return f"; left: {LEFT[name]}"
+    if status == "timeout":
+        return "; caught: the test ran past its time limit"
+    why = EQUIVALENT_NAMES.get(name) or explain(text, target)
+    return "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
+
+
+def rerender(out, targets=None):
+    """Re-apply ``explain`` and ``KILLED`` to the survivors already in the results file (after a rule or a test
+    was added), without running mutmut again: each section's notes and its counts (only ``targets``' sections
+    when given). The score stays mutmut's."""
     text = Path(out).read_text()
-    entry = re.compile(r"`(?P<name>[^`]+)` \((?P<status>[a-z ]+)(;[^\n]*)?\)\n```diff\n(?P<diff>.*?)\n```\n", re.S)
     head, *sections = text.split("\n## ")
     rendered = []
     for section in sections:
-        entries = list(entry.finditer(section))
-        unexplained = 0
-        for match in entries:
-            why = explain(match["diff"])
-            unexplained += why is None
+        target = section.split("\n", 1)[0]
+        if targets and target not in targets:
+            rendered.append("## " + section)
+            continue
+        entries = list(ENTRY.finditer(section))
+        killed = sum(m["name"] in KILLED for m in entries)
+        left = sum(m["name"] in LEFT for m in entries)
+        unexplained = sum(m["status"] != "timeout" and m["name"] not in KILLED and m["name"] not in LEFT
+                          and m["name"] not in EQUIVALENT_NAMES and explain(m["diff"], target) is None for m in entries)
         lines = section.split("\n")
-        lines[2] = re.sub(r"\d+ survivors unexplained", f"{unexplained} survivors unexplained", lines[2])
-        body = "\n".join(lines[:3]) + "\n"
+        lines[2] = re.sub(r"(\d+ killed after the run by new tests, )?(\d+ left with a reason, )?\d+ survivors unexplained",
+                          (f"{killed} killed after the run by new tests, " if killed else "")
+                          + (f"{left} left with a reason, " if left else "") + f"{unexplained} survivors unexplained", lines[2])
+        gap = "\n" if "```\n\n`" in section else ""  # sections written with a blank line between entries keep it
+        body = "\n".join(lines[:3]) + "\n" + gap
         for match in entries:
-            why = explain(match["diff"])
-            note = "" if why is None else f"; {why[len('OUTSIDE: '):]}" if why.startswith("OUTSIDE: ") else f"; equivalent: {why}"
-            body += f"`{match['name']}` ({match['status']}{note})\n```diff\n{match['diff']}\n```\n"
+            body += (f"`{match['name']}` ({match['status']}{note(match['name'], match['diff'], target, match['status'])})\n```diff\n"
+                     f"{match['diff']}\n```\n{gap}")
         rendered.append("## " + body)
     Path(out).write_text(head.rstrip("\n") + "\n\n" + "\n".join(r.rstrip("\n") + "\n" for r in rendered))
+
+
+def verify(out, names):
+    """Apply each survivor's stored diff to the working tree's file and run the test ``KILLED`` names for it (in a
+    forked child of one process that has imported torch and pytest once); the file is restored after each.
+    Prints CAUGHT (the test failed), MISSED (it passed) or the error; returns the number not caught."""
+    import pytest  # noqa: F401 -- imported once, before the forks
+    import numpy, scipy.sparse, torch  # noqa: F401
+    sys.dont_write_bytecode = True  # a mutated module must never leave a .pyc behind
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    stored = stored_survivors(out)
+    failures = 0
+    for name in names:
+        module = name.rsplit(".", 1)[0]
+        path = ROOT / (module.replace(".", "/") + ".py")
+        original = path.read_text()
+        try:
+            mutated = apply_mutant(original, name, stored[name])
+        except (ValueError, KeyError, StopIteration) as err:
+            print(f"SETUP   {name}: {err}", flush=True)
+            failures += 1
+            continue
+        try:
+            path.write_text(mutated)
+            pid = os.fork()
+            if pid == 0:  # the child imports the mutated module fresh
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                import pytest as child_pytest
+                os._exit(int(child_pytest.main(["-q", "-x", "-p", "no:cacheprovider", KILLED[name]])))
+            _, status = os.waitpid(pid, 0)
+        finally:
+            path.write_text(original)
+        code = os.waitstatus_to_exitcode(status)
+        failures += code != 1
+        print(f"{'CAUGHT' if code == 1 else 'MISSED' if code == 0 else f'rc={code}':7} {name}  ({KILLED[name]})", flush=True)
+        # rc < 0: the test process died (e.g. a segfault), not a failing assertion: counted as not caught
+    return failures
 
 
 def main(argv=None):
@@ -271,10 +709,16 @@ def main(argv=None):
     parser.add_argument("--log", default="/tmp/recbole-spectral-mutation.log")
     parser.add_argument("--rerender", action="store_true", help="only re-apply the equivalence rules to the results file")
     parser.add_argument("--collect", action="store_true", help="write the section of --files' first file from --work")
+    parser.add_argument("--verify", nargs="*", metavar="TEXT",
+                        help="check the KILLED entries (those whose name contains a TEXT; all without one) by applying "
+                             "each survivor's stored diff and running its test")
     args = parser.parse_args(argv)
     if args.rerender:
-        rerender(args.out)
+        rerender(args.out, None if args.files == list(TESTS) else args.files)
         return
+    if args.verify is not None:
+        names = [n for n in KILLED if not args.verify or any(t in n for t in args.verify)]
+        sys.exit(1 if verify(args.out, names) else 0)
     if args.collect:  # the last run in --work, e.g. one stopped part-way: its section, without running mutmut
         write(args.out, args.files[0], *collect(args.files[0], Path(args.work)))
         return
