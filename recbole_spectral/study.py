@@ -287,6 +287,8 @@ class Study:
         base = self.base_settings(row, dataset)
         if self.tuning["backend"] == "ray":
             return self._tune_ray(row, dataset, base)
+        from hyperopt.exceptions import AllTrialsFailed
+
         from recbole_spectral.tuning.hyperopt_search import SpectralHyperTuning
 
         seed, found = self.tuning["seed"], []
@@ -296,8 +298,8 @@ class Study:
             result = self.run(row, dataset, seed, {**base, **params}, row["config_files"],
                               f"[{dataset} {row['name']} trial {n}/{row['trials']}]", "tune")
             found.append((params, result))
-            if result["status"] != "ok":
-                raise SpectralError(result["error"])
+            if result["status"] != "ok":  # failed, or not run in a report-only call: hyperopt records a failed trial
+                raise SpectralError(result.get("error") or result["status"])
             return {"model": row["model"], "best_valid_score": result["best_valid_score"],
                     "valid_score_bigger": not smaller_is_better(self.plan["protocol"].get("valid_metric", "")),
                     "best_valid_result": _prefixed(result, "valid_"), "test_result": _prefixed(result, "test_")}
@@ -306,7 +308,10 @@ class Study:
         tuner = SpectralHyperTuning({"model": row["model"]}, row["space"], self.tuning["algo"], row["trials"],
                                     early_stop=row["trials"] + 1, objective=objective, seed=seed,
                                     startup_trials=startup)
-        tuner.run()
+        try:
+            tuner.run()
+        except AllTrialsFailed:  # every trial failed or is not run yet: the report says so per trial
+            pass
         return self._record_trials(row, dataset, found)
 
     def _tune_ray(self, row, dataset, base):

@@ -152,6 +152,16 @@ def test_the_report_alone_is_rewritten_from_the_store_without_training(finished,
     assert (root / "out" / "report.md").read_text() == before
 
 
+def test_a_report_of_a_study_not_yet_run_shows_no_trial_done(finished, tmp_path, capsys):
+    root, _ = finished
+    out = tmp_path / "fresh"
+    assert cli_main(["study", str(root / "plan.yaml"), "--out_dir", str(out), "--steps", "report"]) == 0
+    assert "started" not in capsys.readouterr().out  # nothing trained
+    assert read_csv(out / "trials.csv") == []  # trials not run are not listed
+    report = (out / "report.md").read_text()
+    assert "| BPR | 0/2 | — |" in report and "| LightGCN | 0/2 | — |" in report
+
+
 @pytest.mark.parametrize("change, message", [
     ({"colour": "red"}, "plan: unknown key 'colour'"),
     ({"seeds": []}, "plan: 'seeds' is missing or empty"),
