@@ -36,6 +36,7 @@ def test_the_term_starts_at_alpha_for_every_user():
     view = sp.csr_matrix(np.eye(3, 4))
     term = HistoryTerm([view, view], n_users=3, init=0.25)
     torch.testing.assert_close(term.beta(torch.arange(3)), torch.full((3, 2), 0.25))
+    torch.testing.assert_close(HistoryTerm([view], n_users=3).beta(torch.arange(3)), torch.ones(3, 1))  # α = 1 by default
 
 
 def test_pair_values_on_a_hand_built_case():

@@ -54,6 +54,8 @@ TESTS = {
     f"{MODEL}/multibehavior/mule.py": MB_TESTS,
     f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
     f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
+    f"{MODEL}/multibehavior/unionlightgcn.py": ["tests/test_reference_mb.py", "tests/test_history_term.py"],
+    f"{LAYERS}/multibehavior/history_term.py": ["tests/test_history_term.py", "tests/test_reference_mb.py"],
     f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_reference_blocks.py", "tests/test_ssr.py"],
     f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py",
                                      "tests/test_ssr.py"],  # test_ssr: the released operator without context scale
@@ -186,7 +188,7 @@ def run_file(target, work, log):
 # Survivors judged equivalent (they cannot change what a test can observe): a regular expression on the
 # mutant's "+" line, and one line why. A survivor matching none is listed as unexplained.
 EQUIVALENT = [
-    (r"\.to\(None\)|\(interactions, None\)|\(interactions, \)", "device None is the CPU the tests (and the default config) run on"),
+    (r"\.to\(None\)|\(interactions, None\)|\(interactions, \)|ObservedPairs\(m, (None)?\)", "device None is the CPU the tests (and the default config) run on"),
     (r"dtype=None\)|as_tensor\(dataset\.item_features\(m\), \)", "the input is float32 already"),
     (r"\.astype\(None\)", "scipy's astype(None) gives float64: the same graph once to_torch_sparse casts it to float32"),
     (r"torch\.cat\(.*, \)", "torch.cat's default dim is 0"),
@@ -553,6 +555,8 @@ _kills("tests/test_knn.py::test_all_zero_features_have_no_edges_and_bad_shapes_o
 _kills("tests/test_knn.py::test_the_exact_graph_keeps_its_cache_key", "layers.knn",
        "x_knn_graph__mutmut_36", "x_knn_graph__mutmut_38", "x_knn_graph__mutmut_40",
        "x_knn_graph__mutmut_41")
+_kills("tests/test_history_term.py::test_the_term_starts_at_alpha_for_every_user", "layers.multibehavior.history_term",
+       "xǁHistoryTermǁ__init____mutmut_1")
 
 
 def only_drops(removed, added, argument):
