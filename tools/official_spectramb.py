@@ -252,43 +252,68 @@ def summary(parsed):
 BLOCK = ("<!-- official_spectramb parse: start -->", "<!-- official_spectramb parse: end -->")
 
 
-def report_block(parsed, log, every):
-    """The generated part of the report: state, best-validation row, trajectory."""
-    lines = [BLOCK[0], f"Written by `python tools/official_spectramb.py parse {log} --every {every} --report <this file>`:",
-             "", summary(parsed) + "."]
-    best = best_epoch(parsed["epochs"]) if parsed["epochs"] else None
+def result_lines(parsed, best, every):
+    """The result table (the best-validation epoch) and the trajectory, as markdown lines."""
+    return ["| run | seeds | valid HR@10 | test HR@10 | test NDCG@10 | best epoch (steps of Adam) |",
+            "|---|---|---|---|---|---|",
+            f"| official code, README taobao command, CPU | 1 (2026) | {best['valid']['hit@10']:.4f} | "
+            f"{best['test']['hit@10']:.4f} | {best['test']['ndcg@10']:.4f} | {best['epoch']}"
+            + (f" ({parsed['steps']} steps/epoch: {parsed['steps'] * best['epoch']})" if parsed["steps"] else "")
+            + " |",
+            "", "Trajectory (" + ("every epoch" if every == 1 else f"every {every}th epoch, the first, the best and the last")
+            + "; eval s = validation + test):",
+            "", trajectory_markdown(parsed, every)]
+
+
+def report_block(parsed, log, every, tool=None):
+    """The generated part of the report of ``tool`` (a tool module; default this one): its markers, the command
+    that wrote it, its summary, and its ``result_lines`` at its ``best_epoch``."""
+    tool = tool or sys.modules[__name__]
+    lines = [tool.BLOCK[0], f"Written by `python tools/{Path(tool.__file__).name} parse {log} --every {every} "
+             "--report <this file>`:", "", tool.summary(parsed) + "."]
+    best = tool.best_epoch(parsed["epochs"]) if parsed["epochs"] else None
     if best:
-        lines += ["", "| run | seeds | valid HR@10 | test HR@10 | test NDCG@10 | best epoch (steps of Adam) |",
-                  "|---|---|---|---|---|---|",
-                  f"| official code, README taobao command, CPU | 1 (2026) | {best['valid']['hit@10']:.4f} | "
-                  f"{best['test']['hit@10']:.4f} | {best['test']['ndcg@10']:.4f} | {best['epoch']}"
-                  + (f" ({parsed['steps']} steps/epoch: {parsed['steps'] * best['epoch']})" if parsed["steps"] else "")
-                  + " |",
-                  "", "Trajectory (" + ("every epoch" if every == 1 else f"every {every}th epoch, the first, the best and the last")
-                  + "; eval s = validation + test):",
-                  "", trajectory_markdown(parsed, every)]
-    return "\n".join(lines + [BLOCK[1]])
+        lines += ["", *tool.result_lines(parsed, best, every)]
+    return "\n".join(lines + [tool.BLOCK[1]])
 
 
-def update_report(path, block):
-    """Replace the generated block of the report at ``path`` (between the BLOCK markers)."""
+def update_report(path, block, markers=BLOCK):
+    """Replace the generated block of the report at ``path`` (between the two ``markers``)."""
     text = path.read_text() if path.is_file() else ""
-    start, end = text.find(BLOCK[0]), text.find(BLOCK[1])
+    start, end = text.find(markers[0]), text.find(markers[1])
     if start < 0 or end < start:
-        raise DataError(f"{path}: expected the markers '{BLOCK[0]}' ... '{BLOCK[1]}' where the generated part goes")
-    path.write_text(text[:start] + block + text[end + len(BLOCK[1]):])
+        raise DataError(f"{path}: expected the markers '{markers[0]}' ... '{markers[1]}' where the generated part goes")
+    path.write_text(text[:start] + block + text[end + len(markers[1]):])
 
 
-def parse(args):
+def parse_with(args, tool):
+    """The 'parse' subcommand of a tool module (this one, tools/official_ssr.py): its ``parse_log`` on the log,
+    its report block into ``args.report`` between its ``BLOCK`` markers, its trajectory and summary printed."""
     path = Path(args.log)
     if not path.is_file():
         raise DataError(f"{path} is missing: expected the log of a 'run'")
-    parsed = parse_log(path.read_text(errors="replace"))
+    parsed = tool.parse_log(path.read_text(errors="replace"))
     if args.report:
-        update_report(Path(args.report), report_block(parsed, args.log, args.every))
+        update_report(Path(args.report), report_block(parsed, args.log, args.every, tool), tool.BLOCK)
     if parsed["epochs"]:
-        print(trajectory_markdown(parsed, args.every))
-    print(summary(parsed))
+        print(tool.trajectory_markdown(parsed, args.every))
+    print(tool.summary(parsed))
+
+
+def finish_cli(parser, sub, tool, argv):
+    """Add the 'parse' subcommand of the tool module ``tool`` to ``parser`` and run the command line ``argv``
+    (a SpectralError is one line on stderr, exit code 2)."""
+    p = sub.add_parser("parse", help="trajectory and best-validation test figures from a run's log")
+    p.add_argument("log")
+    p.add_argument("--every", type=int, default=1, help="print every n-th epoch (plus the first, best, last)")
+    p.add_argument("--report", help="markdown file whose generated block (between its markers) is rewritten")
+    p.set_defaults(func=lambda args: parse_with(args, tool))
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except SpectralError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv=None):
@@ -306,17 +331,7 @@ def main(argv=None):
     p.add_argument("--python", default=sys.executable, help="interpreter for main.py (default: this one)")
     p.add_argument("extra", nargs="*", help="further official flags after --, e.g. -- --epochs=3")
     p.set_defaults(func=run)
-    p = sub.add_parser("parse", help="trajectory and best-validation test figures from a run's log")
-    p.add_argument("log")
-    p.add_argument("--every", type=int, default=1, help="print every n-th epoch (plus the first, best, last)")
-    p.add_argument("--report", help="markdown file whose generated block (between its markers) is rewritten")
-    p.set_defaults(func=parse)
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except SpectralError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    finish_cli(parser, sub, sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
