@@ -136,11 +136,11 @@ def test_run_command_hands_the_configuration_to_their_quick_start(tmp_path):
 BOX = "═" * 92
 
 
-def epoch_lines(epoch, loss, seconds, valid, test, valid_s=3.0):
+def epoch_lines(epoch, loss, seconds, valid, test, valid_s=3.0, cap=300):
     def metrics(recall10, recall20, ndcg10, ndcg20):
         return f"recall@10: {recall10:.4f}    recall@20: {recall20:.4f}    ndcg@10: {ndcg10:.4f}    ndcg@20: {ndcg20:.4f}    "
     return (f"07 Dec 05:50    ╔{BOX}╗\n"
-            f"07 Dec 05:50    ║ Epoch {epoch:3d}/300 │ Train Loss: {loss:.4f} │ Time: {seconds:.2f}s\n"
+            f"07 Dec 05:50    ║ Epoch {epoch:3d}/{cap:3d} │ Train Loss: {loss:.4f} │ Time: {seconds:.2f}s\n"
             f"07 Dec 05:50    ╚{BOX}╝\n"
             f"07 Dec 05:50    ╔{BOX}╗\n"
             f"07 Dec 05:50    ║ Evaluation │ Valid: {valid[1]:.4f} │ Time: {valid_s:.2f}s\n"
@@ -175,6 +175,9 @@ def test_parse_log_reads_complete_epochs_and_keeps_the_first_strictly_best_valid
     stopped = parse_log(LOG + f"07 Dec 06:30    ╔{BOX}╗\n║ ✅ Training finished at epoch 23 | Best at epoch 2\n")
     assert summary(stopped).startswith("early-stopped at epoch 23 (their patience 20); best validation epoch 2:")
     assert parse_log(LOG + "07 Dec 05:53    Loss is nan at epoch: 3, batch index: 7\n")["nan"] == 4
+    smoke = parse_log(epoch_lines(1, 37.8, 764.4, (0.01, 0.02, 0.005, 0.006), (0.01, 0.02, 0.004, 0.006), cap=2)
+                      + epoch_lines(2, 30.1, 700.0, (0.01, 0.03, 0.005, 0.006), (0.01, 0.02, 0.004, 0.006), cap=2))
+    assert smoke["cap"] == 2 and summary(smoke).startswith("ended at the epoch cap 2, 0 epochs after the best;")
 
 
 def test_parse_command_writes_the_report_block_and_prints_the_summary(tmp_path, capsys):
