@@ -316,6 +316,23 @@ def test_exact_bands_cut_where_the_cumulative_energy_crosses_each_share():
     np.testing.assert_allclose(borders, [1 + 1e-6, 1 + 1e-6], atol=1e-12)
 
 
+def test_exact_cuts_never_split_a_repeated_eigenvalue():
+    """Eigenvalues −1, 0 (four-fold), 1; energies 2, 1, 1, 1, 1, 1 (7 in all). Half the energy is crossed inside the
+    four-fold 0, where a cut would depend on which basis of that eigenspace eigh returned: the cut moves to the
+    cluster's nearer end in energy (2/7 below it against 6/7), and the bands are the same in any rotated basis."""
+    evals = torch.tensor([-1.0, 0.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    signal = torch.tensor([2 ** 0.5, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)[:, None]
+    bands, borders, (_, _, cuts) = B.exact_decomposition_from_eigen(evals, torch.eye(6, dtype=torch.float64), signal, 2)
+    assert cuts.tolist() == [0, 1, 6]
+    np.testing.assert_allclose(borders, [-0.5])
+    rotated = torch.eye(6, dtype=torch.float64)
+    rotated[1:5, 1:5] = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    again, _, (_, _, same_cuts) = B.exact_decomposition_from_eigen(evals, rotated, signal, 2)
+    assert same_cuts.tolist() == [0, 1, 6]
+    for got, want in zip(again, bands):
+        torch.testing.assert_close(got, want)
+
+
 def test_exact_path_projects_on_eigenvectors_before_and_after_calibration_and_after_set_borders(tiny):
     graph, evals, evecs, x = tiny
     bands = B.SpectralBands(graph, 3, 5, exact_max_nodes=7)  # 7 nodes: exact

@@ -361,9 +361,6 @@ LEFT.update({
     **{_GB + f"x_energy_quantiles__mutmut_{i}": "another quantile grid: the start borders move by < 1e-5 (interpolation), "
        "far below the 0.01 grid of the refinement that follows" for i in (1, 10, 11)},
     _GB + "x_exact_decomposition_from_eigen__mutmut_33": "differs only when the cumulative energy lies within float32 rounding (3e-8) of b/M",
-    **{_GB + f"xǁSpectralBandsǁ_refresh__mutmut_{i}": "the exact cuts recomputed from the borders: the same cuts unless an "
-       "energy cut splits a repeated eigenvalue (the midpoint border then equals it), which no test graph and signal do"
-       for i in (24, 25, 29, 30, 37)},
 })
 _KNN = "recbole_spectral.layers.knn.x_approximate_knn_edges__mutmut_"
 _TUNING = "a tuning constant of the approximate index: it moves the recall (measured and logged at build time), not what an edge means"
@@ -387,6 +384,9 @@ EQUIVALENT_NAMES = {
        "cuts[b] >= 1 for b >= 1 (searchsorted + 1): the i <= 0 branch never runs" for i in (51, 53, 54, 55, 56, 57)},
     **{f"recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ_refresh__mutmut_{i}":
        "inside a branch that never runs: every path that sets _eigen sets _cuts before calling _refresh" for i in range(31, 37)},
+    **{f"recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ_refresh__mutmut_{i}":
+       "the exact cuts recomputed from the borders: the same cuts, since an energy cut never splits a repeated eigenvalue "
+       "(_off_repeated_eigenvalue) and each border lies strictly between two distinct eigenvalues" for i in (24, 25, 29, 30, 37)},
     "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_58": "overwritten by _refresh() at the end of __init__",
     "recbole_spectral.layers.graph_bands.xǁSpectralBandsǁ__init____mutmut_3":
         "a graph has users and items, more than one node: exact only when exact_max_nodes asks for it",

@@ -435,13 +435,29 @@ def cuts_from_borders(evals, borders):
     return np.array([0] + inner + [len(values)])
 
 
+_REPEATED = 1e-9  # eigenvalues closer than this (on [0, 2]) are one repeated eigenvalue: eigh's rounding is ~1e-13
+
+
+def _off_repeated_eigenvalue(evals, cumulative, cut, share):
+    """``cut`` (bands take evals[:cut] and evals[cut:]) moved to the nearer end, in cumulative energy, of the
+    repeated eigenvalue it would split: a cut inside an eigenspace would depend on the basis eigh returned."""
+    values = evals.cpu().numpy()
+    if cut <= 0 or cut >= len(values) or values[cut] - values[cut - 1] > _REPEATED:
+        return cut
+    lo = int(np.searchsorted(values, values[cut] - _REPEATED, side="left"))
+    hi = int(np.searchsorted(values, values[cut - 1] + _REPEATED, side="right"))
+    energy_at = lambda c: 0.0 if c == 0 else float(cumulative[c - 1])
+    return lo if abs(energy_at(lo) - share) <= abs(energy_at(hi) - share) else hi
+
+
 def exact_decomposition_from_eigen(evals, evecs, signal, n_bands):
     coeff = evecs.T @ signal.double()
     energy = (coeff ** 2).sum(1)
     cumulative = torch.cumsum(energy, 0) / energy.sum().clamp_min(1e-30)
     cuts = [0]
     for b in range(1, n_bands):
-        cuts.append(int(torch.searchsorted(cumulative, torch.tensor(b / n_bands, dtype=cumulative.dtype)).item()) + 1)
+        cut = int(torch.searchsorted(cumulative, torch.tensor(b / n_bands, dtype=cumulative.dtype)).item()) + 1
+        cuts.append(_off_repeated_eigenvalue(evals, cumulative, min(cut, len(evals)), b / n_bands))
     cuts.append(len(evals))
     cuts = np.maximum.accumulate(np.minimum(cuts, len(evals)))
     borders = []
