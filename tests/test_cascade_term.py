@@ -169,6 +169,19 @@ def test_hard_negatives_come_from_the_users_full_graph_list():
     assert 1800 < int((half != 9).sum()) < 2200
 
 
+def test_hard_negatives_with_a_depth_come_from_the_top_of_the_list():
+    term = hand_term()  # user 1's full-graph list in rank order: item 2 (rank 1), item 4 (rank 3), item 3 (rank 4)
+    users, negatives = torch.tensor([1] * 300 + [0] * 5), torch.full((305,), 9)
+    top1 = term.hard_negatives(users, negatives, 1.0, torch.Generator().manual_seed(0), depth=1)
+    assert top1[:300].tolist() == [2] * 300 and top1[300:].tolist() == [9] * 5
+    top2 = term.hard_negatives(users, negatives, 1.0, torch.Generator().manual_seed(0), depth=2)
+    assert set(top2[:300].tolist()) == {2, 4}
+    deep = term.hard_negatives(users, negatives, 1.0, torch.Generator().manual_seed(0), depth=10)
+    assert set(deep[:300].tolist()) == {2, 3, 4}
+    user2 = term.hard_negatives(torch.tensor([2] * 10), torch.full((10,), 9), 1.0, depth=3)
+    assert user2.tolist() == [1] * 10
+
+
 # -- the term in every multi-behavior model ----------------------------------------------------------------
 def build(cls, **overrides):
     torch.manual_seed(0)

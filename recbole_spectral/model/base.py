@@ -94,10 +94,11 @@ class EmbeddingRecommender(SpectralRecommender):
         if "history_term" in (getattr(self, "hyperparameters", None) or {}) and config["history_term"]:
             matrices = [dataset.behavior_matrix(b) for b in self.auxiliary_behaviors]
             self.history_term = HistoryTerm(matrices, self.n_users, config["history_term_init"], self.device)
-        self.cascade_term, self.hard_negatives = None, 0.0
+        self.cascade_term, self.hard_negatives, self.hard_negatives_depth = None, 0.0, 0
         if "cascade_term" in (getattr(self, "hyperparameters", None) or {}) and config["cascade_term"]:
             self.cascade_term = self._build_cascade_term(config, dataset)
             self.hard_negatives = config["cascade_term_hard_negatives"]
+            self.hard_negatives_depth = config["cascade_term_hard_negatives_depth"]
 
     def _build_cascade_term(self, config, dataset):
         """The cascade term on the dataset's training matrices; its lists are cached in ``cascade_term_cache_dir``
@@ -151,7 +152,8 @@ class EmbeddingRecommender(SpectralRecommender):
         probability p by an item of the user's cascade list (hard negatives); the batch unchanged otherwise."""
         if self.cascade_term is not None and self.hard_negatives > 0:
             users, negatives = interaction[self.USER_ID], interaction[self.NEG_ITEM_ID]
-            interaction[self.NEG_ITEM_ID] = self.cascade_term.hard_negatives(users, negatives, self.hard_negatives)
+            interaction[self.NEG_ITEM_ID] = self.cascade_term.hard_negatives(users, negatives, self.hard_negatives,
+                                                                               depth=self.hard_negatives_depth)
         return interaction
 
     def bpr_loss(self, interaction):

@@ -24,7 +24,8 @@ validation and test rows never enter the dataset's behavior matrices.
 
 Hard negatives (``cascade_term_hard_negatives`` = p): in every training batch, each row's negative is replaced
 with probability p by an item drawn uniformly from the user's top K on the full training graph (none of them is
-a training target item of the user), so BPR also orders items inside the user's cascade list. They act on models
+a training target item of the user), so BPR also orders items inside the user's cascade list; with
+``cascade_term_hard_negatives_depth`` = m > 0 the draw is from the user's top m only (the ranks HR@10 reads). They act on models
 whose loss reads RecBole's negatives (SpectraMB, MB-CGCN, MuLe, UnionLightGCN); CRGCN draws its own.
 
 The rankings cost 1 + ``folds`` CascadingRank passes over all users, once per training graph; they are cached
@@ -52,6 +53,7 @@ CASCADE_TERM_HYPERPARAMETERS = {
     "cascade_term_beta": Float(low=0.0, high=1.0),
     "cascade_term_init": Float(),
     "cascade_term_hard_negatives": Float(low=0.0, high=1.0),
+    "cascade_term_hard_negatives_depth": Int(low=0),
 }
 
 _TOLERANCE, _MAX_ITER = 1.0e-4, 100  # CascadingRank's published convergence settings (properties/model/CascadingRank.yaml)
@@ -180,6 +182,10 @@ class CascadeTerm(nn.Module):
         super().__init__()
         self.n_users, self.n_folds = target.shape[0], int(n_folds)
         self.lists = ObservedPairs(lists, device)                 # rank r_u(i) per (fold · n_users + u, i)
+        full = sp.csr_matrix(lists)[self.n_folds * self.n_users:]
+        by_rank = np.lexsort((full.data, np.repeat(np.arange(full.shape[0]), np.diff(full.indptr))))
+        self.ranked_items = torch.from_numpy(full.indices[by_rank].astype(np.int64)).to(device)  # full-graph lists, rank order
+        self.ranked_indptr = torch.from_numpy(full.indptr.astype(np.int64)).to(device)
         target = sp.csr_matrix(target, dtype=np.float32)
         target.sort_indices()
         folded = target.copy()
@@ -221,13 +227,19 @@ class CascadeTerm(nn.Module):
         value = self.gamma(users)[row] * self.rank_value(rank)
         return scores.index_put((row, item), value, accumulate=True)
 
-    def hard_negatives(self, users, negatives, share, generator=None):
+    def hard_negatives(self, users, negatives, share, generator=None, depth=0):
         """``negatives`` with each row replaced, with probability ``share``, by a uniform draw from the user's
-        list on the full training graph (rows of users with an empty list keep theirs)."""
-        rows = self.n_folds * self.n_users + users.long()
-        start, count = self.lists.indptr[rows], self.lists.indptr[rows + 1] - self.lists.indptr[rows]
+        list on the full training graph — from its top ``depth`` ranks when ``depth`` > 0 (rows of users with
+        an empty list keep theirs)."""
+        if depth > 0:
+            items, indptr = self.ranked_items, self.ranked_indptr
+            start, count = indptr[users.long()], (indptr[users.long() + 1] - indptr[users.long()]).clamp(max=depth)
+        else:
+            items, indptr = self.lists.indices, self.lists.indptr
+            rows = self.n_folds * self.n_users + users.long()
+            start, count = indptr[rows], indptr[rows + 1] - indptr[rows]
         draw = torch.rand(len(users), generator=generator, device=users.device)
         pick = torch.rand(len(users), generator=generator, device=users.device)
         replace = (draw < share) & (count > 0)
         offset = start + (pick * count).long().clamp(max=(count - 1).clamp(min=0))
-        return torch.where(replace, self.lists.indices[offset.clamp(max=max(self.lists.nnz - 1, 0))], negatives)
+        return torch.where(replace, items[offset.clamp(max=max(items.numel() - 1, 0))], negatives)
