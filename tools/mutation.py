@@ -56,6 +56,8 @@ TESTS = {
     f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
     f"{MODEL}/multibehavior/unionlightgcn.py": ["tests/test_reference_mb.py", "tests/test_history_term.py"],
     f"{LAYERS}/multibehavior/history_term.py": ["tests/test_history_term.py", "tests/test_reference_mb.py"],
+    f"{LAYERS}/multibehavior/cascade_term.py": ["tests/test_cascade_term.py"],
+    f"{MODEL}/general/simgcl.py": ["tests/test_simgcl.py"],
     f"{MODEL}/multimodal/ssr.py": ["tests/test_reference_mm.py", "tests/test_reference_blocks.py", "tests/test_ssr.py"],
     f"{LAYERS}/multimodal/hsno.py": ["tests/test_reference_blocks.py", "tests/test_hsno.py", "tests/test_reference_mm.py",
                                      "tests/test_ssr.py"],  # test_ssr: the released operator without context scale
