@@ -380,6 +380,8 @@ LEFT.update({
 # Survivors whose diff alone cannot say why they are equivalent (the same line is a real mutant elsewhere):
 # {survivor: one line why}.
 EQUIVALENT_NAMES = {
+    "recbole_spectral.model.general.simgcl.xǁSimGCLǁencode__mutmut_22":
+        "the layer mean of −E^(l): every user and item row negated together, so every score (a dot product), norm and cosine is the same",
     "recbole_spectral.layers.knn.x_cache_checksum__mutmut_15":
         "the fixed separator hashed between the arrays already marks where each ends (a re-cut of rows and cols is caught)",
     **{f"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_{i}":
