@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
 from recbole_spectral.errors import ConfigError, DataError
-from recbole_spectral.layers.multibehavior.cascade_term import CascadeTerm, cascade_lists, target_folds
+from recbole_spectral.layers.multibehavior.cascade_term import CascadeTerm, _top_k, cache_key, cascade_lists, target_folds
 from recbole_spectral.layers.multibehavior.observed import ObservedPairs
 from recbole_spectral.model.multibehavior.cascadingrank import CascadingRank
 from recbole_spectral.model.multibehavior.crgcn import CRGCN
@@ -23,6 +23,7 @@ from tests.helpers import FAST, TinyMultiBehaviorDataset, assert_term_adds_to_ev
 from tests.test_mb_dataset import frame, toy_splits, write_toy
 
 N_USERS, N_ITEMS = TinyMultiBehaviorDataset.n_users, TinyMultiBehaviorDataset.n_items
+TARGET_FOLDS = [2, 0, 1, 2, 0, 0, 1, 1, 2]  # target_folds of test_the_deal_of_pairs_into_folds_is_fixed_by_its_seed's matrix
 MODELS = [SpectraMB, CRGCN, MBCGCN, MuLe, UnionLightGCN]
 SMALL = {"SpectraMB": {"embedding_size": 8, "attention_size": 4}, "MBCGCN": {"warmup_epochs": 0}}
 TERM = {"cascade_term": True, "cascade_term_top_k": 4, "cascade_term_folds": 2}
@@ -46,6 +47,13 @@ def test_folds_spread_each_users_pairs_evenly_and_are_fixed():
     assert sorted(np.bincount(fold[:5], minlength=2).tolist()) == [2, 3]
     assert sorted(np.bincount(fold[6:], minlength=2).tolist()) == [1, 2]
     assert fold.tolist() == target_folds(target, 2).tolist() and set(fold.tolist()) <= {0, 1}
+
+
+def test_the_deal_of_pairs_into_folds_is_fixed_by_its_seed():
+    # the deal is part of what the cached lists mean (the cache key holds its seed, not its values): pinned here, so
+    # a change to it must come with a new cache version. User 1 has no pair and draws nothing from the generator.
+    target = sp.csr_matrix(np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 1]], dtype=np.float32))
+    assert target_folds(target, 3).tolist() == TARGET_FOLDS
 
 
 def cascading_rank_top(matrices, masked, k):
@@ -81,6 +89,76 @@ def test_lists_are_cascading_ranks_top_k_on_the_full_graph_and_out_of_fold():
         for u in range(1, N_USERS):
             assert listed(lists, f * N_USERS + u) == top[u]
     assert listed(lists, 0) == listed(lists, N_USERS) == listed(lists, 2 * N_USERS) == []  # padding user
+
+
+class WideDataset(TinyMultiBehaviorDataset):
+    """More users than items: 11 users x 4 items (+ padding); item 4 has no interaction of any behavior."""
+
+    n_users, n_items = 12, 5
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        self.matrices = {}
+        for behavior, density in (("view", 0.7), ("cart", 0.4), ("buy", 0.3)):
+            dense = (rng.random((self.n_users, self.n_items)) < density).astype(np.float32)
+            dense[0, :] = dense[:, 0] = dense[:, 4] = 0
+            self.matrices[behavior] = sp.csr_matrix(dense)
+
+
+def test_lists_with_more_users_than_items_and_a_list_longer_than_the_catalogue():
+    data = WideDataset()
+    buy = data.matrices["buy"]
+    lists = cascade_lists(data.behaviors, "buy", data.matrices, 6, 2, 0.0, 0.9)
+    assert lists.shape == (3 * data.n_users, data.n_items) and lists.dtype == np.float32
+    scores = CascadingRank(model_config("CascadingRank"), data).score_users(torch.arange(1, data.n_users)).numpy()
+    for u in range(1, data.n_users):  # K = 6 > 4 items: every item the user did not buy, in CascadingRank's order
+        free = [i for i in range(1, data.n_items) if buy[u, i] == 0]
+        assert listed(lists, 2 * data.n_users + u) == sorted(free, key=lambda i: (-scores[u - 1, i], i))
+    # K = 1: item 4 (no interaction, the lowest id among the lowest scores never first) is in no list, and the
+    # matrix still spans the whole catalogue
+    assert cascade_lists(data.behaviors, "buy", data.matrices, 1, 2, 0.0, 0.9).shape == (3 * data.n_users, data.n_items)
+
+
+class _FixedRanker:
+    def __init__(self, scores):
+        self.scores = torch.as_tensor(scores, dtype=torch.float32)
+
+    def score_users(self, users):
+        return self.scores[users]
+
+
+def test_top_k_orders_by_score_and_breaks_ties_by_item_id():
+    scores = np.zeros((3, 41), dtype=np.float32)
+    scores[1, 1:] = np.random.default_rng(0).integers(0, 3, 40)  # 40 items on three score levels
+    scores[2, 1:] = 5.0
+    masked = sp.csr_matrix(([1.0], ([2], [7])), shape=(3, 41))
+    indptr, items, ranks = _top_k(_FixedRanker(scores), masked, 30)
+    row1 = sorted(range(1, 41), key=lambda i: (-scores[1, i], i))[:30]
+    assert indptr.tolist() == [0, 0, 30, 60] and items[:30].tolist() == row1
+    assert items[30:].tolist() == [i for i in range(1, 41) if i != 7][:30] and ranks.tolist() == list(range(1, 31)) * 2
+
+
+def test_top_k_of_a_dataset_without_users_is_empty():
+    indptr, items, ranks = _top_k(_FixedRanker(np.zeros((1, 5))), sp.csr_matrix((1, 5)), 3)
+    assert indptr.tolist() == [0, 0]
+    assert items.shape == ranks.shape == (0,) and items.dtype == ranks.dtype == np.int64
+
+
+def test_the_cache_key_holds_the_catalogue_size():
+    pairs = sp.csr_matrix(([1.0], ([1], [2])), shape=(3, 4))
+    wider = sp.csr_matrix(([1.0], ([1], [2])), shape=(3, 6))
+    assert cache_key(["buy"], {"buy": pairs}, 4, 2, 0.0, 0.9) != cache_key(["buy"], {"buy": wider}, 4, 2, 0.0, 0.9)
+
+
+def test_lists_log_each_pass_and_refuse_a_cache_folder_that_cannot_be_made(tmp_path):
+    data, messages = TinyMultiBehaviorDataset(), []
+    cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, log=messages.append)
+    assert messages == ["cascade term: CascadingRank lists of fold 1/2 done", "cascade term: CascadingRank lists of fold 2/2 done",
+                        "cascade term: CascadingRank lists on the full training graph done"]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"config key 'cascade_term_cache_dir': cannot create folder .*file.sub"):
+        cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=str(blocker / "sub"))
 
 
 def test_lists_come_from_training_interactions_only(workdir):
@@ -136,6 +214,9 @@ def test_the_curve_starts_as_cascading_ranks_order():
     assert len(term.curve) == 8  # knots at log2 r = 0..7 (⌈log2 100⌉ = 7)
     values = term.rank_value(torch.arange(1, 101))
     assert values[0] == 2.0 and bool((values[1:] < values[:-1]).all()) and values[-1] > 0
+    torch.testing.assert_close(term.curve.data, 2.0 * (1 - torch.arange(8.0) / 8))  # w_j = init·(1 − j/(J+1))
+    default = CascadeTerm(sp.csr_matrix((3, 3)), sp.csr_matrix((1, 3)), n_folds=2, top_k=4)
+    torch.testing.assert_close(default.curve.data, torch.tensor([1.0, 2 / 3, 1 / 3]))  # init 1 by default
 
 
 def test_evaluation_values_on_a_hand_built_case():
@@ -159,6 +240,19 @@ def test_training_pairs_read_their_fold_and_others_a_hashed_fold():
         torch.testing.assert_close(term(users, items), torch.tensor([1.5 * 1.0, 0.0, 0.0, 1.5 * 2.0]))
 
 
+def test_pairs_outside_the_target_read_the_fold_of_their_hash():
+    # 3 folds: (1, i) reads fold (1·2654435761 + i) mod 3 = (1 + i) mod 3 — item 1: fold 2, item 2: fold 0, item 3: fold 1
+    lists = sp.lil_matrix((8, 4), dtype=np.float32)
+    for fold in range(3):
+        for item in (1, 2, 3):
+            lists[fold * 2 + 1, item] = 2 ** fold  # rank 1, 2 or 4 by fold
+    term = CascadeTerm(lists.tocsr(), sp.csr_matrix((2, 4)), n_folds=3, top_k=4).train()
+    with torch.no_grad():
+        term.curve.copy_(torch.tensor([3.0, 2.0, 1.0]))  # f(1) = 3, f(2) = 2, f(4) = 1; γ = 1
+        got = term(torch.tensor([1, 1, 1]), torch.tensor([1, 2, 3]))
+    torch.testing.assert_close(got, torch.tensor([1.0, 3.0, 2.0]))
+
+
 def test_hard_negatives_come_from_the_users_full_graph_list():
     term = hand_term()
     users, negatives = torch.tensor([1] * 200 + [0] * 5), torch.full((205,), 9)
@@ -167,6 +261,34 @@ def test_hard_negatives_come_from_the_users_full_graph_list():
     assert term.hard_negatives(users, negatives, 0.0).tolist() == negatives.tolist()
     half = term.hard_negatives(torch.tensor([1] * 4000), torch.full((4000,), 9), 0.5, torch.Generator().manual_seed(1))
     assert 1800 < int((half != 9).sum()) < 2200
+
+
+def test_hard_negatives_follow_the_generator_and_keep_the_id_type():
+    term = hand_term()
+    users, negatives = torch.tensor([1] * 50), torch.full((50,), 9)
+    draws = [term.hard_negatives(users, negatives, 0.5, torch.Generator().manual_seed(s)) for s in (4, 4, 5)]
+    assert draws[0].tolist() == draws[1].tolist() != draws[2].tolist()
+    assert draws[0].dtype == term.hard_negatives(users, negatives, 1.0, depth=2).dtype == torch.int64
+
+
+def test_hard_negatives_without_any_list_keep_every_negative():
+    term = CascadeTerm(sp.csr_matrix((9, 5)), sp.csr_matrix((3, 5)), n_folds=2, top_k=4)
+    negatives = torch.tensor([3, 4, 1])
+    assert term.hard_negatives(torch.tensor([1, 2, 0]), negatives, 1.0).tolist() == [3, 4, 1]
+    assert term.hard_negatives(torch.tensor([1, 2, 0]), negatives, 1.0, depth=2).tolist() == [3, 4, 1]
+
+
+def test_hard_negatives_with_a_depth_stay_in_the_users_own_list():
+    # 3 users x 6 items, 1 fold + the full graph; full-graph lists: user 0 items 5, 4 ; user 1 items 3, 2, 1; user 2 item 5
+    lists = sp.lil_matrix((6, 6), dtype=np.float32)
+    lists[3, 5], lists[3, 4] = 1, 2
+    lists[4, 3], lists[4, 2], lists[4, 1] = 1, 2, 3
+    lists[5, 5] = 1
+    term = CascadeTerm(lists.tocsr(), sp.csr_matrix((3, 6)), n_folds=1, top_k=4)
+    drawn = term.hard_negatives(torch.tensor([1] * 300), torch.full((300,), 0), 1.0, torch.Generator().manual_seed(0), depth=5)
+    assert set(drawn.tolist()) == {1, 2, 3}
+    drawn = term.hard_negatives(torch.tensor([1] * 300), torch.full((300,), 0), 1.0, torch.Generator().manual_seed(0), depth=2)
+    assert set(drawn.tolist()) == {2, 3}
 
 
 def test_hard_negatives_with_a_depth_come_from_the_top_of_the_list():

@@ -231,6 +231,8 @@ class CascadeTerm(nn.Module):
         """``negatives`` with each row replaced, with probability ``share``, by a uniform draw from the user's
         list on the full training graph — from its top ``depth`` ranks when ``depth`` > 0 (rows of users with
         an empty list keep theirs)."""
+        if self.ranked_items.numel() == 0:  # no user has a list: nothing to draw from
+            return negatives
         if depth > 0:
             items, indptr = self.ranked_items, self.ranked_indptr
             start, count = indptr[users.long()], (indptr[users.long() + 1] - indptr[users.long()]).clamp(max=depth)
