@@ -161,6 +161,25 @@ def test_lists_log_each_pass_and_refuse_a_cache_folder_that_cannot_be_made(tmp_p
         cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=str(blocker / "sub"))
 
 
+def test_a_stopped_build_resumes_at_the_next_pass(tmp_path, monkeypatch):
+    data = TinyMultiBehaviorDataset()
+    fresh = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9)
+
+    def stop(message):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed after the first of 3 passes
+        cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path, log=stop)
+    assert [f.name.split(".")[-2] for f in tmp_path.glob("*.npz")] == ["pass0"]
+    from recbole_spectral.layers.multibehavior import cascade_term
+    calls = []
+    real = cascade_term._cascading_rank
+    monkeypatch.setattr(cascade_term, "_cascading_rank", lambda *a: calls.append(1) or real(*a))
+    resumed = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
+    assert len(calls) == 2 and (resumed != fresh).nnz == 0  # the two passes left, the same lists
+    assert [f.name.count(".pass") for f in tmp_path.glob("*.npz")] == [0]  # one cache file, the passes removed
+
+
 def test_lists_come_from_training_interactions_only(workdir):
     # the same training file with other validation and test rows: the same lists
     splits = toy_splits()

@@ -29,7 +29,8 @@ a training target item of the user), so BPR also orders items inside the user's 
 whose loss reads RecBole's negatives (SpectraMB, MB-CGCN, MuLe, UnionLightGCN); CRGCN draws its own.
 
 The rankings cost 1 + ``folds`` CascadingRank passes over all users, once per training graph; they are cached
-(:func:`cascade_lists`) under a key of the graph's content and the settings.
+(:func:`cascade_lists`) under a key of the graph's content and the settings, each pass as it finishes (a build
+stopped part-way resumes at the next pass).
 """
 import hashlib
 import os
@@ -155,14 +156,23 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
     target = sp.csr_matrix(matrices[target_behavior], dtype=np.float32)
     target.sort_indices()
     fold = target_folds(target, folds)
-    parts = []
-    for f in list(range(folds)) + [None]:
-        graph_target = target.copy()
-        if f is not None:
-            graph_target.data[fold == f] = 0.0
-            graph_target.eliminate_zeros()
-        graph = _TrainingGraph(behaviors, target_behavior, {**matrices, target_behavior: graph_target}, n_users, n_items)
-        parts.append(_top_k(_cascading_rank(graph, alpha, beta), graph_target, k))
+    parts, part_files = [], []
+    for n, f in enumerate(list(range(folds)) + [None]):
+        part_file = f"{cache_file[:-len('.npz')]}.pass{n}.npz" if cache_file else None  # a killed build resumes here
+        if part_file and os.path.isfile(part_file):
+            with np.load(part_file) as stored:
+                parts.append((stored["indptr"], stored["items"], stored["ranks"]))
+        else:
+            graph_target = target.copy()
+            if f is not None:
+                graph_target.data[fold == f] = 0.0
+                graph_target.eliminate_zeros()
+            graph = _TrainingGraph(behaviors, target_behavior, {**matrices, target_behavior: graph_target}, n_users, n_items)
+            parts.append(_top_k(_cascading_rank(graph, alpha, beta), graph_target, k))
+            if part_file:
+                np.savez(part_file + ".tmp.npz", indptr=parts[-1][0], items=parts[-1][1], ranks=parts[-1][2])
+                os.replace(part_file + ".tmp.npz", part_file)
+        part_files.append(part_file)
         if log is not None:
             log(f"cascade term: CascadingRank lists {'on the full training graph' if f is None else f'of fold {f + 1}/{folds}'} done")
     offsets = np.cumsum([0] + [p[0][-1] for p in parts])
@@ -172,6 +182,8 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
     if cache_file:
         sp.save_npz(cache_file + ".tmp.npz", lists)
         os.replace(cache_file + ".tmp.npz", cache_file)
+        for part_file in part_files:
+            os.remove(part_file)
     return lists
 
 
