@@ -244,6 +244,33 @@ def test_one_band_without_modalities_trains_and_scores():
     assert scores.shape == (4 * N_ITEMS,) and torch.isfinite(scores).all()
 
 
+@pytest.mark.parametrize("n_bands", [1, 2])
+def test_masking_needs_two_bands(n_bands):
+    # with M = 1 there is no other band to keep: band_drop_prob draws nothing and the loss is the unmasked one;
+    # from M = 2 on the masked copy enters the consistency term
+    dataset, data = TinyMultiModalDataset(), batch()
+    losses = []
+    for p in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = SSR(ssr_config(n_bands=n_bands, band_drop_prob=p, lambda_mask=1.0), dataset).train()
+        torch.manual_seed(1)
+        losses.append(model.calculate_loss(data).item())
+    assert (losses[0] == losses[1]) == (n_bands == 1)
+
+
+def test_removing_a_band_at_inference_zeroes_it_before_the_fusion():
+    torch.manual_seed(0)
+    model = SSR(ssr_config(), TinyMultiModalDataset()).eval()
+    with torch.no_grad():
+        bands = model.node_bands()
+        for b in range(model.n_bands):
+            cut = bands.clone()
+            cut[:, b] = 0.0
+            with model.inference_ablations()[f"without band {b + 1}"]():
+                torch.testing.assert_close(torch.cat(model.compute_embeddings()), model.fuse(cut, None, model.n_users))
+        torch.testing.assert_close(torch.cat(model.compute_embeddings()), model.fuse(bands, None, model.n_users))  # restored
+
+
 def test_free_preferences_are_regularised():
     torch.manual_seed(0)
     dataset = TinyMultiModalDataset()
@@ -308,6 +335,21 @@ def test_model_prunes_per_epoch_renormalises_and_evaluates_on_the_full_graph():
         assert torch.allclose(torch.cat(model.compute_embeddings()), torch.cat(full.compute_embeddings()), atol=1e-6)
 
 
+def test_training_bands_come_from_the_pruned_graph():
+    # Chebyshev bands (no exact path): in training both parts are banded on the epoch's pruned graph
+    torch.manual_seed(0)
+    model = SSR(ssr_config(edge_keep_ratio=0.5, exact_max_nodes=0, user_modality="item_mean"), TinyMultiModalDataset())
+    model.train()
+    model.on_train_epoch_start(0, None)
+    rows, d = torch.tensor([0, 3, N_USERS + 2, N_USERS + 9]), model.embedding_size
+    with torch.no_grad():
+        bands = model.node_bands(rows)
+        learned = model.bands.stacked_bands(model.learned_signal(model.train_adj), rows, laplacian=model.train_laplacian)
+        torch.testing.assert_close(bands[..., :d], learned[..., :d])
+        for j, m in enumerate(model.modalities):
+            torch.testing.assert_close(bands[..., d * (j + 1): d * (j + 2)], model.projection[m](model.fixed_bands_train[m][rows]))
+
+
 def test_held_out_loss_scores_only_the_pairs_the_pruned_graph_left_out():
     torch.manual_seed(0)
     dataset = TinyMultiModalDataset()
@@ -336,6 +378,12 @@ def test_held_out_loss_scores_only_the_pairs_the_pruned_graph_left_out():
     negs = torch.randint(1, N_ITEMS, (12,), generator=torch.Generator().manual_seed(1))
     expected = every.calculate_loss(pairs(out_u[:7], out_i[:7], negs[5:]))
     assert torch.allclose(model.calculate_loss(pairs(users, items, negs)), expected, atol=1e-6)
+    # one held-out pair in the batch: its own loss, not a share of it
+    one = every.calculate_loss(pairs(out_u[:1], out_i[:1], negs[5:6]))
+    mixed = pairs(torch.cat([kept_u[:3], out_u[:1]]), torch.cat([kept_i[:3], out_i[:1]]), negs[2:6])
+    assert torch.allclose(model.calculate_loss(mixed), one, atol=1e-6)
+    # loss_pairs: all scores every pair on the pruned graph too, the kept edges included
+    assert every.calculate_loss(pairs(kept_u, kept_i, neg)).item() > 0.0
     # the option needs pruning
     with pytest.raises(ConfigError, match="loss_pairs.*edge_keep_ratio is 1.0"):
         check_model(SSR, {**ssr_config(loss_pairs="held_out", edge_keep_ratio=1.0)})
@@ -351,6 +399,11 @@ def test_mlp_encoder_acts_per_band_and_trains():
         for b in range(model.n_bands):
             expected = model.projection[m](model.fixed_bands[m][rows, b])
             assert torch.allclose(bands[:, b, 8 * (j + 1): 8 * (j + 2)], expected, atol=1e-6)
+    # the signal the borders are placed on: the learned part beside each modality's features through the MLP's
+    # first (linear) layer, mlp_hidden (5) columns each
+    with torch.no_grad():
+        expected = torch.cat([model.learned_signal()] + [model.projection[m][0](model.fixed_signal[m]) for m in model.modalities], 1)
+        torch.testing.assert_close(model.full_signal(), expected)
     model.calculate_loss(batch()).backward()
     for m in model.modalities:
         assert all(float(p.grad.abs().sum()) > 0 for p in model.projection[m].parameters())

@@ -364,6 +364,8 @@ LEFT.update({
        "far below the 0.01 grid of the refinement that follows" for i in (1, 10, 11)},
     _GB + "x_exact_decomposition_from_eigen__mutmut_33": "differs only when the cumulative energy lies within float32 rounding (3e-8) of b/M",
 })
+LEFT.update({f"recbole_spectral.model.multimodal.ssr.xǁSSRǁ{f}__mutmut_1": "its diff was not stored (a change on the signature "
+             "line); the next run of ssr.py re-checks it" for f in ("fuse", "fuse_many")})
 _KNN = "recbole_spectral.layers.knn.x_approximate_knn_edges__mutmut_"
 _TUNING = "a tuning constant of the approximate index: it moves the recall (measured and logged at build time), not what an edge means"
 LEFT.update({_KNN + str(i): _TUNING for i in (1, 67, 69, 76, 77, 78, 85, 95, 102, 105, 111, 112, 115)})
@@ -379,8 +381,28 @@ LEFT.update({
 
 # Survivors whose diff alone cannot say why they are equivalent (the same line is a real mutant elsewhere):
 # {survivor: one line why}.
+_SSR = "recbole_spectral.model.multimodal.ssr.xǁSSRǁ"
+EQUIVALENT_SSR = {
+    **{_SSR + f"_pruned__mutmut_{i}": "train_adj is built only when edge_keep_ratio < 1 (None otherwise)" for i in (3, 4)},
+    _SSR + "_sync_borders__mutmut_2": "the cache exists from construction on (calibrate_bands builds it): the same bands rebuilt",
+    _SSR + "calculate_loss__mutmut_131": "with lambda_reg 0 the term adds 0 x regulariser; with sum fusion the regulariser is 0",
+    **{_SSR + f"calculate_loss__mutmut_{i}": "alignment_loss is 0 with fewer than 2 views, and lambda_cl 0 adds 0 x loss"
+       for i in (140, 143)},
+    **{_SSR + f"calculate_loss__mutmut_{i}": "torch.full infers int64 from the integer fill value n" for i in (154, 158)},
+    _SSR + "calculate_loss__mutmut_25": "band_keep_mask keeps every band when M = 1: the masked copy is the unmasked one",
+    **{_SSR + f"fuse_many__mutmut_{i}": "slice(None, n) and slice(n) are slice(0, n)" for i in (21, 23)},
+    _SSR + "fuse_many__mutmut_29": "the operator on zero rows returns zero rows: skipping an empty slice only saves the call",
+    _SSR + "fusion_regularizer__mutmut_4": "calculate_loss calls it only with fusion hsno; the zero branch serves no training path",
+    **{_SSR + f"user_item_mean__mutmut_{i}": "only users without training items take the other branch (or the 1e-12 floor), and "
+       "their rows of R are empty: D_u^-1 R is the same" for i in (13, 17, 25, 26)},
+    _SSR + "calculate_loss__mutmut_179": "first < n: it indexes the first n entries of either slice",
+    _SSR + "calculate_loss__mutmut_20": "node n_users is item 0, RecBole's padding item, which no batch holds",
+    **{_SSR + f"calculate_loss__mutmut_{i}": "without masking the masked copy is the unmasked one (consistency 0); with "
+       "lambda_mask 0 it adds 0 x consistency" for i in (43, 71)},
+}
 _CT = "recbole_spectral.layers.multibehavior.cascade_term."
 EQUIVALENT_NAMES = {
+    **EQUIVALENT_SSR,
     **{_CT + f"x__cascading_rank__mutmut_{i}": "the training graph's num() answers n_items for every field but 'user_id'" for i in (8, 9)},
     **{_CT + f"x__cascading_rank__mutmut_{i}": "CascadingRank never reads NEG_PREFIX or the dataset's name: it draws no negatives "
        "and logs nothing by name" for i in (12, 13, 21, 22)},
@@ -581,6 +603,20 @@ _kills("tests/test_knn.py::test_all_zero_features_have_no_edges_and_bad_shapes_o
 _kills("tests/test_knn.py::test_the_exact_graph_keeps_its_cache_key", "layers.knn",
        "x_knn_graph__mutmut_36", "x_knn_graph__mutmut_38", "x_knn_graph__mutmut_40",
        "x_knn_graph__mutmut_41")
+_kills("tests/test_ssr.py::test_held_out_loss_scores_only_the_pairs_the_pruned_graph_left_out", "model.multimodal.ssr",
+       "xǁSSRǁcalculate_loss__mutmut_109", "xǁSSRǁcalculate_loss__mutmut_125")
+_kills("tests/test_ssr.py::test_masking_needs_two_bands", "model.multimodal.ssr",
+       "xǁSSRǁcalculate_loss__mutmut_26")
+_kills("tests/test_ssr.py::test_model_prunes_per_epoch_renormalises_and_evaluates_on_the_full_graph", "model.multimodal.ssr",
+       "xǁSSRǁ_sync_borders__mutmut_1", "xǁSSRǁ_sync_borders__mutmut_3")
+_kills("tests/test_ssr.py::test_removing_a_band_at_inference_zeroes_it_before_the_fusion", "model.multimodal.ssr",
+       *[f"xǁSSRǁcompute_embeddings__mutmut_{i}" for i in (3, 4, 5)])
+_kills("tests/test_ssr.py::test_mlp_encoder_acts_per_band_and_trains", "model.multimodal.ssr",
+       "xǁSSRǁ_encoder_linear_part__mutmut_2", "xǁSSRǁ_encoder_linear_part__mutmut_6")
+_kills("tests/test_ssr.py::test_training_bands_come_from_the_pruned_graph", "model.multimodal.ssr",
+       *[f"xǁSSRǁnode_bands__mutmut_{i}" for i in (5, 8, 27)])
+_kills("tests/test_reference_mm.py::test_ssr_forward_and_loss_equal_the_reference", "model.multimodal.ssr",
+       "xǁSSRǁalignment_loss__mutmut_46", *[f"xǁSSRǁfuse_many__mutmut_{i}" for i in (7, 9, 10, 11, 12, 16, 18, 19)])
 C = "tests/test_cascade_term.py::test_"
 _kills(C + "lists_with_more_users_than_items_and_a_list_longer_than_the_catalogue", "layers.multibehavior.cascade_term",
        "x__cascading_rank__mutmut_4", "x__cascading_rank__mutmut_5", "x__top_k__mutmut_42", "x_cascade_lists__mutmut_98",
