@@ -248,7 +248,7 @@ class CascadeTerm(nn.Module):
         if depth > 0:
             items, indptr = self.ranked_items, self.ranked_indptr
             start, count = indptr[users.long()], (indptr[users.long() + 1] - indptr[users.long()]).clamp(max=depth)
-        else:
+        else:  # the whole list in item order: the same draws as the runs recorded before the depth option
             items, indptr = self.lists.indices, self.lists.indptr
             rows = self.n_folds * self.n_users + users.long()
             start, count = indptr[rows], indptr[rows + 1] - indptr[rows]
