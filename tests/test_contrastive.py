@@ -52,4 +52,4 @@ def test_gradcheck_and_large_scores_stay_finite():
 def test_unknown_reduction_is_refused():
     x = torch.eye(2)
     with pytest.raises(ValueError, match="reduction"):
-        info_nce(x, x, reduction="none")
+        info_nce(x, x, tau=0.2, reduction="none")

@@ -65,6 +65,9 @@ def test_context_filter_starts_static_and_then_differs_per_node():
     torch.testing.assert_close(f(x[:1], g[:1]), y[:1])
     y.sum().backward()
     assert f.weight.grad.abs().sum() > 0 and f.modulation.weight.grad.abs().sum() > 0
+    # no context: the static filter, whatever the modulation
+    torch.testing.assert_close(f(x), static)
+    torch.testing.assert_close(f(x, None), static)
 
 
 def test_feature_attention_with_uniform_scores_is_the_mean_of_the_views():

@@ -394,6 +394,25 @@ def test_mbcgcn_warmup_lowers_the_first_behavior_loss():
     assert len(losses) == 30 and losses[-1] < losses[0]
 
 
+def test_mbcgcn_warmup_reports_each_epochs_mean_batch_loss():
+    # batches of 3 pairs and a learning rate too small to move the weights: the epoch's loss is the mean of its
+    # batches' BPR losses at the initial weights (a 0-layer LightGCN: the ID embeddings themselves)
+    model = make(MBCGCN, warmup_layers=0, warmup_epochs=1, warmup_batch_size=3, warmup_learning_rate=1e-20, reg_weight=0.0)
+    user_e, item_e = model.user_embedding.weight.detach().clone(), model.item_embedding.weight.detach().clone()
+    rows = model.first_rows
+    users = torch.repeat_interleave(torch.arange(model.n_users), rows.degrees())
+    torch.manual_seed(3)
+    order = torch.randperm(len(users))
+    batches = []
+    for start in range(0, len(order), 3):
+        user, pos = users[order[start:start + 3]], rows.indices[order[start:start + 3]]
+        neg = rows.sample_outside(user)
+        batches.append(torch.nn.functional.softplus((user_e[user] * (item_e[neg] - item_e[pos])).sum(-1)).mean().item())
+    assert len(batches) >= 2
+    torch.manual_seed(3)
+    assert model.warmup() == [pytest.approx(sum(batches) / len(batches), rel=1e-5)]
+
+
 @pytest.mark.parametrize("warmup_layers", [0, 3])
 def test_mbcgcn_warmup_is_a_lightgcn_of_warmup_layers_on_the_first_behavior(warmup_layers):
     # one warm-up step over every first-behavior pair: its loss is the BPR of a warmup_layers-layer LightGCN

@@ -43,9 +43,10 @@ class _LogSumExpScores(torch.autograd.Function):
         return grad_a, grad_c, None
 
 
-def info_nce(anchor, positive, candidates=None, tau=0.2, reduction="sum"):
+def info_nce(anchor, positive, candidates=None, *, tau, reduction="sum"):
     """InfoNCE of ``anchor`` rows against their ``positive`` rows (module docstring); ``candidates``: the rows
-    every anchor is scored against (default: the positives, i.e. in-batch negatives)."""
+    every anchor is scored against (default: the positives, i.e. in-batch negatives); ``tau``: the temperature
+    (each model passes its own: no default)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     a, p = F.normalize(anchor, dim=1), F.normalize(positive, dim=1)

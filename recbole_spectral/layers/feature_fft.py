@@ -52,7 +52,6 @@ class SpectralFilter(nn.Module):
 
     def __init__(self, dim):
         super().__init__()
-        self.dim = dim
         weight = torch.zeros(n_frequencies(dim), 2)
         weight[:, 0] = 1.0
         self.weight = nn.Parameter(weight)

@@ -20,7 +20,7 @@ ATTENTION_MODES = ("feature", "view")
 
 
 class GlobalContextAttention(nn.Module):
-    def __init__(self, dim, n_views, hidden_size, mode="feature"):
+    def __init__(self, dim, n_views, hidden_size, mode):
         super().__init__()
         if mode not in ATTENTION_MODES:
             raise ValueError(f"attention mode must be one of {ATTENTION_MODES}, got {mode!r}")

@@ -139,6 +139,6 @@ class LGMRec(EmbeddingRecommender):
             cl = 0.0
             for a, b in itertools.combinations(range(len(self.modalities)), 2):
                 (ua, ia), (ub, ib) = hyper[a], hyper[b]
-                cl = cl + info_nce(ua[user], ub[user], ub, self.tau) + info_nce(ia[pos], ib[pos], ib, self.tau)
+                cl = cl + info_nce(ua[user], ub[user], ub, tau=self.tau) + info_nce(ia[pos], ib[pos], ib, tau=self.tau)
             loss = loss + self.cl_weight * cl
         return loss + self.reg_weight * (u.norm() + p.norm() + q.norm()) / user.shape[0]
