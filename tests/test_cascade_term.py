@@ -91,6 +91,41 @@ def test_lists_are_cascading_ranks_top_k_on_the_full_graph_and_out_of_fold():
     assert listed(lists, 0) == listed(lists, N_USERS) == listed(lists, 2 * N_USERS) == []  # padding user
 
 
+def test_stage_scores_are_cascading_rank_stopped_at_each_behavior():
+    # stage b of the cascade is CascadingRank run on the first b + 1 behaviors with behavior b as the target
+    data = TinyMultiBehaviorDataset()
+    users = torch.arange(1, N_USERS)
+    stages = CascadingRank(model_config("CascadingRank"), data).score_users(users, stages=True)
+    assert stages.shape == (3, N_USERS - 1, N_ITEMS)
+    torch.testing.assert_close(stages[2], CascadingRank(model_config("CascadingRank"), data).score_users(users))
+    for b, behaviors in enumerate([["view"], ["view", "cart"]]):
+        cut = TinyMultiBehaviorDataset()
+        cut.behaviors, cut.target_behavior = behaviors, behaviors[-1]
+        torch.testing.assert_close(stages[b], CascadingRank(model_config("CascadingRank"), cut).score_users(users))
+    assert not torch.allclose(stages[0], stages[2])
+
+
+def test_stage_lists_hold_each_stages_top_k_and_the_target_stage_is_the_default_list():
+    data = TinyMultiBehaviorDataset()
+    buy = data.matrices["buy"]
+    lists = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, stages=True)
+    default = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9)
+    assert lists.shape == (3 * 3 * N_USERS, N_ITEMS)  # (folds + 1) passes x 3 stages x users
+    scores = CascadingRank(model_config("CascadingRank"), data).score_users(torch.arange(1, N_USERS), stages=True).numpy()
+    for s in range(3):
+        stage = scores[s].copy()
+        stage[buy[1:].toarray() > 0] = -np.inf  # the full graph's pass masks the training buys
+        stage[:, 0] = -np.inf
+        for u in range(1, N_USERS):
+            top = [i for i in np.argsort(-stage[u - 1], kind="stable")[:4] if np.isfinite(stage[u - 1, i])]
+            assert listed(lists, (2 * 3 + s) * N_USERS + u) == top
+    for f in range(3):  # every pass's target stage is the default list of that pass
+        for u in range(N_USERS):
+            assert listed(lists, (f * 3 + 2) * N_USERS + u) == listed(default, f * N_USERS + u)
+    assert cache_key(data.behaviors, data.matrices, 4, 2, 0.0, 0.9, stages=True) != cache_key(
+        data.behaviors, data.matrices, 4, 2, 0.0, 0.9)
+
+
 class WideDataset(TinyMultiBehaviorDataset):
     """More users than items: 11 users x 4 items (+ padding); item 4 has no interaction of any behavior."""
 
@@ -250,6 +285,33 @@ def test_evaluation_values_on_a_hand_built_case():
     torch.testing.assert_close(rows, torch.tensor([[0.0, 2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, -1.5, 1.5 * (1 - 2 * t)]]))
 
 
+def test_earlier_stages_add_their_own_curve_and_reliability():
+    # 2 users x 4 items, 2 stages (a cart stage, then the target's), 2 folds: rows (pass · 2 + stage) · 2 + user
+    lists = sp.lil_matrix((12, 4), dtype=np.float32)
+    lists[(2 * 2 + 0) * 2 + 1, 1], lists[(2 * 2 + 0) * 2 + 1, 3] = 1, 2   # full graph, cart stage, user 1
+    lists[(2 * 2 + 1) * 2 + 1, 3], lists[(2 * 2 + 1) * 2 + 1, 2] = 1, 2   # full graph, target stage, user 1
+    lists[(0 * 2 + 0) * 2 + 1, 2] = 1                                    # fold 0, cart stage, user 1
+    term = CascadeTerm(lists.tocsr(), sp.csr_matrix((2, 4)), n_folds=2, top_k=4, init=1.0)
+    assert term.n_stages == 2 and term.stage_curves.shape == (1, 3) and not term.stage_curves.detach().any()
+    users, items = torch.tensor([1, 1, 1]), torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        term.eval()
+        torch.testing.assert_close(term(users, items), torch.tensor([0.0, 2 / 3, 1.0]))  # the cart stage starts at 0
+        term.curve.copy_(torch.tensor([2.0, 1.0, 0.0]))
+        term.stage_curves.copy_(torch.tensor([[4.0, 3.0, 0.0]]))
+        term.stage_reliability.weight.copy_(torch.tensor([[0.0], [np.log(3.0)]]))  # γ_cart = 1, 1.5
+        # item 1: cart rank 1 only: 1.5·4; item 2: target rank 2: 1·1; item 3: cart rank 2 (1.5·3) + target rank 1 (2)
+        torch.testing.assert_close(term(users, items), torch.tensor([6.0, 1.0, 6.5]))
+        torch.testing.assert_close(term.add_to_rows(torch.tensor([1]), torch.zeros(1, 4)), torch.tensor([[0.0, 6.0, 1.0, 6.5]]))
+        term.train()  # (1, 2) is no buy: fold (1·2654435761 + 2) mod 2 = 1, no list there; (1, 1): fold 0, not listed
+        assert term(torch.tensor([1, 1]), torch.tensor([2, 1])).tolist() == [0.0, 0.0]
+        # (1, 3): fold (…+3) mod 2 = 0: not listed in fold 0's cart stage either
+        lists[(0 * 2 + 0) * 2 + 1, 3] = 2
+        term.lists = ObservedPairs(lists.tocsr())
+        torch.testing.assert_close(term(torch.tensor([1]), torch.tensor([3])), torch.tensor([1.5 * 3.0]))
+    assert set(term.hard_negatives(torch.tensor([1] * 100), torch.zeros(100, dtype=torch.long), 1.0).tolist()) == {2, 3}
+
+
 def test_training_pairs_read_their_fold_and_others_a_hashed_fold():
     term = hand_term().train()
     # (1, 1) is a training buy of fold 0: rank 2 there (not in the full lists); (2, 3) of fold 1: not listed there;
@@ -329,9 +391,9 @@ def build(cls, **overrides):
     return cls(model_config(cls.__name__, **{**SMALL.get(cls.__name__, {}), **overrides}), TinyMultiBehaviorDataset())
 
 
-def with_and_without(cls):
+def with_and_without(cls, **options):
     """The model with the term (random curve and γ) and the same weights without it."""
-    on, off = build(cls, **TERM), build(cls, cascade_term=False)
+    on, off = build(cls, **TERM, **options), build(cls, cascade_term=False)
     with torch.no_grad():
         for p in on.parameters():
             p.normal_(std=0.3)
@@ -342,20 +404,26 @@ def with_and_without(cls):
 def dense_term(model, fold_of=None):
     """c(u, i) for every pair from the lists and the parameters: the full-graph rows, or per pair the row of
     ``fold_of(u, i)``."""
-    term = model.cascade_term
-    lists = cascade_lists(["view", "cart", "buy"], "buy", TinyMultiBehaviorDataset().matrices, 4, 2, 0.0, 0.9).toarray()
-    gamma = (2 * torch.sigmoid(term.reliability.weight[:, 0])).detach().numpy()
+    term, n_stages = model.cascade_term, model.cascade_term.n_stages
+    lists = cascade_lists(["view", "cart", "buy"], "buy", TinyMultiBehaviorDataset().matrices, 4, 2, 0.0, 0.9,
+                          stages=n_stages > 1).toarray()
+    reliability = term.reliability.weight if n_stages == 1 else torch.cat([term.stage_reliability.weight, term.reliability.weight], 1)
+    curves = [term.curve] if n_stages == 1 else [*term.stage_curves, term.curve]
+    gamma = (2 * torch.sigmoid(reliability)).detach().numpy()
     out = np.zeros((N_USERS, N_ITEMS), dtype=np.float32)
     for u in range(N_USERS):
         for i in range(N_ITEMS):
-            rank = lists[(2 if fold_of is None else fold_of(u, i)) * N_USERS + u, i]
-            out[u, i] = gamma[u] * float(term.rank_value(torch.tensor([int(rank)])).detach()[0]) if rank else 0.0
+            for s in range(n_stages):
+                rank = lists[((2 if fold_of is None else fold_of(u, i)) * n_stages + s) * N_USERS + u, i]
+                if rank:
+                    out[u, i] += gamma[u, s] * float(term.rank_value(torch.tensor([int(rank)]), curves[s]).detach()[0])
     return torch.tensor(out)
 
 
-@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-def test_every_model_adds_the_term_to_its_scores(cls):
-    on, off = with_and_without(cls)
+@pytest.mark.parametrize("cls,options", [(cls, {}) for cls in MODELS] + [(UnionLightGCN, {"cascade_term_stages": True})],
+                         ids=lambda c: c.__name__ if isinstance(c, type) else ("stages" if c else "target"))
+def test_every_model_adds_the_term_to_its_scores(cls, options):
+    on, off = with_and_without(cls, **options)
     on.eval(), off.eval()
     _, full_off = assert_term_adds_to_every_score(on, off, dense_term(on), N_USERS, N_ITEMS)
     with torch.no_grad(), on.inference_ablations()["without the cascade term"]():
@@ -363,11 +431,13 @@ def test_every_model_adds_the_term_to_its_scores(cls):
     assert "without the cascade term" not in off.inference_ablations()
 
 
-@pytest.mark.parametrize("cls", [SpectraMB, MBCGCN, MuLe, UnionLightGCN], ids=lambda c: c.__name__)
-def test_every_model_trains_on_out_of_fold_ranks(cls):
+@pytest.mark.parametrize("cls,options", [(cls, {}) for cls in [SpectraMB, MBCGCN, MuLe, UnionLightGCN]]
+                         + [(SpectraMB, {"cascade_term_stages": True})],
+                         ids=lambda c: c.__name__ if isinstance(c, type) else ("stages" if c else "target"))
+def test_every_model_trains_on_out_of_fold_ranks(cls, options):
     # the BPR part of the loss moves by exactly the term's share, with positives read from their fold and
-    # negatives from the hashed one
-    on, off = with_and_without(cls)
+    # negatives from the hashed one (every stage's, with the stages)
+    on, off = with_and_without(cls, **options)
     buy = TinyMultiBehaviorDataset().matrices["buy"]
     fold = dict(zip(zip(*buy.nonzero()), target_folds(buy, 2)))
     c = dense_term(on, lambda u, i: fold.get((u, i), (u * 2654435761 + i) % 2))

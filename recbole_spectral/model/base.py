@@ -115,7 +115,7 @@ class EmbeddingRecommender(SpectralRecommender):
         start = time.time()
         lists = cascade_lists(self.behaviors, self.target_behavior, matrices, config["cascade_term_top_k"],
                               config["cascade_term_folds"], config["cascade_term_alpha"], config["cascade_term_beta"],
-                              cache_dir=folder, log=getLogger().info)
+                              cache_dir=folder, log=getLogger().info, stages=config["cascade_term_stages"])
         getLogger().info(f"cascade term: rank lists ready in {time.time() - start:.1f} s ({folder or 'not cached'})")
         return CascadeTerm(lists, matrices[self.target_behavior], config["cascade_term_folds"],
                            config["cascade_term_top_k"], config["cascade_term_init"], self.device)

@@ -12,6 +12,16 @@ and adds a learned function of the rank to a model's score:
 (r = 1 for the top item; f is piecewise linear in log2 r with learned knots w_0..w_J, started at
 w_j = ``init`` · (1 − j / (J + 1)) so the term starts as CascadingRank's own order; ρ_u = 0 at start).
 
+Stages (``cascade_term_stages``, off by default). CascadingRank ranks items once per behavior in funnel order, each
+stage starting from the previous one's result; the target's ranking is the last. With the option, every stage s
+keeps its own top ``K`` (same folds, same mask) and adds its own learned curve and reliability:
+
+    c(u, i) = Σ_s γ_us · f_s(r_us(i)),    f_s with knots w_s0..w_sJ (0 at start for s before the target's)
+
+so the term starts as the target's ranking alone and learns, per user, how far to trust each stage (on
+taobao-15k validation, CascadingRank's own view stage fused by reciprocal rank with its final ranking ranks the
+held-out buy higher than the final ranking alone: a fixed fusion, the learned one is what the option adds).
+
 Training pairs, out of fold. A training target pair (u, i⁺) is in the graph CascadingRank ran on, so its rank
 there is no guide to an unseen buy's (the user's own buys are its query). The training target pairs are dealt
 into ``folds`` folds (per user, round-robin after a seeded shuffle); for each fold f CascadingRank runs again on
@@ -55,6 +65,7 @@ CASCADE_TERM_HYPERPARAMETERS = {
     "cascade_term_init": Float(),
     "cascade_term_hard_negatives": Float(low=0.0, high=1.0),
     "cascade_term_hard_negatives_depth": Int(low=0),
+    "cascade_term_stages": Bool(),
 }
 
 _TOLERANCE, _MAX_ITER = 1.0e-4, 100  # CascadingRank's published convergence settings (properties/model/CascadingRank.yaml)
@@ -92,26 +103,34 @@ class _TrainingGraph:
         return self.matrices[behavior]
 
 
-def _top_k(ranker, masked, k):
+def _top_k(ranker, masked, k, stages=False):
     """(indptr, items, ranks 1..k) of every user's top ``k`` items under ``ranker``, the items of ``masked``
-    (users x items CSR) and the padding item 0 left out; ties by item id."""
+    (users x items CSR) and the padding item 0 left out; ties by item id. With ``stages``: a list of them, one
+    per behavior's ranking in funnel order (the target's last)."""
     n_users = masked.shape[0]
-    items, ranks, counts = [], [], np.zeros(n_users, dtype=np.int64)
+    lists = None
     for start in range(1, n_users, _USERS_PER_CALL):
         users = torch.arange(start, min(start + _USERS_PER_CALL, n_users))
-        scores = ranker.score_users(users).cpu().numpy().astype(np.float64)
+        scored = ranker.score_users(users, stages=True) if stages else ranker.score_users(users)[None]
+        if lists is None:
+            lists = [([], [], np.zeros(n_users, dtype=np.int64)) for _ in range(len(scored))]
         block = masked[start:start + len(users)].tocoo()
-        scores[block.row, block.col] = -np.inf
-        scores[:, 0] = -np.inf
-        take = min(k, scores.shape[1] - 1)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :take]
-        for r in range(len(users)):
-            keep = top[r][np.isfinite(scores[r, top[r]])]
-            items.append(keep)
-            ranks.append(np.arange(1, len(keep) + 1))
-            counts[start + r] = len(keep)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    return indptr, np.concatenate(items) if items else np.zeros(0, np.int64), np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+        for (items, ranks, counts), stage in zip(lists, scored):
+            scores = stage.cpu().numpy().astype(np.float64)
+            scores[block.row, block.col] = -np.inf
+            scores[:, 0] = -np.inf
+            take = min(k, scores.shape[1] - 1)
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :take]
+            for r in range(len(users)):
+                keep = top[r][np.isfinite(scores[r, top[r]])]
+                items.append(keep)
+                ranks.append(np.arange(1, len(keep) + 1))
+                counts[start + r] = len(keep)
+    if lists is None:  # no user but the padding one
+        lists = [([], [], np.zeros(n_users, dtype=np.int64)) for _ in range(len(ranker.graphs) if stages else 1)]
+    out = [(np.concatenate([[0], np.cumsum(counts)]), np.concatenate(items) if items else np.zeros(0, np.int64),
+            np.concatenate(ranks) if ranks else np.zeros(0, np.int64)) for items, ranks, counts in lists]
+    return out if stages else out[0]
 
 
 def _cascading_rank(graph, alpha, beta):
@@ -123,10 +142,10 @@ def _cascading_rank(graph, alpha, beta):
     return CascadingRank(config, graph)
 
 
-def cache_key(behaviors, matrices, k, folds, alpha, beta):
+def cache_key(behaviors, matrices, k, folds, alpha, beta, stages=False):
     """A digest of the training graph's content and every setting the lists depend on."""
-    digest = hashlib.sha1(repr((_VERSION, list(behaviors), int(k), int(folds), float(alpha), float(beta),
-                                _TOLERANCE, _MAX_ITER, _FOLD_SEED)).encode())
+    settings = (_VERSION, list(behaviors), int(k), int(folds), float(alpha), float(beta), _TOLERANCE, _MAX_ITER, _FOLD_SEED)
+    digest = hashlib.sha1(repr(settings + (("stages",) if stages else ())).encode())  # the target-only key as before
     for b in behaviors:
         m = sp.csr_matrix(matrices[b])
         m.sort_indices()
@@ -136,10 +155,11 @@ def cache_key(behaviors, matrices, k, folds, alpha, beta):
     return digest.hexdigest()[:16]
 
 
-def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, cache_dir=None, log=None):
-    """Scipy CSR ((folds + 1) · n_users × n_items) of ranks 1..k: row f · n_users + u holds u's top k on the
-    graph without fold f's target pairs (f < folds), row folds · n_users + u on the full training graph;
-    computed from ``matrices`` (training interactions only) or read from ``cache_dir``."""
+def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, cache_dir=None, log=None, stages=False):
+    """Scipy CSR ((folds + 1) · S · n_users × n_items) of ranks 1..k: row (f · S + s) · n_users + u holds u's top k
+    under stage s on the graph without fold f's target pairs (f < folds), f = folds on the full training graph;
+    S = 1 (the target's ranking) or, with ``stages``, one stage per behavior in funnel order (the target's last).
+    Computed from ``matrices`` (training interactions only) or read from ``cache_dir``."""
     n_users, n_items = matrices[target_behavior].shape
     cache_file = None
     if cache_dir:
@@ -147,7 +167,7 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
             os.makedirs(cache_dir, exist_ok=True)
         except OSError as err:
             raise ConfigError(f"config key 'cascade_term_cache_dir': cannot create folder {cache_dir} ({err.strerror})") from None
-        cache_file = os.path.join(cache_dir, f"cascade.{cache_key(behaviors, matrices, k, folds, alpha, beta)}.npz")
+        cache_file = os.path.join(cache_dir, f"cascade.{cache_key(behaviors, matrices, k, folds, alpha, beta, stages)}.npz")
         if os.path.isfile(cache_file):
             try:
                 return sp.load_npz(cache_file).tocsr()
@@ -159,18 +179,24 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
     parts, part_files = [], []
     for n, f in enumerate(list(range(folds)) + [None]):
         part_file = f"{cache_file[:-len('.npz')]}.pass{n}.npz" if cache_file else None  # a killed build resumes here
+        n_stages = len(behaviors) if stages else 1
         if part_file and os.path.isfile(part_file):
             with np.load(part_file) as stored:
-                parts.append((stored["indptr"], stored["items"], stored["ranks"]))
+                names = [("indptr", "items", "ranks")] if not stages else [(f"indptr{s}", f"items{s}", f"ranks{s}")
+                                                                           for s in range(n_stages)]
+                parts += [tuple(stored[name] for name in stage) for stage in names]
         else:
             graph_target = target.copy()
             if f is not None:
                 graph_target.data[fold == f] = 0.0
                 graph_target.eliminate_zeros()
             graph = _TrainingGraph(behaviors, target_behavior, {**matrices, target_behavior: graph_target}, n_users, n_items)
-            parts.append(_top_k(_cascading_rank(graph, alpha, beta), graph_target, k))
+            done = _top_k(_cascading_rank(graph, alpha, beta), graph_target, k, stages)
+            parts += done if stages else [done]
             if part_file:
-                np.savez(part_file + ".tmp.npz", indptr=parts[-1][0], items=parts[-1][1], ranks=parts[-1][2])
+                arrays = ({"indptr": done[0], "items": done[1], "ranks": done[2]} if not stages else
+                          {f"{name}{s}": a for s, stage in enumerate(done) for name, a in zip(("indptr", "items", "ranks"), stage)})
+                np.savez(part_file + ".tmp.npz", **arrays)
                 os.replace(part_file + ".tmp.npz", part_file)
         part_files.append(part_file)
         if log is not None:
@@ -178,7 +204,7 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
     offsets = np.cumsum([0] + [p[0][-1] for p in parts])
     indptr = np.concatenate([[0]] + [p[0][1:] + offsets[n] for n, p in enumerate(parts)])
     lists = sp.csr_matrix((np.concatenate([p[2] for p in parts]).astype(np.float32),
-                           np.concatenate([p[1] for p in parts]), indptr), shape=((folds + 1) * n_users, n_items))
+                           np.concatenate([p[1] for p in parts]), indptr), shape=(len(parts) * n_users, n_items))
     if cache_file:
         sp.save_npz(cache_file + ".tmp.npz", lists)
         os.replace(cache_file + ".tmp.npz", cache_file)
@@ -188,13 +214,16 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
 
 
 class CascadeTerm(nn.Module):
-    """c(u, i) from the rank lists of :func:`cascade_lists` and the training target matrix (module docstring)."""
+    """c(u, i) from the rank lists of :func:`cascade_lists` and the training target matrix (module docstring);
+    with lists of S > 1 stages, + Σ_s γ_us f_s(r_us(i)) over the stages before the target's."""
 
     def __init__(self, lists, target, n_folds, top_k, init=1.0, device=None):
         super().__init__()
         self.n_users, self.n_folds = target.shape[0], int(n_folds)
-        self.lists = ObservedPairs(lists, device)                 # rank r_u(i) per (fold · n_users + u, i)
-        full = sp.csr_matrix(lists)[self.n_folds * self.n_users:]
+        self.n_stages = lists.shape[0] // ((self.n_folds + 1) * self.n_users)
+        self.lists = ObservedPairs(lists, device)                 # rank r_us(i) per ((fold · S + s) · n_users + u, i)
+        start = (self.n_folds * self.n_stages + self.n_stages - 1) * self.n_users  # the target's, full graph
+        full = sp.csr_matrix(lists)[start:start + self.n_users]
         by_rank = np.lexsort((full.data, np.repeat(np.arange(full.shape[0]), np.diff(full.indptr))))
         self.ranked_items = torch.from_numpy(full.indices[by_rank].astype(np.int64)).to(device)  # full-graph lists, rank order
         self.ranked_indptr = torch.from_numpy(full.indptr.astype(np.int64)).to(device)
@@ -207,37 +236,51 @@ class CascadeTerm(nn.Module):
         self.curve = nn.Parameter(init * (1 - torch.arange(knots + 1, dtype=torch.float32) / (knots + 1)))  # w_j
         self.reliability = nn.Embedding(self.n_users, 1)                                                  # ρ_u
         nn.init.zeros_(self.reliability.weight)
+        if self.n_stages > 1:  # the earlier stages' curves start at 0: the term starts as the target's ranking alone
+            self.stage_curves = nn.Parameter(torch.zeros(self.n_stages - 1, knots + 1))                  # w_sj
+            self.stage_reliability = nn.Embedding(self.n_users, self.n_stages - 1)                          # ρ_us
+            nn.init.zeros_(self.stage_reliability.weight)
 
-    def rank_value(self, ranks):
-        """f(r) for ranks r >= 1 (0 where r = 0: not in the list)."""
-        x = torch.log2(ranks.clamp(min=1).to(self.curve.dtype))
-        j = x.floor().clamp(max=len(self.curve) - 2).long()
+    def rank_value(self, ranks, curve=None):
+        """f(r) for ranks r >= 1 (0 where r = 0: not in the list), on ``curve`` (default: the target's)."""
+        curve = self.curve if curve is None else curve
+        x = torch.log2(ranks.clamp(min=1).to(curve.dtype))
+        j = x.floor().clamp(max=len(curve) - 2).long()
         t = x - j
-        value = (1 - t) * self.curve[j] + t * self.curve[j + 1]
+        value = (1 - t) * curve[j] + t * curve[j + 1]
         return torch.where(ranks > 0, value, torch.zeros_like(value))
 
     def gamma(self, users):
         return 2 * torch.sigmoid(self.reliability(users).squeeze(-1))
 
+    def _stages(self):
+        """(stage s, its curve, its γ per user) for every stage, the target's last."""
+        earlier = [(s, self.stage_curves[s], lambda users, s=s: 2 * torch.sigmoid(self.stage_reliability(users)[:, s]))
+                   for s in range(self.n_stages - 1)]
+        return earlier + [(self.n_stages - 1, self.curve, self.gamma)]
+
     def rows_for(self, users, items):
-        """The list row each pair reads: out of fold in training (module docstring), the full graph otherwise."""
+        """The pass each pair reads (times S · n_users, stage 0): out of fold in training (module docstring), the full
+        graph otherwise."""
         users, items = users.long(), items.long()
         if not self.training:
-            return self.n_folds * self.n_users + users
+            return self.n_folds * self.n_stages * self.n_users + users
         fold = self.target_fold.values(users, items).long() - 1  # -1: not a training target pair
         hashed = (users * _HASH + items) % self.n_folds
-        return torch.where(fold >= 0, fold, hashed) * self.n_users + users
+        return torch.where(fold >= 0, fold, hashed) * self.n_stages * self.n_users + users
 
     def forward(self, users, items):
         """c(users[k], items[k]) for every k."""
-        ranks = self.lists.values(self.rows_for(users, items), items)
-        return self.gamma(users) * self.rank_value(ranks)
+        rows = self.rows_for(users, items)
+        return sum(gamma(users) * self.rank_value(self.lists.values(rows + s * self.n_users, items), curve)
+                   for s, curve, gamma in self._stages())
 
     def add_to_rows(self, users, scores):
         """``scores`` (len(users) × n_items) + c(users[r], ·) on every listed item (full training graph)."""
-        row, item, rank = self.lists.entries(self.n_folds * self.n_users + users.long())
-        value = self.gamma(users)[row] * self.rank_value(rank)
-        return scores.index_put((row, item), value, accumulate=True)
+        for s, curve, gamma in self._stages():
+            row, item, rank = self.lists.entries((self.n_folds * self.n_stages + s) * self.n_users + users.long())
+            scores = scores.index_put((row, item), gamma(users)[row] * self.rank_value(rank, curve), accumulate=True)
+        return scores
 
     def hard_negatives(self, users, negatives, share, generator=None, depth=0):
         """``negatives`` with each row replaced, with probability ``share``, by a uniform draw from the user's
@@ -250,7 +293,7 @@ class CascadeTerm(nn.Module):
             start, count = indptr[users.long()], (indptr[users.long() + 1] - indptr[users.long()]).clamp(max=depth)
         else:  # the whole list in item order: the same draws as the runs recorded before the depth option
             items, indptr = self.lists.indices, self.lists.indptr
-            rows = self.n_folds * self.n_users + users.long()
+            rows = (self.n_folds * self.n_stages + self.n_stages - 1) * self.n_users + users.long()
             start, count = indptr[rows], indptr[rows + 1] - indptr[rows]
         draw = torch.rand(len(users), generator=generator, device=users.device)
         pick = torch.rand(len(users), generator=generator, device=users.device)

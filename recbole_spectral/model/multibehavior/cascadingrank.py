@@ -166,7 +166,9 @@ class CascadingRank(TrainingFreeRecommender):
                                for before, after in zip(self.graphs, self.graphs[1:])]
 
     @torch.no_grad()
-    def score_users(self, users):
+    def score_users(self, users, stages=False):
+        """Scores of ``users`` (len(users) x n_items): r_i of the target behavior; with ``stages``, every behavior's
+        r_i in funnel order (n_behaviors x len(users) x n_items; the last is the target's)."""
         block = max(16, min(256, _BLOCK_ENTRIES // (self.n_users + self.n_items)))
         threads = min(torch.get_num_threads(), -(-len(users) // block))
         parallel = threads > 1 and users.device.type == "cpu"
@@ -174,12 +176,13 @@ class CascadingRank(TrainingFreeRecommender):
         for _ in range(threads if parallel else 1):
             scratch.put(_Scratch(users.device))
 
-        scores = torch.empty(len(users), self.n_items, device=users.device)
+        shape = (len(self.graphs), len(users), self.n_items) if stages else (len(users), self.n_items)
+        scores = torch.empty(shape, device=users.device)
 
         def score_block(start):
             arrays = scratch.get()
             try:
-                self._score_block(users[start:start + block], scores[start:start + block], arrays)
+                self._score_block(users[start:start + block], scores[..., start:start + block, :], arrays)
             finally:
                 scratch.put(arrays)
 
@@ -199,14 +202,17 @@ class CascadingRank(TrainingFreeRecommender):
             torch.set_num_threads(threads)
 
     def _score_block(self, users, scores, scratch):
-        """The block's scores, into ``scores`` (B x n_items): each behavior's result on every node (n x B, in that
-        behavior's layout) is the next one's cascade."""
+        """The block's scores, into ``scores`` (B x n_items, or n_behaviors x B x n_items for every behavior's):
+        each behavior's result on every node (n x B, in that behavior's layout) is the next one's cascade."""
         z_u = z_i = None
         for b, (graph, move) in enumerate(zip(self.graphs, self.moves)):
             z = scratch.take(f"z{b % 2}_u", self.n_users, len(users)), scratch.take(f"z{b % 2}_i", self.n_items, len(users))
             self._stage(graph, move, users, z_u, z_i, *z, scratch, last=b == len(self.graphs) - 1)
             z_u, z_i = z
-        torch.index_select(z_i.t(), 1, self.graphs[-1].inv_i, out=scores)
+            if scores.dim() == 3:
+                torch.index_select(z_i.t(), 1, graph.inv_i, out=scores[b])
+        if scores.dim() == 2:
+            torch.index_select(z_i.t(), 1, self.graphs[-1].inv_i, out=scores)
 
     def _stage(self, g, move, users, c_u, c_i, z_u, z_i, scratch, last):
         """Power iteration of one behavior for the block's users (its columns) in increment form (module docstring),
