@@ -18,9 +18,7 @@ keeps its own top ``K`` (same folds, same mask) and adds its own learned curve a
 
     c(u, i) = Σ_s γ_us · f_s(r_us(i)),    f_s with knots w_s0..w_sJ (0 at start for s before the target's)
 
-so the term starts as the target's ranking alone and learns, per user, how far to trust each stage (on
-taobao-15k validation, CascadingRank's own view stage fused by reciprocal rank with its final ranking ranks the
-held-out buy higher than the final ranking alone: a fixed fusion, the learned one is what the option adds).
+so the term starts as the target's ranking alone and learns, per user, how far to trust each stage.
 
 Training pairs, out of fold. A training target pair (u, i⁺) is in the graph CascadingRank ran on, so its rank
 there is no guide to an unseen buy's (the user's own buys are its query). The training target pairs are dealt
