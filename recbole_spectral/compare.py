@@ -70,8 +70,9 @@ def _file_digest(path):
 
 
 # add-ons a model YAML offers with a switch (beyond the papers); while a run leaves one off, its keys do not
-# define the run, so shipping a new add-on (off) keeps every earlier run's key
-ADDON_SWITCHES = ("history_term", "cascade_term")
+# define the run, so shipping a new add-on (off) keeps every earlier run's key (an option of an add-on, off by
+# default, is a switch of its own: cascade_term_stages)
+ADDON_SWITCHES = ("history_term", "cascade_term", "cascade_term_stages")
 
 
 def _model_digest(path, config_file_list, settings):

@@ -5,9 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from recbole.model.general_recommender.bpr import BPR
 
-from recbole_spectral.compare import compare_models
+from recbole_spectral.compare import _model_digest, compare_models
 from tests.helpers import FAST, ROOT
 
 SETTINGS = {**FAST, "train_batch_size": 8192}
@@ -239,3 +240,13 @@ def test_resumed_calls_on_other_models_share_one_table(tmp_path, capsys):
     assert "Pop seed=2020: finished earlier" in capsys.readouterr().out
     assert [r["model"] for r in again] == ["Pop"]  # this call's rows; the table keeps ItemKNN's
     assert [r["model"] for r in read_csv(tmp_path / "shared" / "runs.csv")] == ["ItemKNN", "Pop"]
+
+
+def test_an_add_on_option_left_off_keeps_a_runs_key(tmp_path):
+    # shipping a new option of an add-on (off) must not turn earlier runs of that add-on into new runs
+    before = {"learning_rate": 0.01, "cascade_term": True, "cascade_term_top_k": 100}
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(yaml.safe_dump(before))
+    new.write_text(yaml.safe_dump({**before, "cascade_term_stages": False}))
+    assert _model_digest(new, [], {}) == _model_digest(old, [], {})
+    assert _model_digest(new, [], {"cascade_term_stages": True}) != _model_digest(old, [], {})
