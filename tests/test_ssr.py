@@ -630,3 +630,198 @@ def test_read_recipe_gives_a_shipped_recipe_or_a_yaml_file_as_settings(tmp_path)
     assert paths.read_recipe(str(own)) == {"learning_rate": 0.01}
     with pytest.raises(FileNotFoundError, match="no-such.yaml"):
         paths.read_recipe("no-such.yaml")
+
+
+# -- constraints between keys (SSR.check_hyperparameters) ------------------------------------------------
+def ssr_settings(**overrides):
+    """The merged settings check_model sees for SSR on a dataset with the modalities image and text."""
+    return {**ssr_config(), "modalities": ["image", "text"], **overrides}
+
+
+FIXED_3 = "2 increasing values strictly inside (0, 2) (band_method: fixed, n_bands: 3)"
+
+
+@pytest.mark.parametrize("overrides,key,expected", [
+    ({"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [0.5]}, "fixed_band_borders", FIXED_3),
+    ({"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [0.5, 1.0, 1.5]}, "fixed_band_borders", FIXED_3),
+    ({"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [1.5, 0.5]}, "fixed_band_borders", FIXED_3),
+    ({"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [0.5, 0.5]}, "fixed_band_borders", FIXED_3),
+    ({"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [0.0, 1.0]}, "fixed_band_borders", FIXED_3),
+    ({"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [1.0, 2.0]}, "fixed_band_borders", FIXED_3),
+    ({"band_method": "fixed", "n_bands": 2, "fixed_band_borders": [0.5, 1.0]}, "fixed_band_borders",
+     "1 increasing values strictly inside (0, 2) (band_method: fixed, n_bands: 2)"),
+    ({"use_modalities": False, "use_item_graph": True}, "use_item_graph",
+     "False when use_modalities is False (the item-item graph is built from the modality features)"),
+    ({"modality_signal": "gated_bands", "user_modality": "free"}, "user_modality",
+     "'item_mean' when modality_signal is gated_bands (a user's gate is its items' mean gate)"),
+    ({"loss_pairs": "held_out", "edge_keep_ratio": 1.0}, "loss_pairs",
+     "'all' when edge_keep_ratio is 1.0 (held_out scores the pairs the pruned graph left out)"),
+    ({"modality_weights": {"image": 0.0, "text": 0.0}}, "modality_weights",
+     "weights with a positive sum over the dataset's modalities ['image', 'text']"),
+])
+def test_each_cross_key_constraint_is_refused_in_one_line_naming_its_key(overrides, key, expected):
+    values = ssr_settings(**overrides)
+    with pytest.raises(ConfigError) as err:
+        check_model(SSR, values)
+    assert str(err.value) == f"config key '{key}': expected {expected}, got {values[key]!r}"
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # the shipped settings
+    {"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [0.5, 1.5]},
+    {"band_method": "fixed", "n_bands": 3, "fixed_band_borders": [0.001, 1.999]},
+    {"band_method": "fixed", "n_bands": 1, "fixed_band_borders": []},
+    {"band_method": "energy", "n_bands": 4, "fixed_band_borders": [1.5, 0.5]},  # the borders of another method
+    {"use_modalities": False, "use_item_graph": False},
+    {"modality_signal": "gated_bands", "user_modality": "item_mean"},
+    {"modality_signal": "gated_id", "user_modality": "free"},
+    {"loss_pairs": "held_out", "edge_keep_ratio": 0.5},
+    {"modality_weights": {"image": 0.0, "text": 0.5}},
+    {"modality_weights": {"image": 0.0}},  # not every modality named: equal weights
+    {"modality_weights": None},
+    {"modality_weights": {"image": 0.0, "text": 0.0}, "modalities": ["image", "text", "audio"]},
+])
+def test_valid_neighbours_of_each_constraint_are_accepted(overrides):
+    assert SSR.check_hyperparameters(ssr_settings(**overrides)) is None
+    check_model(SSR, ssr_settings(**overrides))
+
+
+def test_held_out_pairs_without_an_edge_keep_ratio_are_refused():
+    # settings without the key keep every edge (the shipped edge_keep_ratio 1.0): nothing is held out
+    assert SSR.check_hyperparameters({"loss_pairs": "held_out"}) == (
+        "loss_pairs", "'all' when edge_keep_ratio is 1.0 (held_out scores the pairs the pruned graph left out)")
+
+
+# -- construction: every setting reaches the part it configures ---------------------------------------------
+@pytest.mark.parametrize("overrides,expected", [
+    ({"band_recalibrate_every": 1}, [1, 2, 3, 4, 5]),
+    ({"band_recalibrate_every": 2}, [2, 4]),
+    ({"band_recalibrate_every": 0}, []),
+    ({"band_recalibrate_every": 1, "band_method": "fixed"}, []),  # fixed borders do not depend on the signal
+])
+def test_borders_are_recalibrated_every_band_recalibrate_every_epochs_after_the_first(overrides, expected):
+    model = SSR(ssr_config(**overrides), TinyMultiModalDataset()).train()
+    assert model.bands.adaptive == (overrides.get("band_method") != "fixed")
+    epochs, calibrated = range(6), []
+    model.calibrate_bands = lambda: calibrated.append(epoch)
+    for epoch in epochs:
+        model.on_train_epoch_start(epoch, None)
+    assert calibrated == expected
+    assert model.train_adj is None  # edge_keep_ratio 1: no training graph is drawn
+
+
+@pytest.mark.parametrize("overrides,width", [
+    ({"user_modality": "item_mean"}, 8),  # the feature part is fixed: only the ID branch is learned
+    ({"user_modality": "free"}, 3 * 8),  # and each modality's free P_m
+    ({"modality_signal": "gated_id", "user_modality": "item_mean"}, 3 * 8),
+    ({"modality_signal": "gated_bands", "user_modality": "item_mean"}, 8),
+    ({"use_modalities": False, "use_item_graph": False}, 8),
+])
+def test_the_learned_part_is_learned_dim_wide(overrides, width):
+    model = SSR(ssr_config(**overrides), TinyMultiModalDataset())
+    assert model.learned_dim == width
+    with torch.no_grad():
+        assert model.learned_input().shape == (N_USERS + N_ITEMS, width)
+
+
+def test_mlp_encoder_is_linear_leaky_relu_linear_without_biases():
+    """feature_encoder mlp: enc(x) = W_2 LeakyReLU(W_1 x) with no biases (the features' column of ones is the
+    bias), so an all-zero band row stays zero."""
+    torch.manual_seed(0)
+    model = SSR(ssr_config(feature_encoder="mlp", mlp_hidden=5), TinyMultiModalDataset())
+    for m in model.modalities:
+        first, _, second = model.projection[m]
+        x = torch.randn(7, first.in_features)
+        assert first.weight.shape == (5, model.fixed_signal_input[m].shape[1]) and second.weight.shape == (8, 5)
+        torch.testing.assert_close(model.projection[m](x), F.leaky_relu(x @ first.weight.T, 0.01) @ second.weight.T)
+        assert torch.equal(model.projection[m](torch.zeros(2, first.in_features)), torch.zeros(2, 8))
+
+
+def test_hsno_rank_and_context_scale_reach_both_released_operators():
+    dataset = TinyMultiModalDataset()
+    for overrides, rank, scaled in (({}, 4, True), ({"hsno_rank": 2, "hsno_context_scale": False}, 2, False)):
+        model = SSR(ssr_config(**overrides), dataset)
+        for operator in (model.hsno_user, model.hsno_item):
+            assert operator.rank == rank and operator.query.shape == (model.n_bands, rank)
+            assert (operator.scale_mlp is not None) == scaled
+
+
+def test_the_item_graph_is_built_on_the_reduced_features():
+    dataset = TinyMultiModalDataset()  # full-rank features 8 and 12 wide: 2 coordinates change the neighbours
+    model = SSR(ssr_config(feature_rank=2), dataset)
+    weights = ssr_config()["modality_weights"]
+    torch.testing.assert_close(model.item_graph.to_dense(), dataset.item_graph(3, weights, 2).to_dense())
+    assert not torch.allclose(model.item_graph.to_dense(), dataset.item_graph(3, weights, 0).to_dense())
+
+
+@pytest.mark.parametrize("seed_setting,seed", [({"seed": 5}, 5), ({"seed": None}, 0), ({"seed": 0}, 0), ({}, 0)])
+def test_the_pruned_graphs_are_drawn_from_the_config_seed(seed_setting, seed):
+    dataset = TinyMultiModalDataset()
+    model = SSR(ssr_config(edge_keep_ratio=0.5, **seed_setting), dataset)
+    assert ("seed" in ssr_config(**seed_setting)) == bool(seed_setting)
+    sampler, generator = DegreeSensitiveEdgePruning(model.interactions, 0.5), torch.Generator().manual_seed(seed)
+    for _ in range(2):  # one generator for every epoch's draw
+        assert (model.resample_training_graph() != sampler.sample_matrix(generator)).nnz == 0
+
+
+def test_the_borders_buffer_holds_the_float64_borders_exactly():
+    model = SSR(ssr_config(), TinyMultiModalDataset())
+    assert model.band_borders.dtype == torch.float64
+    np.testing.assert_array_equal(model.band_borders.numpy(), model.bands.borders)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_item_features_are_centred_scaled_to_unit_mean_row_norm_with_a_bias_column(scale):
+    dataset = TinyMultiModalDataset()
+    for m in dataset.modalities:
+        dataset.features[m] = (dataset.features[m] + 3.0) * np.float32(scale)
+    model = SSR(ssr_config(), dataset)
+    for m in model.modalities:
+        x, raw = model.fixed_signal_input[m], torch.as_tensor(dataset.features[m])
+        centred = raw[1:] - raw[1:].mean(0)
+        torch.testing.assert_close(x[1:, :-1], centred / centred.norm(dim=1).mean())
+        assert torch.equal(x[1:, -1], torch.ones(N_ITEMS - 1))  # the bias column
+        assert torch.equal(x[0], torch.zeros(x.shape[1]))  # the padding item
+
+
+def test_infonce_covers_at_most_cl_max_items_distinct_positive_items():
+    """λ_cl · InfoNCE over one row per distinct positive item of the batch, the cl_max_items smallest ids."""
+    torch.manual_seed(0)
+    model = SSR(ssr_config(band_drop_prob=0.0, lambda_cl=0.0, cl_max_items=3), TinyMultiModalDataset())
+    data = batch()
+    items = torch.unique(data["item_id"])
+    assert len(items) > 3
+    without = model.calculate_loss(data).item()
+    model.lambda_cl = 0.5
+    with torch.no_grad():
+        expected = 0.5 * float(model.alignment_loss(model.node_bands(items[:3] + N_USERS)))
+    assert model.calculate_loss(data).item() - without == pytest.approx(expected, rel=1e-5)
+
+
+def test_pref_reg_weight_regularises_only_free_preferences():
+    torch.manual_seed(0)
+    model = SSR(ssr_config(user_modality="item_mean", band_drop_prob=0.0), TinyMultiModalDataset())
+    base = float(model.calculate_loss(batch()))
+    model.pref_reg_weight = 0.5  # item_mean users have no P_m to regularise
+    assert float(model.calculate_loss(batch())) == base
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_free_preferences_enter_row_normalised_only_with_pref_normalize(normalize):
+    model = SSR(ssr_config(user_modality="free", pref_normalize=normalize), TinyMultiModalDataset())
+    with torch.no_grad():
+        z = model.learned_input()
+    for j, m in enumerate(model.modalities):
+        p = model.user_preference[m]
+        torch.testing.assert_close(z[:N_USERS, 8 * (j + 1): 8 * (j + 2)], F.normalize(p, dim=1) if normalize else p)
+        assert torch.equal(z[N_USERS:, 8 * (j + 1): 8 * (j + 2)], torch.zeros(N_ITEMS, 8))  # items: no free part
+
+
+def test_the_learned_signal_propagates_over_the_graph_it_is_given():
+    torch.manual_seed(0)
+    model = SSR(ssr_config(edge_keep_ratio=0.5, use_item_graph=False), TinyMultiModalDataset()).train()
+    model.on_train_epoch_start(0, None)
+    a = model.train_adj.to_dense()
+    with torch.no_grad():
+        g = sum(torch.linalg.matrix_power(a, k) for k in range(model.n_layers + 1))
+        torch.testing.assert_close(model.learned_signal(model.train_adj), g @ model.learned_input(), atol=1e-5, rtol=1e-5)

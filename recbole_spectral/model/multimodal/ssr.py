@@ -233,7 +233,6 @@ class SSR(EmbeddingRecommender):
         self.interactions = sp.csr_matrix(dataset.inter_matrix(form="csr"), dtype=np.float32, copy=True)
         self.interactions.sum_duplicates()
         self.interactions.data[:] = 1.0  # binary: a user's mean is over distinct items
-        self.n_nodes = self.n_users + self.n_items
 
         # hyperparameters
         self.embedding_size = d = config["embedding_size"]
@@ -540,12 +539,12 @@ class SSR(EmbeddingRecommender):
             parts.append(part)
         return torch.cat(parts, -1)
 
-    def fuse(self, bands, keep=None, n_user_rows=0):
+    def fuse(self, bands, keep, n_user_rows):
         """Stage 3 on (n, M, D) bands whose first ``n_user_rows`` rows are users (the released operators
         are per node type)."""
         return self.fuse_many(bands, [keep], n_user_rows)[0]
 
-    def fuse_many(self, bands, keeps, n_user_rows=0):
+    def fuse_many(self, bands, keeps, n_user_rows):
         """:meth:`fuse` under every mask of ``keeps`` (None = unmasked), sharing what does not depend on it."""
         if self.fusion == "sum":
             return [(bands if keep is None else bands * keep.unsqueeze(-1)).sum(1) for keep in keeps]
