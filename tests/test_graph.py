@@ -75,3 +75,10 @@ def test_fixed_sparse_product_and_its_gradient_use_the_stored_transpose():
     torch.testing.assert_close(out, s @ x)
     (out * g).sum().backward()
     torch.testing.assert_close(x.grad, s.T @ g)
+
+
+def test_the_adjacency_leaves_a_weighted_float32_input_unchanged():
+    r = sp.csr_matrix(np.array([[0.0, 2.5], [4.0, 0.0]], dtype=np.float32))
+    a = bipartite_adjacency(r)
+    assert r.data.tolist() == [2.5, 4.0]  # the caller's weights, not binarised in place
+    assert a.toarray().tolist() == [[0, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0]]

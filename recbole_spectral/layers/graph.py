@@ -15,7 +15,7 @@ AGGREGATIONS = ("sum", "mean", "last")
 
 def bipartite_adjacency(interactions):
     """A = [[0, R], [R^T, 0]] for a users x items matrix R (binary, duplicates collapsed)."""
-    r = sp.csr_matrix(interactions, dtype=np.float32)
+    r = sp.csr_matrix(interactions, dtype=np.float32, copy=True)  # a float32 CSR input would share its data array
     r.sum_duplicates()
     r.data[:] = 1.0
     return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
