@@ -53,7 +53,7 @@ TESTS = {
     f"{MODEL}/multibehavior/mbcgcn.py": MB_TESTS,
     f"{MODEL}/multibehavior/mule.py": MB_TESTS,
     f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
-    f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
+    f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS + ["tests/test_cascade_term.py"],  # its stages=True path
     f"{MODEL}/multibehavior/unionlightgcn.py": ["tests/test_reference_mb.py", "tests/test_history_term.py"],
     f"{LAYERS}/multibehavior/history_term.py": ["tests/test_history_term.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/cascade_term.py": ["tests/test_cascade_term.py"],
