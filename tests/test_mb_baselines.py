@@ -184,10 +184,11 @@ def test_history_pop_trains_nothing_and_predict_equals_full_sort():
 
 
 # -- CascadingRank -------------------------------------------------------------------------------------
-def cascading_rank_reference(dataset, user, alpha, beta, tolerance, max_iter):
-    """The published equations for one user, dense, written out directly."""
+def cascading_rank_reference(dataset, user, alpha, beta, tolerance, max_iter, stages=False):
+    """The published equations for one user, dense, written out directly: r_i of the target behavior (with
+    ``stages``, every behavior's r_i in funnel order)."""
     gamma = 1 - alpha - beta
-    previous = None
+    previous, every = None, []
     for b in dataset.behaviors:
         a = dataset.behavior_matrix(b).toarray().astype(np.float64)
         du, di = a.sum(1), a.sum(0)
@@ -205,7 +206,8 @@ def cascading_rank_reference(dataset, user, alpha, beta, tolerance, max_iter):
             if residual <= tolerance:
                 break
         previous = (r_u, r_i)
-    return previous[1]
+        every.append(r_i)
+    return np.array(every) if stages else previous[1]
 
 
 @pytest.mark.parametrize("alpha,beta", [(0.0, 0.9), (0.7, 0.2), (0.3, 0.3)])
@@ -290,6 +292,32 @@ def test_cascading_rank_increments_rank_like_the_direct_iteration(monkeypatch, s
     assert int(ordered.sum()) > 100_000
     assert bool(((got[:, :, None] - got[:, None, :]) > 0)[ordered].all())
     assert torch.equal(got.topk(10, dim=1).indices, expected.topk(10, dim=1).indices)
+
+
+@pytest.mark.parametrize("alpha,beta,tolerance,max_iter,block", [
+    (0.9, 0.05, 0.15, 100, 16),  # many users stop at the first step, where the isolated nodes' share of the change counts
+    (0.1, 0.2, 0.01, 100, 16),  # gamma 0.7: stopping steps spread over many steps, converged users leave a block repeatedly
+    (0.1, 0.6, 0.5, 3, 16),  # max_iter stops the rest
+    (0.2, 0.5, 0.04, 100, 256)])  # one block of all 48 users
+def test_cascading_rank_stops_each_user_at_its_own_step(monkeypatch, alpha, beta, tolerance, max_iter, block):
+    # every behavior's scores of every user (the padding user 0 and others without a pair in cart or buy included)
+    # against the equations for that user alone (float64), each user stopped at its own first L1 change <= tolerance
+    monkeypatch.setattr("recbole_spectral.model.multibehavior.cascadingrank._BLOCK_ENTRIES", block * (48 + 20))
+    dataset = random_behaviors(4, n_users=48, n_items=20, counts=(300, 120, 60))
+    model = make(CascadingRank, dataset, alpha=alpha, beta=beta, tolerance=tolerance, max_iter=max_iter)
+    users = torch.arange(48)
+    got = model.score_users(users, stages=True)
+    assert got.shape == (3, 48, 20)
+    for user in range(48):
+        expected = cascading_rank_reference(dataset, user, alpha, beta, tolerance, max_iter, stages=True)
+        np.testing.assert_allclose(got[:, user].numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.score_users(users), got[-1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # blocks one per thread: the same scores
+    try:
+        assert torch.equal(model.score_users(users, stages=True), got)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_cascading_rank_with_beta_zero_is_the_target_graph_alone():

@@ -53,7 +53,7 @@ TESTS = {
     f"{MODEL}/multibehavior/mbcgcn.py": MB_TESTS,
     f"{MODEL}/multibehavior/mule.py": MB_TESTS,
     f"{MODEL}/multibehavior/historypop.py": MB_TESTS,
-    f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS,
+    f"{MODEL}/multibehavior/cascadingrank.py": MB_TESTS + ["tests/test_cascade_term.py"],  # its stages=True path
     f"{MODEL}/multibehavior/unionlightgcn.py": ["tests/test_reference_mb.py", "tests/test_history_term.py"],
     f"{LAYERS}/multibehavior/history_term.py": ["tests/test_history_term.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/cascade_term.py": ["tests/test_cascade_term.py"],
@@ -247,6 +247,26 @@ EQUIVALENT_IN = {
          "torch.sparse.mm gives the same values and gradients on a symmetric graph (only slower)"),
         (r"degree \*\* -0\.5, (None|1\.0)\)\.astype", "a zero degree's factor multiplies only an empty row or column"),
     ],
+    "model/multibehavior/cascadingrank.py": [
+        (r'take\((None|"XX\w+XX"|"[A-Z]_[A-Z]"|f"z\{b (/ 2|% 3)\}_[ui]"), ',
+         "speed only: another key is a work array of its own instead of one shared or reused (each is written before it is read)"),
+        (r"torch\.abs\(d_[ui], (out=None)?\)|g\.ones_i, (out=None)?\)",
+         "speed only: a fresh array instead of the reused one for |δ| or the item part of a norm (the same values)"),
+        (r"torch\.empty\(batch, (device=None)?\)|_layout\(act_[ui], d[ui] == 0, None\)|_csr32\(step(\.T)?, None\)"
+         r"|\.tocsr\(\), (None)?\)$|torch\.ones\(self\.n_[ui], (device=None)?\)",
+         "device None is the CPU the tests (and the default config) run on"),
+        (r"residual\[running\] < self\.tolerance", "differs only when a change equals the tolerance exactly"),
+        (r"if (2 / |3 \* )int\(running\.sum\(\)\) <= len|if 2 \* int\(running\.sum\(\)\) < len",
+         "speed only: converged columns leave the block at another share of it (compaction moves their frozen x^{t+1}, "
+         "never changes it; tests/test_mb_baselines.py::test_cascading_rank_stops_each_user_at_its_own_step has blocks "
+         "that compact several times)"),
+        (r"last=(None|b == len\(self\.graphs\) \+ 1)\)", "speed only: the target behavior also keeps r_u, which nothing reads"),
+        (r"numel\(\) <= rows \* cols", "speed only: a buffer of exactly the size asked for is replaced by a fresh one"),
+        (r'z_u = z_i = ""', "the first behavior never reads its cascade (its move is None)"),
+        (r"if not bool\(None\):", "with every user of the block active in b the correction selects no column: the same"),
+        (r"torch\.from_numpy\(m\.data\), device=device\)",
+         "every row and column of γ Ã_b on active nodes holds an entry (kept at gamma 0 too): the size torch infers is the shape"),
+    ],
     "layers/multibehavior/target_attention.py": [
         (r"_Direction\(r(\.T\.tocsr\(\))?, None\)", "device None is the CPU the tests (and the default config) run on"),
         (r"r\.data\[:\] = (None|2\.0)$", "only the pattern of r is read (its indices, after eliminate_zeros), never its values"),
@@ -358,7 +378,9 @@ KILLED = {}
 
 # A removed line that occurs more than once in its function: {survivor: which occurrence (0-based) mutmut changed},
 # read from the order of mutmut's numbering (mutants of the first occurrence come first).
-OCCURRENCE = {"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_48": 1}
+OCCURRENCE = {"recbole_spectral.layers.graph_bands.x_exact_decomposition_from_eigen__mutmut_48": 1,
+              **{f"recbole_spectral.model.multibehavior.cascadingrank.xǁCascadingRankǁ_stage__mutmut_{i}": k
+                 for i, k in ((192, 0), (219, 1), (255, 0), (359, 1))}}
 
 # Survivors left as they are, neither equivalent nor killed, with one line why (tuning constants of an approximate
 # index, guards no test input can reach without replacing torch's generator, ...): {survivor: why}.
@@ -429,6 +451,9 @@ EQUIVALENT_SSR = {
 _CT = "recbole_spectral.layers.multibehavior.cascade_term."
 EQUIVALENT_NAMES = {
     **EQUIVALENT_SSR,
+    **{f"recbole_spectral.model.multibehavior.cascadingrank.x__csr32__mutmut_{i}": "float64 index arrays hold the same "
+       "integers: torch's CSR tensor keeps them and its products read the same entries" for i in (17, 19)},
+    "recbole_spectral.model.multibehavior.cascadingrank.x__inverse__mutmut_13": "astype(None) is astype(float64)",
     **{_CT + f"x__cascading_rank__mutmut_{i}": "the training graph's num() answers n_items for every field but 'user_id'" for i in (8, 9)},
     **{_CT + f"x__cascading_rank__mutmut_{i}": "CascadingRank never reads NEG_PREFIX or the dataset's name: it draws no negatives "
        "and logs nothing by name" for i in (12, 13, 21, 22)},
@@ -486,6 +511,8 @@ T = "tests/test_mb_baselines.py::test_target_guided_attention_"
 _kills(T + "with_isolated_last_nodes_or_a_single_edge", "layers.multibehavior.target_attention",
        "xǁTargetGuidedAttentionǁ__init____mutmut_11", "xǁ_Directionǁ__init____mutmut_34", "xǁ_Directionǁ__init____mutmut_36",
        "xǁ_Directionǁdots__mutmut_9", "xǁ_Directionǁreceiver_major__mutmut_8", "xǁ_Directionǁsender_major__mutmut_8")
+_kills("tests/test_mb_baselines.py::test_cascading_rank_stops_each_user_at_its_own_step", "model.multibehavior.cascadingrank",
+       *(f"xǁCascadingRankǁ_stage__mutmut_{i}" for i in (106, 108, 110, 116, 118, 119, 120, 192, 219, 255, 291, 359)))
 _kills(T + "without_edges_passes_nothing", "layers.multibehavior.target_attention",
        "xǁTargetGuidedAttentionǁ__call____mutmut_1")
 _kills(T + "is_stable_for_large_scores", "layers.multibehavior.target_attention", "xǁ_Directionǁsoftmax__mutmut_30")
