@@ -109,3 +109,28 @@ def test_the_term_learns_and_is_removed_exactly_at_inference(cls):
             torch.testing.assert_close(on.full_sort_predict(users), off.full_sort_predict(users))
         torch.testing.assert_close(on.full_sort_predict(users), before)
     assert "without the history term" not in off.inference_ablations()
+
+
+def test_crgcn_trains_its_target_stage_on_the_score_with_the_term():
+    # CRGCN draws its own samples: the same generator state gives both models the same draws, and only the target
+    # stage's BPR moves, by exactly the term's share (the auxiliary stages train on the embeddings alone)
+    on, off = with_and_without(CRGCN)
+    drawn, sample = [], on.all_rows.sample_outside
+    on.all_rows.sample_outside = lambda users: drawn.append((users, sample(users))) or drawn[-1][1]
+    on.train(), off.train()
+    torch.manual_seed(5)
+    loss_on = on.calculate_loss(BATCH)
+    torch.manual_seed(5)
+    loss_off = off.calculate_loss(BATCH)
+    assert len(drawn) == 3
+    users, neg = drawn[on.target_index]
+    assert users.tolist() == BATCH["user_id"].tolist()
+    on.eval(), off.eval()
+    with torch.no_grad():
+        s_pos = off.predict({"user_id": users, "item_id": BATCH["item_id"]})
+        s_neg = off.predict({"user_id": users, "item_id": neg})
+        h = dense_term(on)
+    h_pos, h_neg = h[users, BATCH["item_id"]], h[users, neg]
+    expected = F.softplus(s_neg + h_neg - s_pos - h_pos).mean() - F.softplus(s_neg - s_pos).mean()
+    assert abs(float(expected)) > 1e-3  # the term moves this batch's loss
+    torch.testing.assert_close((loss_on - loss_off).detach().reshape(()), expected.float(), rtol=1e-4, atol=1e-5)
