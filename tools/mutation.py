@@ -546,6 +546,8 @@ _kills(B + "a_training_free_model_holds_one_zero_and_its_loss_is_zero_with_zero_
        "xǁTrainingFreeRecommenderǁcalculate_loss__mutmut_2")
 _kills("tests/test_reference_mb.py::test_spectramb_forward_and_loss_equal_the_reference[extra_views1-context-cascade-attention-False]",
        "model.multibehavior.spectramb", "xǁSpectraMBǁ_views__mutmut_78")
+_kills("tests/test_cascade_term.py::test_observed_pairs_return_stored_values_and_zero_elsewhere", "layers.multibehavior.observed",
+       "xǁObservedPairsǁ__init____mutmut_18")
 _kills("tests/test_history_term.py::test_crgcn_trains_its_target_stage_on_the_score_with_the_term", "model.multibehavior.crgcn",
        *(f"xǁCRGCNǁcalculate_loss__mutmut_{i}" for i in (20, 29, 30, 37, 38)))
 _kills("tests/test_mb_baselines.py::test_mbcgcn_warmup_reports_each_epochs_mean_batch_loss", "model.multibehavior.mbcgcn",
