@@ -68,7 +68,8 @@ TESTS = {
     f"{LAYERS}/multibehavior/target_attention.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/observed.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/multibehavior/target_views.py": ["tests/test_spectramb.py", "tests/test_reference_mb.py"],
-    f"{MODEL}/base.py": ["tests/test_base.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py"],
+    f"{MODEL}/base.py": ["tests/test_base.py", "tests/test_reference_mm.py", "tests/test_reference_mb.py", "tests/test_mm_baselines.py",
+                         "tests/test_history_term.py", "tests/test_cascade_term.py"],  # the add-on terms live in the base class
     f"{LAYERS}/edge_pruning.py": ["tests/test_mm_baselines.py", "tests/test_ssr.py"],
     f"{LAYERS}/csr.py": ["tests/test_mb_baselines.py", "tests/test_reference_mb.py"],
     f"{LAYERS}/graph_bands.py": ["tests/test_graph_bands.py"],
@@ -449,6 +450,8 @@ EQUIVALENT_SSR = {
     **{_SSR + f"_projection_input__mutmut_{i}": "a (d,) mean broadcasts over the rows like the (1, d) one" for i in (7, 10)},
 }
 _CT = "recbole_spectral.layers.multibehavior.cascade_term."
+EQUIVALENT_SSR["recbole_spectral.layers.graph.x_bipartite_adjacency__mutmut_3"] = (
+    "bmat casts the result to float32, and the binarised entries (1.0) are exact in any dtype")
 EQUIVALENT_NAMES = {
     **EQUIVALENT_SSR,
     **{f"recbole_spectral.model.multibehavior.cascadingrank.x__csr32__mutmut_{i}": "float64 index arrays hold the same "
