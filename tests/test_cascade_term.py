@@ -1,11 +1,14 @@
 """The cascade term (beyond the papers) as a building block: CascadingRank's rank lists (out of fold for training
 pairs, from training interactions only), the learned rank curve on a hand-built case, the hard negatives, and the
 same term, switched on by ``cascade_term: True``, in the scores, the loss and a run of every multi-behavior model."""
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from recbole.data.interaction import Interaction
 
 from recbole_spectral.config import SpectralConfig
 from recbole_spectral.data import create_dataset
@@ -477,3 +480,48 @@ def test_a_run_with_hard_negatives_trains_on_the_redrawn_batch(workdir, monkeypa
     assert result["test_result"] and all(v == v for v in result["test_result"].values())
     assert seen and 0.3 < sum(seen) / len(seen) < 0.7  # about half the negatives re-drawn (a few users have no list)
     assert len(list(cache.glob("cascade.*.npz"))) == 1
+
+
+# -- where a model keeps its lists -------------------------------------------------------------------------
+def built_with_cache(tmp_path, monkeypatch, writable=True, **overrides):
+    data = TinyMultiBehaviorDataset()
+    data.dataset_path = str(tmp_path / "data")
+    os.makedirs(data.dataset_path)
+    if not writable:  # as for a read-only data folder (root may write anywhere, so the check is replaced)
+        monkeypatch.setattr("recbole_spectral.model.base.os.access", lambda path, mode: False)
+    config = model_config("UnionLightGCN", **TERM, checkpoint_dir=str(tmp_path / "saved"), **overrides)
+    return UnionLightGCN(config, data)
+
+
+def cached(folder):
+    return sorted(p.name for p in folder.glob("cascade.*.npz")) if folder.is_dir() else []
+
+
+def test_lists_are_cached_in_the_data_folder_else_beside_the_checkpoints_else_where_the_key_says(tmp_path, monkeypatch):
+    built_with_cache(tmp_path / "a", monkeypatch)
+    assert len(cached(tmp_path / "a" / "data" / "cascade_cache")) == 1 and not cached(tmp_path / "a" / "saved" / "cascade_cache")
+    built_with_cache(tmp_path / "b", monkeypatch, writable=False)
+    assert not cached(tmp_path / "b" / "data" / "cascade_cache") and len(cached(tmp_path / "b" / "saved" / "cascade_cache")) == 1
+    built_with_cache(tmp_path / "c", monkeypatch, cascade_term_cache_dir=str(tmp_path / "own"))
+    assert len(cached(tmp_path / "own")) == 1 and not cached(tmp_path / "c" / "saved" / "cascade_cache")
+
+
+def test_alpha_plus_beta_of_exactly_one_is_accepted():
+    assert build(UnionLightGCN, **TERM, cascade_term_alpha=0.5, cascade_term_beta=0.5).cascade_term is not None
+
+
+def test_the_stage_option_reaches_the_model_and_a_foreign_state_is_refused():
+    model = build(UnionLightGCN, **TERM, cascade_term_stages=True)
+    assert model.cascade_term.n_stages == 3 and build(UnionLightGCN, **TERM).cascade_term.n_stages == 1
+    with pytest.raises(RuntimeError, match="Missing key"):  # strict by default, as torch's
+        model.load_state_dict({})
+
+
+def test_a_model_draws_its_hard_negatives_from_the_depth_it_is_given():
+    # share 1, depth 1: every negative of a user with a list becomes that user's first item on the full graph
+    model = build(UnionLightGCN, **TERM, cascade_term_hard_negatives=1.0, cascade_term_hard_negatives_depth=1)
+    term = model.cascade_term
+    first = {u: int(term.ranked_items[term.ranked_indptr[u]]) for u in range(1, N_USERS)
+             if term.ranked_indptr[u + 1] > term.ranked_indptr[u]}
+    batch = model.prepare_training_batch(Interaction({k: v.clone() for k, v in BATCH.items()}))
+    assert [int(i) for i in batch["neg_item_id"]] == [first[int(u)] for u in BATCH["user_id"]]

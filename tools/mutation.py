@@ -549,6 +549,26 @@ _kills(B + "a_training_free_model_holds_one_zero_and_its_loss_is_zero_with_zero_
        "xǁTrainingFreeRecommenderǁcalculate_loss__mutmut_2")
 _kills("tests/test_reference_mb.py::test_spectramb_forward_and_loss_equal_the_reference[extra_views1-context-cascade-attention-False]",
        "model.multibehavior.spectramb", "xǁSpectraMBǁ_views__mutmut_78")
+_kills("tests/test_cascade_term.py::test_lists_are_cached_in_the_data_folder_else_beside_the_checkpoints_else_where_the_key_says", "model.base",
+       *('xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_20', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_25', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_26', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_27', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_28', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_29', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_30', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_31', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_32', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_33', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_34', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_35', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_36', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_37', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_38', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_39', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_40', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_41', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_42', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_43', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_44', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_45', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_46', 'xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_47'))
+_kills("tests/test_cascade_term.py::test_the_stage_option_reaches_the_model_and_a_foreign_state_is_refused", "model.base", *('xǁEmbeddingRecommenderǁload_state_dict__mutmut_1', 'xǁEmbeddingRecommenderǁload_state_dict__mutmut_3'))
+_kills("tests/test_cascade_term.py::test_alpha_plus_beta_of_exactly_one_is_accepted", "model.base", "xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_7")
+_kills("tests/test_cascade_term.py::test_the_stage_option_reaches_the_model_and_a_foreign_state_is_refused", "model.base",
+       "xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_61", "xǁEmbeddingRecommenderǁ_build_cascade_term__mutmut_71")
+_kills("tests/test_cascade_term.py::test_a_model_draws_its_hard_negatives_from_the_depth_it_is_given", "model.base",
+       "xǁEmbeddingRecommenderǁprepare_training_batch__mutmut_14")
+_BASE = "recbole_spectral.model.base.xǁEmbeddingRecommenderǁ"
+EQUIVALENT_NAMES.update({
+    _BASE + "_build_cascade_term__mutmut_6": "differs only when alpha + beta is exactly 1 + 1e-9",
+    **{_BASE + f"_build_cascade_term__mutmut_{i}": "a log line only (the lists' progress or build time)"
+       for i in (60, 70, 82, 83, 84, 85, 86)},
+    _BASE + "load_state_dict__mutmut_5": "strict=True is torch's default too",
+    _BASE + "load_state_dict__mutmut_6": "no caller passes keyword arguments other than strict (RecBole and the plugin pass a state, at most strict)",
+    **{_BASE + f"__init____mutmut_{i}": "hard_negatives and its depth are read only when the cascade term is on, which sets both"
+       for i in (35, 36)},
+    **{_BASE + f"prepare_training_batch__mutmut_{i}": "at share 0 no negative is replaced (draw < 0 never holds): the batch is "
+       "the same, only the generator advances" for i in (1, 3)},
+})
 _kills("tests/test_cascade_term.py::test_observed_pairs_return_stored_values_and_zero_elsewhere", "layers.multibehavior.observed",
        "xǁObservedPairsǁ__init____mutmut_18")
 _kills("tests/test_history_term.py::test_crgcn_trains_its_target_stage_on_the_score_with_the_term", "model.multibehavior.crgcn",
