@@ -199,22 +199,24 @@ def test_lists_log_each_pass_and_refuse_a_cache_folder_that_cannot_be_made(tmp_p
         cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=str(blocker / "sub"))
 
 
-def test_a_stopped_build_resumes_at_the_next_pass(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stages", [False, True])
+def test_a_stopped_build_resumes_at_the_next_pass(tmp_path, monkeypatch, stages):
     data = TinyMultiBehaviorDataset()
-    fresh = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9)
+    fresh = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, stages=stages)
+    assert fresh.shape == ((9 if stages else 3) * N_USERS, N_ITEMS)
 
     def stop(message):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):  # killed after the first of 3 passes
-        cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path, log=stop)
+        cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path, log=stop, stages=stages)
     assert [f.name.split(".")[-2] for f in tmp_path.glob("*.npz")] == ["pass0"]
     from recbole_spectral.layers.multibehavior import cascade_term
     calls = []
     real = cascade_term._cascading_rank
     monkeypatch.setattr(cascade_term, "_cascading_rank", lambda *a: calls.append(1) or real(*a))
-    resumed = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
-    assert len(calls) == 2 and (resumed != fresh).nnz == 0  # the two passes left, the same lists
+    resumed = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path, stages=stages)
+    assert len(calls) == 2 and resumed.shape == fresh.shape and (resumed != fresh).nnz == 0  # the passes left, the same lists
     assert [f.name.count(".pass") for f in tmp_path.glob("*.npz")] == [0]  # one cache file, the passes removed
 
 
