@@ -70,6 +70,7 @@ _TOLERANCE, _MAX_ITER = 1.0e-4, 100  # CascadingRank's published convergence set
 _FOLD_SEED = 2020                    # the deal of the training target pairs into folds (fixed: part of the cache key)
 _HASH = 2654435761                   # Knuth's multiplicative hash: the fold of a pair that is not a training target pair
 _USERS_PER_CALL = 1024               # users scored per CascadingRank call (a dense block of users x items)
+_PART_ARRAYS = ("indptr", "items", "ranks")  # one pass's lists per stage s in its part file: indptr{s}, items{s}, ranks{s}
 _VERSION = 1                         # bump when the lists' definition changes (cache key)
 
 
@@ -180,9 +181,7 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
         n_stages = len(behaviors) if stages else 1
         if part_file and os.path.isfile(part_file):
             with np.load(part_file) as stored:
-                names = [("indptr", "items", "ranks")] if not stages else [(f"indptr{s}", f"items{s}", f"ranks{s}")
-                                                                           for s in range(n_stages)]
-                parts += [tuple(stored[name] for name in stage) for stage in names]
+                parts += [tuple(stored[f"{name}{s}"] for name in _PART_ARRAYS) for s in range(n_stages)]
         else:
             graph_target = target.copy()
             if f is not None:
@@ -190,11 +189,11 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
                 graph_target.eliminate_zeros()
             graph = _TrainingGraph(behaviors, target_behavior, {**matrices, target_behavior: graph_target}, n_users, n_items)
             done = _top_k(_cascading_rank(graph, alpha, beta), graph_target, k, stages)
-            parts += done if stages else [done]
+            done = done if stages else [done]
+            parts += done
             if part_file:
-                arrays = ({"indptr": done[0], "items": done[1], "ranks": done[2]} if not stages else
-                          {f"{name}{s}": a for s, stage in enumerate(done) for name, a in zip(("indptr", "items", "ranks"), stage)})
-                np.savez(part_file + ".tmp.npz", **arrays)
+                np.savez(part_file + ".tmp.npz", **{f"{name}{s}": a for s, stage in enumerate(done)
+                                                    for name, a in zip(_PART_ARRAYS, stage)})
                 os.replace(part_file + ".tmp.npz", part_file)
         part_files.append(part_file)
         if log is not None:
