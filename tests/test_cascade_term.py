@@ -172,20 +172,37 @@ def test_top_k_orders_by_score_and_breaks_ties_by_item_id():
     masked = sp.csr_matrix(([1.0], ([2], [7])), shape=(3, 41))
     indptr, items, ranks = _top_k(_FixedRanker(scores), masked, 30)
     row1 = sorted(range(1, 41), key=lambda i: (-scores[1, i], i))[:30]
-    assert indptr.tolist() == [0, 0, 30, 60] and items[:30].tolist() == row1
+    assert indptr.tolist() == [0, 0, 30, 60] and indptr.dtype == np.int64 and items[:30].tolist() == row1
     assert items[30:].tolist() == [i for i in range(1, 41) if i != 7][:30] and ranks.tolist() == list(range(1, 31)) * 2
 
 
 def test_top_k_of_a_dataset_without_users_is_empty():
     indptr, items, ranks = _top_k(_FixedRanker(np.zeros((1, 5))), sp.csr_matrix((1, 5)), 3)
-    assert indptr.tolist() == [0, 0]
+    assert indptr.tolist() == [0, 0] and indptr.dtype == np.int64
     assert items.shape == ranks.shape == (0,) and items.dtype == ranks.dtype == np.int64
+    ranker = _FixedRanker(np.zeros((1, 5)))
+    ranker.graphs = [None] * 3  # one empty list per stage
+    stages = _top_k(ranker, sp.csr_matrix((1, 5)), 3, stages=True)
+    assert [(indptr.tolist(), items.size, ranks.size) for indptr, items, ranks in stages] == [([0, 0], 0, 0)] * 3
 
 
 def test_the_cache_key_holds_the_catalogue_size():
     pairs = sp.csr_matrix(([1.0], ([1], [2])), shape=(3, 4))
     wider = sp.csr_matrix(([1.0], ([1], [2])), shape=(3, 6))
     assert cache_key(["buy"], {"buy": pairs}, 4, 2, 0.0, 0.9) != cache_key(["buy"], {"buy": wider}, 4, 2, 0.0, 0.9)
+
+
+def test_the_cache_key_reads_the_graph_not_its_index_type_and_stays_fixed():
+    # caches written before stay valid: the key of one graph is the same whether scipy stores its indices as
+    # int32 or int64, and the same as the version that wrote them (16 hex digits; the stage lists' key differs)
+    data = TinyMultiBehaviorDataset()
+    wide = {}
+    for b, m in data.matrices.items():
+        wide[b] = m.copy()
+        wide[b].indices, wide[b].indptr = m.indices.astype(np.int64), m.indptr.astype(np.int64)
+    for stages, key in ((False, "bf13800a9a22f598"), (True, "e97b40b4702c7da1")):
+        assert cache_key(data.behaviors, data.matrices, 4, 2, 0.0, 0.9, stages) == key
+        assert cache_key(data.behaviors, wide, 4, 2, 0.0, 0.9, stages) == key
 
 
 def test_lists_log_each_pass_and_refuse_a_cache_folder_that_cannot_be_made(tmp_path):
@@ -199,24 +216,28 @@ def test_lists_log_each_pass_and_refuse_a_cache_folder_that_cannot_be_made(tmp_p
         cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=str(blocker / "sub"))
 
 
-@pytest.mark.parametrize("stages", [False, True])
-def test_a_stopped_build_resumes_at_the_next_pass(tmp_path, monkeypatch, stages):
+@pytest.mark.parametrize("stages,finished", [(False, 1), (True, 1), (False, 2), (True, 2)])
+def test_a_stopped_build_resumes_at_the_next_pass(tmp_path, monkeypatch, stages, finished):
     data = TinyMultiBehaviorDataset()
     fresh = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, stages=stages)
     assert fresh.shape == ((9 if stages else 3) * N_USERS, N_ITEMS)
 
-    def stop(message):
-        raise KeyboardInterrupt
+    logged = []
 
-    with pytest.raises(KeyboardInterrupt):  # killed after the first of 3 passes
+    def stop(message):
+        logged.append(message)
+        if len(logged) == finished:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed after the first (second) of 3 passes
         cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path, log=stop, stages=stages)
-    assert [f.name.split(".")[-2] for f in tmp_path.glob("*.npz")] == ["pass0"]
+    assert sorted(f.name.split(".")[-2] for f in tmp_path.glob("*.npz")) == [f"pass{n}" for n in range(finished)]
     from recbole_spectral.layers.multibehavior import cascade_term
     calls = []
     real = cascade_term._cascading_rank
     monkeypatch.setattr(cascade_term, "_cascading_rank", lambda *a: calls.append(1) or real(*a))
     resumed = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path, stages=stages)
-    assert len(calls) == 2 and resumed.shape == fresh.shape and (resumed != fresh).nnz == 0  # the passes left, the same lists
+    assert len(calls) == 3 - finished and resumed.shape == fresh.shape and (resumed != fresh).nnz == 0  # the passes left
     assert [f.name.count(".pass") for f in tmp_path.glob("*.npz")] == [0]  # one cache file, the passes removed
 
 
@@ -251,6 +272,26 @@ def test_lists_are_cached_under_the_graph_and_the_settings(tmp_path):
         cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("setting", ["k", "folds", "alpha", "beta", "stages"])
+def test_a_cache_is_never_read_for_other_settings(tmp_path, setting):
+    data = TinyMultiBehaviorDataset()
+    base = {"k": 4, "folds": 2, "alpha": 0.0, "beta": 0.9, "stages": False}
+    other = {**base, setting: {"k": 3, "folds": 3, "alpha": 0.05, "beta": 0.8, "stages": True}[setting]}
+
+    def lists(settings, cache_dir=None):
+        s = settings
+        return cascade_lists(data.behaviors, "buy", data.matrices, s["k"], s["folds"], s["alpha"], s["beta"],
+                             cache_dir=cache_dir, stages=s["stages"])
+
+    def same(a, b):
+        return a.shape == b.shape and (a != b).nnz == 0
+
+    lists(base, tmp_path)
+    fresh, cached = lists(other), lists(other, tmp_path)
+    assert same(cached, fresh) and not same(fresh, lists(base))
+    assert len(list(tmp_path.glob("cascade.*.npz"))) == 2
+
+
 # -- the term on a hand-built case ------------------------------------------------------------------------
 def hand_term():
     # 3 users x 5 items, K = 4 (knots at log2 r = 0, 1, 2), 2 folds; target: (1, 1) in fold 0, (2, 3) in fold 1
@@ -266,6 +307,17 @@ def hand_term():
         term.curve.copy_(torch.tensor([2.0, 1.0, -1.0]))
         term.reliability.weight.copy_(torch.tensor([[0.0], [np.log(3.0)], [0.0]]))  # γ = 1, 1.5, 1
     return term
+
+
+def test_the_target_stage_term_learns_one_curve_and_one_reliability_per_user():
+    # the parameters a target-stage checkpoint holds (saved runs load into this layout); stages add their own
+    data = TinyMultiBehaviorDataset()
+    for stages, names in ((False, ["curve", "reliability.weight"]),
+                          (True, ["curve", "stage_curves", "reliability.weight", "stage_reliability.weight"])):
+        lists = cascade_lists(data.behaviors, "buy", data.matrices, 4, 2, 0.0, 0.9, stages=stages)
+        term = CascadeTerm(lists, data.matrices["buy"], n_folds=2, top_k=4)
+        assert sorted(term.state_dict()) == sorted(names)
+        assert term.reliability.weight.shape == (N_USERS, 1) and term.curve.shape == (3,)
 
 
 def test_the_curve_starts_as_cascading_ranks_order():
@@ -375,6 +427,16 @@ def test_hard_negatives_with_a_depth_stay_in_the_users_own_list():
     assert set(drawn.tolist()) == {1, 2, 3}
     drawn = term.hard_negatives(torch.tensor([1] * 300), torch.full((300,), 0), 1.0, torch.Generator().manual_seed(0), depth=2)
     assert set(drawn.tolist()) == {2, 3}
+
+
+def test_hard_negatives_of_a_last_user_without_a_list_keep_theirs():
+    # 3 users x 4 items, 1 fold + the full graph; only user 1 has a list (one item, on the full graph): user 2's list
+    # starts where the stored entries end
+    lists = sp.csr_matrix(([1.0], ([4], [3])), shape=(6, 4))
+    term = CascadeTerm(lists, sp.csr_matrix((3, 4)), n_folds=1, top_k=4)
+    users, negatives = torch.tensor([1, 2, 2, 1]), torch.tensor([0, 1, 2, 0])
+    for depth in (0, 2):
+        assert term.hard_negatives(users, negatives, 1.0, torch.Generator().manual_seed(0), depth=depth).tolist() == [3, 1, 2, 3]
 
 
 def test_hard_negatives_with_a_depth_come_from_the_top_of_the_list():

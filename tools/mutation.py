@@ -457,27 +457,36 @@ EQUIVALENT_NAMES = {
     **{f"recbole_spectral.model.multibehavior.cascadingrank.x__csr32__mutmut_{i}": "float64 index arrays hold the same "
        "integers: torch's CSR tensor keeps them and its products read the same entries" for i in (17, 19)},
     "recbole_spectral.model.multibehavior.cascadingrank.x__inverse__mutmut_13": "astype(None) is astype(float64)",
+    # cascade_term.py, the run of 2026-12-07 (numbers of that run)
     **{_CT + f"x__cascading_rank__mutmut_{i}": "the training graph's num() answers n_items for every field but 'user_id'" for i in (8, 9)},
     **{_CT + f"x__cascading_rank__mutmut_{i}": "CascadingRank never reads NEG_PREFIX or the dataset's name: it draws no negatives "
        "and logs nothing by name" for i in (12, 13, 21, 22)},
-    **{_CT + f"x__top_k__mutmut_{i}": "float64 counts are exact integers: scipy casts the row pointers to its index type" for i in (5, 7)},
+    _CT + "x__top_k__mutmut_45": "astype(None) is astype(float64)",
     **{_CT + f"x__top_k__mutmut_{i}": "None in a float array is NaN: argsort puts it last and the isfinite filter drops it, as -inf"
-       for i in (30, 32)},
-    _CT + "x__top_k__mutmut_40": "a slice past the row's end takes the whole row; item 0 (-inf) is then dropped by the isfinite filter",
-    **{_CT + f"x__top_k__mutmut_{i}": "argsort's default axis -1 is axis 1 of the 2-D scores" for i in (48, 49)},
-    _CT + "x__top_k__mutmut_53": "NumPy reads the sort kind case-insensitively: 'STABLE' is the stable sort",
-    **{_CT + f"x_cache_key__mutmut_{i}": "the key's bytes then differ between int32 and int64 index arrays of one graph: "
-       "a cache miss, never other lists" for i in (15, 17, 20, 22)},
-    _CT + "x_cache_key__mutmut_23": "a 17-character key: another file name for the same content",
-    _CT + "x_cascade_lists__mutmut_2": "'' is falsy like None: no cache file either way",
+       for i in (46, 48)},
+    _CT + "x__top_k__mutmut_56": "a slice past the row's end takes the whole row; item 0 (-inf) is then dropped by the isfinite filter",
+    _CT + "x__top_k__mutmut_64": "argsort's default axis -1 is axis 1 of the 2-D scores",
+    _CT + "x__top_k__mutmut_69": "NumPy reads the sort kind case-insensitively: 'STABLE' is the stable sort",
+    _CT + "x__top_k__mutmut_86": "that branch runs only with the padding user alone (n_users = 1): np.zeros(None) is one 0 "
+    "as np.zeros(1) is (a dataset always has the padding user)",
+    _CT + "x__top_k__mutmut_93": "without stages only out[0] is returned: a second empty list is built and dropped",
+    _CT + "x_cascade_lists__mutmut_3": "'' is falsy like None: no cache file either way",
+    **{_CT + f"x_cascade_lists__mutmut_{i}": "the target's values are never read: its pairs are zeroed by fold and CascadingRank "
+       "casts every matrix to float32" for i in (34, 36)},
     **{_CT + f"xǁCascadeTermǁ__init____mutmut_{i}": "device None is the CPU the tests (and the default config) run on"
-       for i in (7, 9, 46, 48)},
+       for i in (13, 15, 35, 39, 58, 60)},
+    **{_CT + f"xǁCascadeTermǁ__init____mutmut_{i}": "only the target's pattern is read (the fold of each stored pair): its "
+       "values are replaced" for i in (44, 46)},
+    _CT + "xǁCascadeTermǁ__init____mutmut_49": "ObservedPairs stores its values as float32 whatever it is given",
+    **{_CT + f"xǁCascadeTermǁ__init____mutmut_{i}": "an int64 arange divided by an int is a float32 tensor (true division to "
+       "torch's default dtype)" for i in (72, 74)},
     _CT + "xǁCascadeTermǁgamma__mutmut_6": "+1 and -1 are the same axis of the (B, 1) embedding rows",
-    _CT + "xǁCascadeTermǁhard_negatives__mutmut_34": "differs only for a uniform draw equal to the share exactly",
-    **{_CT + f"xǁCascadeTermǁhard_negatives__mutmut_{i}": "pick < 1, so pick·count < count: the bound binds only where count = 0, "
-       "a row that is not replaced" for i in (42, 44)},
-    **{_CT + f"xǁCascadeTermǁhard_negatives__mutmut_{i}": "every offset lies inside a non-empty list (no list at all returns first): "
-       "the outer clamp never binds" for i in (56, 58)},
+    **{_CT + f"xǁCascadeTermǁhard_negatives__mutmut_{i}": "device None is the CPU the tests (and the default config) run on"
+       for i in (27, 30, 34, 37)},
+    _CT + "xǁCascadeTermǁhard_negatives__mutmut_40": "differs only for a uniform draw equal to the share exactly",
+    _CT + "xǁCascadeTermǁhard_negatives__mutmut_48": "pick < 1, so ⌊pick·count⌋ <= count - 1: a looser bound never binds",
+    _CT + "xǁCascadeTermǁhard_negatives__mutmut_50": "differs only where count = 0, and there pick·count = 0 is below either bound",
+    _CT + "xǁCascadeTermǁrank_value__mutmut_7": "the ranks are float32 already (ObservedPairs' values), the curve's dtype",
     "recbole_spectral.model.general.simgcl.xǁSimGCLǁencode__mutmut_22":
         "the layer mean of −E^(l): every user and item row negated together, so every score (a dot product), norm and cosine is the same",
     "recbole_spectral.layers.knn.x_cache_checksum__mutmut_15":
@@ -718,26 +727,17 @@ _kills(SSR_T + "pref_reg_weight_regularises_only_free_preferences", "model.multi
 _kills(SSR_T + "free_preferences_enter_row_normalised_only_with_pref_normalize", "model.multimodal.ssr",
        "xǁSSRǁlearned_input__mutmut_31")
 _kills(SSR_T + "the_learned_signal_propagates_over_the_graph_it_is_given", "model.multimodal.ssr", "xǁSSRǁlearned_signal__mutmut_3")
-C = "tests/test_cascade_term.py::test_"
-_kills(C + "lists_with_more_users_than_items_and_a_list_longer_than_the_catalogue", "layers.multibehavior.cascade_term",
-       "x__cascading_rank__mutmut_4", "x__cascading_rank__mutmut_5", "x__top_k__mutmut_42", "x_cascade_lists__mutmut_98",
-       "x_cascade_lists__mutmut_100", "x_cascade_lists__mutmut_101", *[f"xǁ_TrainingGraphǁnum__mutmut_{i}" for i in (1, 3, 5, 6)])
-_kills(C + "top_k_orders_by_score_and_breaks_ties_by_item_id", "layers.multibehavior.cascade_term", "x__top_k__mutmut_46")
-_kills(C + "top_k_of_a_dataset_without_users_is_empty", "layers.multibehavior.cascade_term",
-       *[f"x__top_k__mutmut_{i}" for i in (70, 73, 75, 76, 77, 78, 79, 81, 83, 84, 85, 86, 87)])
-_kills(C + "the_cache_key_holds_the_catalogue_size", "layers.multibehavior.cascade_term", "x_cache_key__mutmut_12")
-_kills(C + "lists_log_each_pass_and_refuse_a_cache_folder_that_cannot_be_made", "layers.multibehavior.cascade_term",
-       *[f"x_cascade_lists__mutmut_{i}" for i in (8, 73, 75, 76, 77, 79, 80)])
-_kills(C + "the_deal_of_pairs_into_folds_is_fixed_by_its_seed", "layers.multibehavior.cascade_term",
-       *[f"x_target_folds__mutmut_{i}" for i in (13, 15, 18)])
-_kills(C + "the_curve_starts_as_cascading_ranks_order", "layers.multibehavior.cascade_term",
-       "xǁCascadeTermǁ__init____mutmut_1", "xǁCascadeTermǁ__init____mutmut_66")
-_kills(C + "hard_negatives_follow_the_generator_and_keep_the_id_type", "layers.multibehavior.cascade_term",
-       "xǁCascadeTermǁ__init____mutmut_25", *[f"xǁCascadeTermǁhard_negatives__mutmut_{i}" for i in (20, 23, 27, 30)])
-_kills(C + "hard_negatives_with_a_depth_stay_in_the_users_own_list", "layers.multibehavior.cascade_term",
-       "xǁCascadeTermǁhard_negatives__mutmut_7")
-_kills(C + "pairs_outside_the_target_read_the_fold_of_their_hash", "layers.multibehavior.cascade_term",
-       "xǁCascadeTermǁrows_for__mutmut_14")
+C, CT = "tests/test_cascade_term.py::test_", "layers.multibehavior.cascade_term"
+_kills(C + "top_k_orders_by_score_and_breaks_ties_by_item_id", CT, "x__top_k__mutmut_34", "x__top_k__mutmut_36")
+_kills(C + "top_k_of_a_dataset_without_users_is_empty", CT, *[f"x__top_k__mutmut_{i}" for i in (87, 89, 91)])
+_kills(C + "the_cache_key_reads_the_graph_not_its_index_type_and_stays_fixed", CT,
+       *[f"x_cache_key__mutmut_{i}" for i in (14, 15, 22, 24, 27, 29, 30)])
+for setting, mutants in (("stages", (21, 28)), ("k", (24,)), ("folds", (25,)), ("alpha", (26,)), ("beta", (27,))):
+    _kills(C + f"a_cache_is_never_read_for_other_settings[{setting}]", CT, *[f"x_cascade_lists__mutmut_{i}" for i in mutants])
+_kills(C + "a_stopped_build_resumes_at_the_next_pass[False-2]", CT, "x_cascade_lists__mutmut_58")
+_kills(C + "the_target_stage_term_learns_one_curve_and_one_reliability_per_user", CT, "xǁCascadeTermǁ__init____mutmut_86")
+_kills(C + "hard_negatives_of_a_last_user_without_a_list_keep_theirs", CT,
+       "xǁCascadeTermǁhard_negatives__mutmut_62", "xǁCascadeTermǁhard_negatives__mutmut_64")
 _kills("tests/test_history_term.py::test_the_term_starts_at_alpha_for_every_user", "layers.multibehavior.history_term",
        "xǁHistoryTermǁ__init____mutmut_1")
 
