@@ -224,7 +224,8 @@ def test_jackson_damping_values():
     np.testing.assert_allclose(B.jackson_damping(2), [1.0, 2 ** -0.5, 0.25], atol=1e-12)
 
 
-def test_indicator_coefficients_clip_to_the_spectrum_and_damp_by_default():
+def test_indicator_coefficients_limit_the_interval_to_the_spectrum_and_damp_by_default():
+    # (no "cli" in the name: tools/mutation.py deselects tests with -k "not cli")
     np.testing.assert_allclose(B.indicator_coefficients(-1.5, 1.5, 4, damping=False), [1, 0, 0, 0, 0], atol=1e-12)
     np.testing.assert_allclose(B.indicator_coefficients(0, 1, 2), [0.5, 2 ** -0.5 * 2 / np.pi, 0.0], atol=1e-12)
 
@@ -279,9 +280,10 @@ def coordinate_search(gram, start, order, damping=True, sweeps=12, grid_size=201
     return borders
 
 
-@pytest.mark.parametrize("n_bands, damping", [(3, True), (4, False)])
+@pytest.mark.parametrize("n_bands, damping", [(3, True), (4, False), (5, False)])
 def test_balance_borders_is_the_coordinate_search_at_any_signal_scale(graph_and_signal, n_bands, damping):
-    """Damped bands: the density quantiles already balance the shares (nothing moves); undamped: the search moves."""
+    """Damped bands: the density quantiles already balance the shares (nothing moves); undamped: the search moves
+    (five undamped bands are still moving after the 12 sweeps: the search stops there)."""
     graph, x = graph_and_signal
     gram = B.gram_matrix(B.chebyshev_basis(B.shifted_laplacian(graph), x, 3))
     start = B.energy_quantiles(gram[0], n_bands)
@@ -291,6 +293,17 @@ def test_balance_borders_is_the_coordinate_search_at_any_signal_scale(graph_and_
     np.testing.assert_array_equal(B.balance_borders(gram, start, 3, **kwargs), want)
     np.testing.assert_array_equal(B.balance_borders(gram * 2.0 ** -30, start, 3, **kwargs), want)  # scale-free
     np.testing.assert_array_equal(B.balance_borders(gram * 0.0, start, 3, **kwargs), start)        # no signal: no move
+
+
+@pytest.mark.parametrize("x0", [-0.99, 0.99])
+def test_balance_borders_reaches_the_grid_points_next_to_the_ends_of_the_spectrum(x0):
+    """One eigenvector at x0 = ±0.99 (G = t tᵀ, t_k = T_k(x0)), two undamped bands at K = 5: the border goes as close
+    to x0 as the grid allows, to the grid point next to the end of the spectrum (the grid of 201 points on [−1, 1])."""
+    t = np.cos(np.arange(6) * np.arccos(x0))
+    gram = np.outer(t, t)
+    got = B.balance_borders(gram, [0.0], 5, damping=False)
+    np.testing.assert_allclose(got, [x0], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got, coordinate_search(gram, [0.0], 5, damping=False))
 
 
 def test_strictly_increasing_borders_inside_the_open_spectrum():
@@ -333,6 +346,42 @@ def test_exact_cuts_never_split_a_repeated_eigenvalue():
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.filterwarnings("error")  # e.g. NumPy's DeprecationWarning for an inexact searchsorted side
+@pytest.mark.parametrize("evals, energies, n_bands, cuts, borders", [
+    # the share 1/2 is crossed inside the four-fold 0.25 (at its third eigenvalue); the upper end is nearer (0.7 vs 0.1)
+    ([-1, 0.25, 0.25, 0.25, 0.25, 1], [1, 1, 1, 3, 1, 3], 2, [0, 5, 6], [0.625]),
+    # crossed at the four-fold 0.25's first eigenvalue: the upper end is nearer again (0.7 vs 0.1)
+    ([-1, 0.25, 0.25, 0.25, 0.25, 1], [1, 6, 0, 0, 0, 3], 2, [0, 5, 6], [0.625]),
+    # crossed at the top eigenvalue, between two distinct eigenvalues: the cut stays
+    ([-1, 0.25, 0.25, 0.25, 0.25, 1], [1, 1, 1, 1, 2, 4], 2, [0, 5, 6], [0.625]),
+    # a tie (1/4 below the double 0, 3/4 above it): the cut moves down
+    ([-1, 0, 0, 1], [1, 1, 1, 1], 2, [0, 1, 4], [-0.5]),
+    # the lowest eigenvalue triple (spread by eigh-like rounding, 2e-10): 1/3 is crossed inside it, nearer its lower end
+    # (0 vs 0.9), so the first band is empty and its border sits 1e-6 below the spectrum; 2/3 moves the second cut up
+    ([-0.5, -0.5 + 2e-10, -0.5 + 4e-10, 0.5], [5, 3, 1, 1], 3, [0, 0, 3, 4], [-0.5 - 1e-6, 2e-10]),
+], ids=["upper_end_nearer", "crossed_at_the_first_of_four", "between_distinct_eigenvalues", "tie_moves_down",
+        "lowest_eigenvalue_repeated"])
+def test_exact_cuts_move_to_the_nearer_end_of_a_repeated_eigenvalue_in_energy(evals, energies, n_bands, cuts, borders):
+    """Unit eigenvectors with the given energies: a cut that would split a repeated eigenvalue moves to whichever end
+    of it has the cumulative energy nearer the share b/M (the lower end on a tie)."""
+    evals = torch.tensor(evals, dtype=torch.float64)
+    signal = torch.tensor(energies, dtype=torch.float64).sqrt()[:, None]
+    _, got, (_, _, got_cuts) = B.exact_decomposition_from_eigen(evals, torch.eye(len(evals), dtype=torch.float64), signal,
+                                                                n_bands)
+    assert got_cuts.tolist() == cuts
+    np.testing.assert_allclose(got, borders, rtol=0, atol=1e-12)
+
+
+def test_exact_bands_of_equal_energies_take_equally_many_eigenvalues():
+    """Six eigenvalues with the same energy in three bands: the cumulative energy reaches 1/3 and 2/3 exactly at the
+    second and fourth eigenvalues, which close the first two bands."""
+    evals = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    _, borders, (_, _, cuts) = B.exact_decomposition_from_eigen(evals, torch.eye(6, dtype=torch.float64),
+                                                                torch.ones(6, 1, dtype=torch.float64), 3)
+    assert cuts.tolist() == [0, 2, 4, 6]
+    np.testing.assert_allclose(borders, [-0.4, 0.4], atol=1e-12)
+
+
 def test_exact_path_projects_on_eigenvectors_before_and_after_calibration_and_after_set_borders(tiny):
     graph, evals, evecs, x = tiny
     bands = B.SpectralBands(graph, 3, 5, exact_max_nodes=7)  # 7 nodes: exact
@@ -369,6 +418,23 @@ def test_exact_prefiltered_bands_are_the_filtered_projections(tiny):
     bands.calibrate(x)  # after calibration too (the operators are rebuilt with the prefilter)
     for got, want in zip(bands.bands(x), projections(evals, evecs, bands.borders, x, prefilter)):
         torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("exact_max_nodes", [0, 7])
+def test_a_basis_computed_before_the_borders_move_stays_valid(tiny, exact_max_nodes):
+    """The basis depends on the graph and the signal only: one computed before calibration or set_borders gives the
+    bands of the new borders (exact path: projections on the eigenvectors between them)."""
+    graph, evals, evecs, x = tiny
+    decomposition = B.SpectralBands(graph, 3, 5, exact_max_nodes=exact_max_nodes)
+    basis = decomposition.basis(x)
+    for move in (lambda: decomposition.calibrate(x), lambda: decomposition.set_borders([-0.6, 0.2])):
+        move()
+        got = decomposition.bands(x, basis=basis)
+        for a, b in zip(got, decomposition.bands(x)):
+            torch.testing.assert_close(a, b)
+        if decomposition.exact:
+            for a, b in zip(got, projections(evals, evecs, decomposition.borders, x)):
+                torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
 
 
 def test_scalable_bands_of_rows_a_given_basis_and_list_coefficients(graph_and_signal):
