@@ -176,9 +176,9 @@ def cascade_lists(behaviors, target_behavior, matrices, k, folds, alpha, beta, c
     target.sort_indices()
     fold = target_folds(target, folds)
     parts, part_files = [], []
+    n_stages = len(behaviors) if stages else 1
     for n, f in enumerate(list(range(folds)) + [None]):
         part_file = f"{cache_file[:-len('.npz')]}.pass{n}.npz" if cache_file else None  # a killed build resumes here
-        n_stages = len(behaviors) if stages else 1
         if part_file and os.path.isfile(part_file):
             with np.load(part_file) as stored:
                 parts += [tuple(stored[f"{name}{s}"] for name in _PART_ARRAYS) for s in range(n_stages)]
