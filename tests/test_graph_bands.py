@@ -57,6 +57,14 @@ def test_bands_sum_to_the_signal(graph_and_signal, exact_max_nodes):
     assert torch.allclose(sum(bands), x, atol=1e-5)
 
 
+def test_exact_bands_of_a_given_basis_before_any_basis_call(graph_and_signal):
+    """On the exact path the basis is x itself, so a caller may hand it in first: the same bands as bands(x)."""
+    graph, x = graph_and_signal
+    given = B.SpectralBands(graph, 3, 5, exact_max_nodes=10_000).bands(x, basis=[x])
+    built = B.SpectralBands(graph, 3, 5, exact_max_nodes=10_000).bands(x)
+    assert all(torch.equal(a, b) for a, b in zip(given, built))
+
+
 def test_scalable_energy_shares_are_balanced(graph_and_signal):
     graph, x = graph_and_signal
     decomposition = B.SpectralBands(graph, 3, 5)

@@ -403,6 +403,8 @@ class SpectralBands:
         """The M bands of g(L̃)x (only ``rows`` if given); they sum to g(L̃)x exactly."""
         basis = self.basis(x, laplacian) if basis is None else basis
         if self.exact:
+            if self._operators is None:  # a basis handed in before basis() ever ran: the projectors are built here
+                self._ensure_exact()
             ops = self._operators
             return [(op if rows is None else op[rows]) @ basis[0] for op in ops]
         return combine(basis, self.filter_coefficients, rows)
