@@ -24,8 +24,9 @@ or Ray Tune), **seeds** (every seed at the chosen settings; variants lay their o
 (``report.md``, ``runs.csv``, ``trials.csv``, ``chart.png``). Every run goes through ``compare.run_one`` and is
 stored in ``results.jsonl`` under compare's settings key, so a trial and a seed run with the same settings are
 one run, a finished run is never repeated, and a run killed mid-training goes on from its training state.
-A lock on the folder refuses a second process. With ``backend: ray`` (plan or command line) trials and seed
-runs go to Ray: ``address`` attaches to a cluster, otherwise a local Ray instance starts.
+A lock on the folder refuses a second process. ``workers`` (plan ``tuning.workers`` or ``--workers``) runs that many
+seed runs at once in local processes (tuning stays sequential). With ``backend: ray`` (plan or command line) trials and
+seed runs go to Ray: ``address`` attaches to a cluster, otherwise a local Ray instance starts.
 """
 import argparse
 import csv
@@ -44,7 +45,7 @@ from recbole_spectral.errors import ConfigError, SpectralError
 
 PLAN_KEYS = {"name", "description", "datasets", "seeds", "split_seed", "protocol", "tuning", "rows", "notes"}
 TUNING_KEYS = {"algo", "trials", "seed", "startup_trials", "backend", "address", "num_cpus", "cpus_per_trial",
-               "scheduler", "grace_period"}
+               "scheduler", "grace_period", "workers"}
 ROW_KEYS = {"name", "model", "settings", "config_files", "space", "trials", "per_dataset", "published", "variants",
             "note", "seeds"}
 VARIANT_KEYS = {"name", "settings", "config_files", "note", "seeds"}
@@ -52,6 +53,11 @@ RESULTS_FILE = "results.jsonl"
 
 
 # -- the plan --------------------------------------------------------------------------------------------
+def _check_workers(value, where):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: expected an integer >= 1 (seed runs at once, in local processes), got {value!r}")
+
+
 def _check_keys(value, allowed, where):
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
@@ -142,6 +148,7 @@ def load_plan(source):
         raise ConfigError(f"{where}: tuning.backend: expected hyperopt or ray, got {tuning['backend']!r}")
     if not isinstance(tuning["trials"], int) or tuning["trials"] < 0:
         raise ConfigError(f"{where}: tuning.trials: expected an integer >= 0, got {tuning['trials']!r}")
+    _check_workers(tuning.setdefault("workers", 1), f"{where}: tuning.workers")
     rows, names = [], set()
     for i, raw in enumerate(source["rows"]):
         at = f"{where}: rows[{i}]"
@@ -245,11 +252,14 @@ class Lock:
 
 # -- running ---------------------------------------------------------------------------------------------
 class Study:
-    def __init__(self, plan, out_dir, backend=None, address=None, steps=("tune", "seeds", "report")):
+    def __init__(self, plan, out_dir, backend=None, address=None, steps=("tune", "seeds", "report"), workers=None):
         self.plan, self.out_dir, self.steps = plan, Path(out_dir).resolve(), tuple(steps)
         self.tuning = dict(plan["tuning"])
         if backend:
             self.tuning["backend"] = backend
+        if workers is not None:
+            _check_workers(workers, "--workers")
+            self.tuning["workers"] = workers
         if address:
             self.tuning["backend"], self.tuning["address"] = "ray", address
         self.store = Store(self.out_dir)
@@ -416,18 +426,46 @@ class Study:
                     label = f"[{dataset} {row['name']}{' / ' + variant if variant else ''}]"
                     pending.append((row, dataset, seed, settings, files, label))
         if self.tuning["backend"] == "ray":
-            return self._run_seeds_ray(pending)
+            return self._run_seeds_ray(self._todo(pending))
+        if self.tuning.get("workers", 1) > 1:
+            return self._run_seeds_local(self._todo(pending))
         for n, (row, dataset, seed, settings, files, label) in enumerate(pending, 1):
             self.run(row, dataset, seed, settings, files, f"{label} run {n}/{len(pending)}", "seeds")
 
-    def _run_seeds_ray(self, pending):
-        import ray
-
+    def _todo(self, pending):
+        """The pending seed runs not finished in the store, each with its settings key."""
         todo = []
         for row, dataset, seed, settings, files, label in pending:
             key = self.key(row, dataset, seed, settings, files)
             if self.store.rows.get(key, {}).get("status") != "ok":
                 todo.append((row, dataset, seed, settings, files, label, key))
+        return todo
+
+    def _remote_args(self, todo_entry):
+        row, dataset, seed, settings, files, label, key = todo_entry
+        return row["model"], dataset, seed, self.plan["split_seed"], files, settings, label, f"{model_name(row['model'])}-{key}"
+
+    def _run_seeds_local(self, todo):
+        """The seed runs in ``workers`` local processes (spawned, torch threads shared out among them); each
+        result enters the store as it finishes. Tuning stays sequential: each trial's draw reads the ones before."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if not todo:
+            return
+        workers = min(self.tuning["workers"], len(todo))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(_remote_run, *self._remote_args(entry)): entry[-1] for entry in todo}
+            for future in as_completed(futures):
+                result = future.result()
+                result["settings_key"] = futures[future]
+                self.store.add(result)
+
+    def _run_seeds_ray(self, todo):
+        import ray
+
         if not todo:
             return
         from recbole_spectral.tuning.ray_search import ray_init
@@ -435,9 +473,7 @@ class Study:
         ray_init(self.tuning.get("address"), self.tuning.get("num_cpus"))
         try:
             task = ray.remote(num_cpus=self.tuning.get("cpus_per_trial", 1))(_remote_run)
-            futures = {task.remote(row["model"], dataset, seed, self.plan["split_seed"], files, settings, label,
-                                   f"{model_name(row['model'])}-{key}"): key
-                       for row, dataset, seed, settings, files, label, key in todo}
+            futures = {task.remote(*self._remote_args(entry)): entry[-1] for entry in todo}
             waiting = list(futures)
             while waiting:
                 ready, waiting = ray.wait(waiting, num_returns=1)
@@ -468,6 +504,12 @@ class Study:
         return out
 
 
+def _worker_threads(threads):
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _remote_run(model, dataset, seed, split_seed, files, settings, label, state_name):
     row = run_one(model, dataset, seed, split_seed, files, settings, label=label, state_name=state_name)
     row.pop("_traceback", None)
@@ -486,14 +528,14 @@ def _slug(text):
     return "".join(c if c.isalnum() else "-" for c in str(text).lower()).strip("-")
 
 
-def run_study(plan, out_dir, resume=False, steps=("tune", "seeds", "report"), backend=None, address=None):
+def run_study(plan, out_dir, resume=False, steps=("tune", "seeds", "report"), backend=None, address=None, workers=None):
     """Run a study plan (a path or a dict) into ``out_dir``; returns the report's entries. A folder that holds
     results is continued only with ``resume`` (finished trials and runs are reused, a killed run goes on)."""
     plan = load_plan(plan)
     out = Path(out_dir)
     if not resume and (out / RESULTS_FILE).is_file():
         raise SpectralError(f"study folder {out} holds results already; pass --resume to continue it, or another --out_dir")
-    return Study(plan, out, backend, address, steps).execute()
+    return Study(plan, out, backend, address, steps, workers).execute()
 
 
 # -- the report ------------------------------------------------------------------------------------------
@@ -663,6 +705,8 @@ def parser():
                    help="comma-separated steps (tune, seeds, report); 'report' alone rewrites the report from the store")
     p.add_argument("--backend", choices=("hyperopt", "ray"), default=None, help="overrides the plan's tuning.backend")
     p.add_argument("--address", default=None, help="send trials and seed runs to this Ray cluster ('auto' or ip:port)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="seed runs at once in local processes (overrides the plan's tuning.workers; default 1)")
     return p
 
 
@@ -675,7 +719,7 @@ def main(argv):
         raise ConfigError(f"--steps: unknown step '{unknown[0]}' (expected tune, seeds, report)")
     out_dir = args.out_dir or os.path.join("results", f"study-{plan['name']}")
     resume = args.resume or steps == ("report",)
-    entries = run_study(args.plan, out_dir, resume, steps, args.backend, args.address)
+    entries = run_study(args.plan, out_dir, resume, steps, args.backend, args.address, args.workers)
     missing = sum(1 for e in entries for r in e["runs"] if r.get("status") != "ok")
     print(f"report: {os.path.join(out_dir, 'report.md')} ({len(entries)} rows; {missing} runs not finished)")
     return 1 if missing and "seeds" in steps else 0

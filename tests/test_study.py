@@ -134,6 +134,44 @@ def test_a_killed_study_resumes_to_the_same_report(finished, tmp_path):
     assert [{k: v for k, v in t.items()} for t in read_csv(out / "trials.csv")] == read_csv(root / "out" / "trials.csv")
 
 
+def test_seed_runs_in_two_local_processes_give_the_same_table(finished, tmp_path, monkeypatch):
+    """workers 2 on a folder holding the tuning trials only: the seed runs go to a pool of two spawned processes
+    and the table is the one of the study run in one process."""
+    import concurrent.futures
+
+    root, _ = finished
+    trial_keys = {t["settings_key"] for t in read_csv(root / "out" / "trials.csv")}
+    out = tmp_path / "out"
+    out.mkdir()
+    lines = (root / "out" / "results.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["settings_key"] in trial_keys]
+    (out / "results.jsonl").write_text("".join(line + "\n" for line in kept))
+    pools, pool_class = [], concurrent.futures.ProcessPoolExecutor
+
+    def recorded_pool(workers, **kwargs):
+        pools.append((workers, kwargs["mp_context"].get_start_method()))
+        return pool_class(workers, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recorded_pool)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_SPECTRAL_DATA", str(root / "data"))
+    run_study(str(root / "plan.yaml"), str(out), resume=True, workers=2)
+    assert pools == [(2, "spawn")]
+    assert len(lines) - len(kept) == 5  # HistoryPop, BPR 2021, the variant's two seeds, LightGCN 2021
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(lines)
+
+    def table(folder):
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(folder / "runs.csv")]
+
+    assert table(out) == table(root / "out")
+
+
+@pytest.mark.parametrize("workers", [0, "2", True])
+def test_workers_other_than_a_positive_integer_are_refused(workers):
+    with pytest.raises(ConfigError, match=r"tuning.workers: expected an integer >= 1"):
+        load_plan({**TINY, "tuning": {**TINY["tuning"], "workers": workers}})
+
+
 def test_a_second_process_on_the_same_folder_is_refused_in_one_line(finished, capsys):
     root, _ = finished
     with Lock(root / "out"):
