@@ -25,7 +25,8 @@ or Ray Tune), **seeds** (every seed at the chosen settings; variants lay their o
 stored in ``results.jsonl`` under compare's settings key, so a trial and a seed run with the same settings are
 one run, a finished run is never repeated, and a run killed mid-training goes on from its training state.
 A lock on the folder refuses a second process. ``workers`` (plan ``tuning.workers`` or ``--workers``) runs that many
-seed runs at once in local processes (tuning stays sequential). With ``backend: ray`` (plan or command line) trials and
+runs at once in local processes: the seed runs, and the trials of ``random`` and ``exhaustive`` searches (their draws
+do not read the scores; ``bayes`` trials stay sequential). With ``backend: ray`` (plan or command line) trials and
 seed runs go to Ray: ``address`` attaches to a cluster, otherwise a local Ray instance starts.
 """
 import argparse
@@ -314,14 +315,27 @@ class Study:
                     "valid_score_bigger": not smaller_is_better(self.plan["protocol"].get("valid_metric", "")),
                     "best_valid_result": _prefixed(result, "valid_"), "test_result": _prefixed(result, "test_")}
 
-        startup = self.tuning.get("startup_trials", max(1, row["trials"] // 2))
-        tuner = SpectralHyperTuning({"model": row["model"]}, row["space"], self.tuning["algo"], row["trials"],
-                                    early_stop=row["trials"] + 1, objective=objective, seed=seed,
-                                    startup_trials=startup)
-        try:
-            tuner.run()
-        except AllTrialsFailed:  # every trial failed or is not run yet: the report says so per trial
-            pass
+        def search(evaluate):
+            startup = self.tuning.get("startup_trials", max(1, row["trials"] // 2))
+            tuner = SpectralHyperTuning({"model": row["model"]}, row["space"], self.tuning["algo"], row["trials"],
+                                        early_stop=row["trials"] + 1, objective=evaluate, seed=seed,
+                                        startup_trials=startup)
+            try:
+                tuner.run()
+            except AllTrialsFailed:  # every trial failed or is not run yet: the report says so per trial
+                pass
+
+        if self.tuning["workers"] > 1 and self.tuning["algo"] != "bayes" and "tune" in self.steps:
+            # random and exhaustive draws do not read the scores: draw them all, train them in the pool, then
+            # the search below replays them from the store
+            drawn = []
+            search(lambda params: drawn.append(params) or {"model": row["model"], "best_valid_score": 0.0,
+                                                           "valid_score_bigger": True, "best_valid_result": {},
+                                                           "test_result": {}})
+            self._run_local(self._todo([(row, dataset, seed, {**base, **params}, row["config_files"],
+                                         f"[{dataset} {row['name']} trial {n}/{row['trials']}]")
+                                        for n, params in enumerate(drawn, 1)]))
+        search(objective)
         return self._record_trials(row, dataset, found)
 
     def _tune_ray(self, row, dataset, base):
@@ -427,13 +441,13 @@ class Study:
                     pending.append((row, dataset, seed, settings, files, label))
         if self.tuning["backend"] == "ray":
             return self._run_seeds_ray(self._todo(pending))
-        if self.tuning.get("workers", 1) > 1:
-            return self._run_seeds_local(self._todo(pending))
+        if self.tuning["workers"] > 1:
+            return self._run_local(self._todo(pending))
         for n, (row, dataset, seed, settings, files, label) in enumerate(pending, 1):
             self.run(row, dataset, seed, settings, files, f"{label} run {n}/{len(pending)}", "seeds")
 
     def _todo(self, pending):
-        """The pending seed runs not finished in the store, each with its settings key."""
+        """The pending runs not finished in the store, each with its settings key."""
         todo = []
         for row, dataset, seed, settings, files, label in pending:
             key = self.key(row, dataset, seed, settings, files)
@@ -445,9 +459,9 @@ class Study:
         row, dataset, seed, settings, files, label, key = todo_entry
         return row["model"], dataset, seed, self.plan["split_seed"], files, settings, label, f"{model_name(row['model'])}-{key}"
 
-    def _run_seeds_local(self, todo):
-        """The seed runs in ``workers`` local processes (spawned, torch threads shared out among them); each
-        result enters the store as it finishes. Tuning stays sequential: each trial's draw reads the ones before."""
+    def _run_local(self, todo):
+        """The runs in ``workers`` local processes (spawned, torch threads shared out among them); each result
+        enters the store as it finishes."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -706,7 +720,8 @@ def parser():
     p.add_argument("--backend", choices=("hyperopt", "ray"), default=None, help="overrides the plan's tuning.backend")
     p.add_argument("--address", default=None, help="send trials and seed runs to this Ray cluster ('auto' or ip:port)")
     p.add_argument("--workers", type=int, default=None,
-                   help="seed runs at once in local processes (overrides the plan's tuning.workers; default 1)")
+                   help="runs at once in local processes: seed runs, and random or exhaustive trials (overrides the plan's "
+                   "tuning.workers; default 1)")
     return p
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from recbole_spectral.cli import main as cli_main
 from recbole_spectral.errors import ConfigError
+from recbole_spectral import study as study_module
 from recbole_spectral.study import Lock, load_plan, run_study
 from tests.helpers import ROOT
 
@@ -164,6 +165,30 @@ def test_seed_runs_in_two_local_processes_give_the_same_table(finished, tmp_path
         return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(folder / "runs.csv")]
 
     assert table(out) == table(root / "out")
+
+
+def test_random_trials_in_two_local_processes_are_the_sequential_search(workdir, monkeypatch):
+    """A random search's draws do not read the scores: with workers 2 they train in the pool first, and the
+    search replays them to the same trials and the same choice as the one-process search."""
+    import concurrent.futures
+
+    plan = {**TINY, "seeds": [2020], "tuning": {"algo": "random", "trials": 2},
+            "rows": [{"name": "BPR", "model": "BPR", "space": {"learning_rate": "choice [0.01, 0.002, 0.0005]"}}]}
+    pools, pool_class = [], concurrent.futures.ProcessPoolExecutor
+
+    def recorded_pool(workers, **kwargs):
+        pools.append(workers)
+        return pool_class(workers, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recorded_pool)
+    one = run_study(plan, str(workdir / "one"))
+    in_this_process = []
+    monkeypatch.setattr(study_module, "run_one", lambda *args, **kwargs: in_this_process.append(args))
+    two = run_study(plan, str(workdir / "two"), workers=2)
+    assert pools == [2]  # the two trials; the seed run at the tuning seed is the chosen trial
+    assert in_this_process == []  # the replay found every drawn trial in the store
+    assert two[0]["chosen"] == one[0]["chosen"]
+    assert read_csv(workdir / "two" / "trials.csv") == read_csv(workdir / "one" / "trials.csv")
 
 
 @pytest.mark.parametrize("workers", [0, "2", True])
