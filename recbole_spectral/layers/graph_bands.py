@@ -394,8 +394,6 @@ class SpectralBands:
         another shifted Laplacian on the same nodes (e.g. of a pruned training graph) for the scalable
         path; the exact path always uses its own eigen-projectors."""
         if self.exact:
-            if self._operators is None:
-                self._ensure_exact()
             return [x]
         return chebyshev_basis(self.laplacian if laplacian is None else laplacian, x, self.degree)
 
@@ -403,7 +401,7 @@ class SpectralBands:
         """The M bands of g(L̃)x (only ``rows`` if given); they sum to g(L̃)x exactly."""
         basis = self.basis(x, laplacian) if basis is None else basis
         if self.exact:
-            if self._operators is None:  # a basis handed in before basis() ever ran: the projectors are built here
+            if self._operators is None:  # built on first use (the exact basis is x itself)
                 self._ensure_exact()
             ops = self._operators
             return [(op if rows is None else op[rows]) @ basis[0] for op in ops]
