@@ -401,7 +401,7 @@ class SpectralBands:
         """The M bands of g(L̃)x (only ``rows`` if given); they sum to g(L̃)x exactly."""
         basis = self.basis(x, laplacian) if basis is None else basis
         if self.exact:
-            if self._operators is None:  # built on first use (the exact basis is x itself)
+            if self._eigen is None:  # first use: the eigen-decomposition and projectors (calibrate and set_borders keep them)
                 self._ensure_exact()
             ops = self._operators
             return [(op if rows is None else op[rows]) @ basis[0] for op in ops]
