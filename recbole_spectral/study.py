@@ -56,7 +56,7 @@ RESULTS_FILE = "results.jsonl"
 # -- the plan --------------------------------------------------------------------------------------------
 def _check_workers(value, where):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{where}: expected an integer >= 1 (seed runs at once, in local processes), got {value!r}")
+        raise ConfigError(f"{where}: expected an integer >= 1 (runs at once, in local processes), got {value!r}")
 
 
 def _check_keys(value, allowed, where):
