@@ -31,11 +31,14 @@ seed runs go to Ray: ``address`` attaches to a cluster, otherwise a local Ray in
 """
 import argparse
 import csv
+import ctypes
 import fcntl
 import json
 import math
 import os
+import signal
 import statistics
+import sys
 from pathlib import Path
 
 import yaml
@@ -470,7 +473,7 @@ class Study:
         workers = min(self.tuning["workers"], len(todo))
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_threads, initargs=(threads,)) as pool:
+                                 initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
             futures = {pool.submit(_remote_run, *self._remote_args(entry)): entry[-1] for entry in todo}
             for future in as_completed(futures):
                 result = future.result()
@@ -518,10 +521,16 @@ class Study:
         return out
 
 
-def _worker_threads(threads):
+def _worker_init(threads, study_pid):
+    """A pool worker: its share of torch's threads, and on Linux its end with the study's process (a killed study
+    leaves no worker training on; its run goes on from its training state at --resume)."""
     import torch
 
     torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != study_pid:  # the study died while this worker was starting
+            os._exit(1)
 
 
 def _remote_run(model, dataset, seed, split_seed, files, settings, label, state_name):

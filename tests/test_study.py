@@ -191,6 +191,27 @@ def test_random_trials_in_two_local_processes_are_the_sequential_search(workdir,
     assert read_csv(workdir / "two" / "trials.csv") == read_csv(workdir / "one" / "trials.csv")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers' end with the study is Linux's PR_SET_PDEATHSIG")
+def test_a_killed_study_takes_its_workers_with_it(finished, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    root, _ = finished
+    env = {**os.environ, "RECBOLE_SPECTRAL_DATA": str(root / "data")}
+    command = [sys.executable, str(ROOT / "run_recbole_spectral.py"), "study", str(root / "plan.yaml"),
+               "--out_dir", str(tmp_path / "out"), "--workers", "2"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 300, []
+    # kill it while both workers train (a run's training state exists)
+    while time.time() < deadline and proc.poll() is None and not (len(workers) == 2 and list(
+            (tmp_path / "out" / "saved").glob("*.state.pth"))):
+        workers = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    assert len(workers) == 2, "the pool's two workers never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == []
+
+
 @pytest.mark.parametrize("workers", [0, "2", True])
 def test_workers_other_than_a_positive_integer_are_refused(workers):
     with pytest.raises(ConfigError, match=r"tuning.workers: expected an integer >= 1"):
