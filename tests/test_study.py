@@ -206,6 +206,7 @@ def test_a_killed_study_takes_its_workers_with_it(finished, tmp_path):
         workers = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
         time.sleep(0.05)
     assert len(workers) == 2, "the pool's two workers never started"
+    assert proc.poll() is None, "the study ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     gone, alive = psutil.wait_procs(workers, timeout=30)
